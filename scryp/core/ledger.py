@@ -1,0 +1,211 @@
+"""The ledger: deterministic rules that turn an ordered batch into new balances (protocol §6).
+
+Owns: the validity rules, their order, the duplicate window and the ``Ledger`` state
+(balances, the ids of recent transactions, the last stamp).
+
+Every server applies the same batches in the same order with the same leader stamps, so every
+server computes the same outcomes and the same state hash. To keep that true, nothing here
+reads a clock or depends on dict or set iteration order for a result.
+
+Invariants (checked by ``Ledger.check``):
+- total supply stays 2**32-1; no balance is zero in the file, none exceeds 2**32-1;
+- the effective stamp never decreases, so the duplicate window only moves forward;
+- a transaction id is accepted at most once: an id stays in ``recent`` for as long as its
+  timestamp is inside the window, and outside the window it is refused anyway.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import pairwise
+
+from scryp.core.balances import BalanceTable
+from scryp.core.genesis import Genesis
+from scryp.core.tx import Transaction
+from scryp.errors import MalformedInput, invariant
+
+WINDOW_MS_DEFAULT = 5_000
+_RECENT_ENTRY = struct.Struct(">Q32s")
+
+
+class Reason(StrEnum):
+    """Why a transaction was rejected; the values are shown to users (protocol §6.2)."""
+
+    BAD_SIGNATURE = "bad signature"
+    ZERO_AMOUNT = "amount is zero"
+    SELF_PAYMENT = "payer and payee are the same account"
+    TIMESTAMP_OUT_OF_WINDOW = "timestamp outside the accepted window"
+    DUPLICATE = "duplicate of a recent transaction"
+    INSUFFICIENT_FUNDS = "insufficient funds"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one transaction: accepted, or rejected with a reason."""
+
+    accepted: bool
+    reason: Reason | None = None
+
+
+ACCEPTED = Outcome(accepted=True)
+_REJECTED = {reason: Outcome(accepted=False, reason=reason) for reason in Reason}
+
+
+def precheck(tx: Transaction) -> Reason | None:
+    """The checks that need no ledger state: signature, amount, self-payment (§6.1).
+
+    Separate from ``Ledger.apply`` so a server can run them in parallel, once, before a
+    transaction enters the log; every server still gets the same answer, as these are pure.
+    """
+    if not tx.signature_valid():
+        return Reason.BAD_SIGNATURE
+    return precheck_fields(tx)
+
+
+def precheck_fields(tx: Transaction) -> Reason | None:
+    """The stateless checks other than the signature (cheap; §6.1 steps 2-3)."""
+    if tx.amount == 0:
+        return Reason.ZERO_AMOUNT
+    if tx.payer == tx.payee:
+        return Reason.SELF_PAYMENT
+    return None
+
+
+def precheck_all(txs: Sequence[Transaction]) -> list[Reason | None]:
+    return [precheck(tx) for tx in txs]
+
+
+class Ledger:
+    """Balances plus the duplicate window; ``apply`` is the state machine's transition."""
+
+    __slots__ = ("_heap", "_last_stamp_ms", "_recent", "_table", "window_ms")
+
+    def __init__(
+        self,
+        balances_file: bytes,
+        *,
+        window_ms: int = WINDOW_MS_DEFAULT,
+        last_stamp_ms: int = 0,
+        recent: Sequence[tuple[int, bytes]] = (),
+    ) -> None:
+        if window_ms < 0:
+            raise ValueError("window_ms must be >= 0")
+        self.window_ms = window_ms
+        self._table = BalanceTable(balances_file)
+        self._last_stamp_ms = last_stamp_ms
+        # tx id -> its timestamp, for every remembered transaction; a heap orders expiry.
+        self._recent: dict[bytes, int] = {tx_id: ts for ts, tx_id in recent}
+        self._heap: list[tuple[int, bytes]] = sorted(recent)
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis, *, window_ms: int = WINDOW_MS_DEFAULT) -> Ledger:
+        return cls(genesis.balances_file, window_ms=window_ms)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def balance(self, account: bytes) -> int:
+        return self._table.get(account)
+
+    @property
+    def last_stamp_ms(self) -> int:
+        return self._last_stamp_ms
+
+    def balances_file(self) -> bytes:
+        return self._table.balances_file()
+
+    def state_hash(self) -> bytes:
+        return self._table.state_hash()
+
+    def total_supply(self) -> int:
+        return self._table.total()
+
+    def account_count(self) -> int:
+        return len(self._table)
+
+    def recent(self) -> list[tuple[int, bytes]]:
+        """The remembered (timestamp, tx id) pairs, sorted: part of a checkpoint (§6.4)."""
+        return sorted((ts, tx_id) for tx_id, ts in self._recent.items())
+
+    # -- the transition ------------------------------------------------------------------
+
+    def apply(
+        self,
+        txs: Sequence[Transaction],
+        stamp_ms: int,
+        prechecked: Sequence[Reason | None] | None = None,
+    ) -> list[Outcome]:
+        """Apply an ordered batch at the leader's stamp; one outcome per transaction (§6.3).
+
+        ``prechecked`` holds ``precheck`` results computed earlier (possibly in parallel);
+        without it the signatures are checked here.
+        """
+        if prechecked is None:
+            prechecked = precheck_all(txs)
+        invariant(len(prechecked) == len(txs), "one precheck result per transaction")
+        # A new leader's clock may lag the old one's: never let the window move back (§6.3).
+        stamp = max(stamp_ms, self._last_stamp_ms)
+        self._last_stamp_ms = stamp
+        window = self.window_ms
+        self._expire(stamp - window)
+        recent = self._recent
+        heap = self._heap
+        transfer = self._table.transfer
+        outcomes: list[Outcome] = []
+        append = outcomes.append
+        for tx, reason in zip(txs, prechecked, strict=True):
+            if reason is not None:
+                append(_REJECTED[reason])
+                continue
+            timestamp = tx.timestamp_ms
+            if timestamp < stamp - window or timestamp > stamp + window:
+                append(_REJECTED[Reason.TIMESTAMP_OUT_OF_WINDOW])
+                continue
+            tx_id = tx.tx_id
+            if tx_id in recent:
+                append(_REJECTED[Reason.DUPLICATE])
+                continue
+            # Remembered whatever the outcome below: a rejected payment stays rejected and
+            # cannot be replayed into acceptance while its timestamp is valid (§6.2).
+            recent[tx_id] = timestamp
+            heapq.heappush(heap, (timestamp, tx_id))
+            if transfer(tx.payer, tx.payee, tx.amount):
+                append(ACCEPTED)
+            else:
+                append(_REJECTED[Reason.INSUFFICIENT_FUNDS])
+        return outcomes
+
+    def advance_stamp(self, stamp_ms: int) -> None:
+        """Move the window to a stamp with no transactions (a seal or no-op entry)."""
+        self._last_stamp_ms = max(stamp_ms, self._last_stamp_ms)
+        self._expire(self._last_stamp_ms - self.window_ms)
+
+    def _expire(self, oldest_kept_ms: int) -> None:
+        heap, recent = self._heap, self._recent
+        while heap and heap[0][0] < oldest_kept_ms:
+            _, tx_id = heapq.heappop(heap)
+            del recent[tx_id]
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def encode_recent(self) -> bytes:
+        """The duplicate window as bytes: (timestamp 8, tx id 32) records, sorted (§6.4)."""
+        return b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in self.recent())
+
+    @staticmethod
+    def decode_recent(data: bytes) -> list[tuple[int, bytes]]:
+        if len(data) % _RECENT_ENTRY.size:
+            raise MalformedInput(f"a recent-ids file is 40-byte records, got {len(data)} bytes")
+        entries = [(ts, tx_id) for ts, tx_id in _RECENT_ENTRY.iter_unpack(data)]
+        if any(a >= b for a, b in pairwise(entries)):
+            raise MalformedInput("recent-ids records are not strictly increasing")
+        return entries
+
+    def check(self) -> None:
+        """Every invariant in the module header (O(n): tests and recovery only)."""
+        self._table.check()
+        invariant(self._table.total() == 2**32 - 1, "total supply changed")
+        invariant(set(self._recent) == {tx_id for _, tx_id in self._heap}, "window index")

@@ -1,0 +1,48 @@
+"""The error hierarchy: whose fault is it?
+
+    ScrypError
+    ├── RemoteError            the peer's or client's fault: reject with a reason, log, go on
+    │   ├── MalformedInput     bytes that do not decode (wrong length, bad hex, bad field)
+    │   └── BadSignature       a signature that does not verify
+    └── LocalError             our bug or our environment: fail loudly
+        ├── InvariantViolated  a checked invariant of the core does not hold
+        └── ConfigError        a missing or malformed local file (key, .keys, genesis)
+
+A server never crashes on a RemoteError; it never catches an InvariantViolated.
+"""
+
+from __future__ import annotations
+
+
+class ScrypError(Exception):
+    """Base of every error Scryp raises on purpose."""
+
+
+class RemoteError(ScrypError):
+    """Input from a peer or client was wrong; the message says what, for the sender."""
+
+
+class MalformedInput(RemoteError):
+    """Bytes or text that do not decode to the expected structure."""
+
+
+class BadSignature(RemoteError):
+    """A signature that does not verify under the claimed key."""
+
+
+class LocalError(ScrypError):
+    """Our own bug or broken local environment."""
+
+
+class InvariantViolated(LocalError):
+    """A core invariant does not hold: a bug, never the peer's fault."""
+
+
+class ConfigError(LocalError):
+    """A local file the operator provides is missing or malformed."""
+
+
+def invariant(condition: bool, message: str) -> None:
+    """Check an invariant even under ``python -O`` (which strips ``assert``)."""
+    if not condition:
+        raise InvariantViolated(message)

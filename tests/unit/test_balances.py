@@ -1,0 +1,104 @@
+"""The balances file (§4) and BalanceTable, compared with a plain dict."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scryp.core.balances import (
+    BalanceTable,
+    check_balances_file,
+    decode_balances,
+    encode_balances,
+    state_hash,
+)
+from scryp.errors import MalformedInput
+
+
+def record(account: bytes, balance: int) -> bytes:
+    return account + struct.pack(">I", balance)
+
+
+def test_file_layout_is_sorted_records_without_zeros() -> None:
+    a, b, c = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
+    data = encode_balances([(c, 5), (a, 7), (b, 0)])
+    assert data == record(a, 7) + record(c, 5)
+    assert decode_balances(data) == [(a, 7), (c, 5)]
+    assert state_hash(data) == hashlib.sha256(data).digest()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x01" * 35, "whole number"),
+        (record(b"\x02" * 32, 1) + record(b"\x01" * 32, 1), "strictly increasing"),
+        (record(b"\x01" * 32, 1) + record(b"\x01" * 32, 1), "strictly increasing"),
+        (record(b"\x01" * 32, 0), "zero"),
+    ],
+)
+def test_non_canonical_files_are_refused(data: bytes, message: str) -> None:
+    with pytest.raises(MalformedInput, match=message):
+        check_balances_file(data)
+    with pytest.raises(MalformedInput):
+        BalanceTable(data)
+
+
+def test_encode_refuses_duplicates_and_bad_fields() -> None:
+    with pytest.raises(MalformedInput, match="twice"):
+        encode_balances([(b"\x01" * 32, 1), (b"\x01" * 32, 2)])
+    with pytest.raises(MalformedInput):
+        encode_balances([(b"\x01" * 31, 1)])
+    with pytest.raises(MalformedInput):
+        encode_balances([(b"\x01" * 32, 2**32)])
+
+
+# Ids drawn so that many share their first 8 bytes: the index must still find each one.
+ids = st.builds(
+    lambda prefix, rest: prefix + rest,
+    st.sampled_from([bytes(8), b"\x80" * 8, b"\xff" * 8]) | st.binary(min_size=8, max_size=8),
+    st.binary(min_size=24, max_size=24),
+)
+
+
+@settings(max_examples=300)
+@given(
+    initial=st.dictionaries(ids, st.integers(1, 1000), max_size=12),
+    operations=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(1, 1500), st.booleans()),
+        max_size=40,
+    ),
+    extra=st.lists(ids, max_size=6),
+)
+def test_table_matches_a_dict(
+    initial: dict[bytes, int],
+    operations: list[tuple[int, int, int, bool]],
+    extra: list[bytes],
+) -> None:
+    table = BalanceTable(encode_balances(initial.items()))
+    oracle = dict(initial)
+    accounts = sorted(set(initial) | set(extra)) or [bytes(32)]
+    for payer_pick, payee_pick, amount, compact in operations:
+        payer = accounts[payer_pick % len(accounts)]
+        payee = accounts[payee_pick % len(accounts)]
+        if payer == payee:
+            continue
+        expected = oracle.get(payer, 0) >= amount
+        assert table.transfer(payer, payee, amount) == expected
+        if expected:
+            oracle[payer] -= amount
+            oracle[payee] = oracle.get(payee, 0) + amount
+        for account in accounts:
+            assert table.get(account) == oracle.get(account, 0)
+        table.check()
+        if compact:
+            table.compact()
+            table.check()
+    assert table.total() == sum(oracle.values())
+    assert len(table) == sum(1 for v in oracle.values() if v)
+    assert table.balances_file() == encode_balances(oracle.items())
+    assert list(table.items()) == sorted((a, b) for a, b in oracle.items() if b)
+    table.check()

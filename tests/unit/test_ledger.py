@@ -1,0 +1,253 @@
+"""Ledger rules (§6), against a naive dict-based reference ledger written from the spec."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+
+import nacl.exceptions
+import nacl.signing
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scryp.core.balances import TOTAL_SUPPLY
+from scryp.core.genesis import Genesis
+from scryp.core.ledger import Ledger, Outcome, Reason, precheck, precheck_all
+from scryp.core.tx import Transaction
+from scryp.crypto import KeyPair
+
+WINDOW_MS = 5_000
+KEYS = [KeyPair.from_seed(hashlib.sha256(b"ledger-test-%d" % i).digest()) for i in range(4)]
+STRANGER = hashlib.sha256(b"an account nobody funded").digest()
+
+
+@dataclass
+class ReferenceLedger:
+    """Protocol §6 in the plainest Python: a dict, a loop, nothing clever."""
+
+    balances: dict[bytes, int]
+    window_ms: int
+    stamp_ms: int = 0
+    seen: dict[bytes, int] = field(default_factory=dict)
+
+    def apply(self, raws: list[bytes], stamp_ms: int) -> list[str]:
+        self.stamp_ms = max(self.stamp_ms, stamp_ms)
+        stamp = self.stamp_ms
+        self.seen = {i: t for i, t in self.seen.items() if t >= stamp - self.window_ms}
+        results = []
+        for raw in raws:
+            timestamp, amount = struct.unpack(">QI", raw[:12])
+            payee, payer, signature = raw[12:44], raw[44:76], raw[76:]
+            try:
+                nacl.signing.VerifyKey(payer).verify(raw[:76], signature)
+                signed = True
+            except (nacl.exceptions.BadSignatureError, ValueError):
+                signed = False
+            tx_id = hashlib.sha256(raw).digest()
+            if not signed:
+                results.append("bad signature")
+            elif amount == 0:
+                results.append("amount is zero")
+            elif payer == payee:
+                results.append("payer and payee are the same account")
+            elif abs(timestamp - stamp) > self.window_ms:
+                results.append("timestamp outside the accepted window")
+            elif tx_id in self.seen:
+                results.append("duplicate of a recent transaction")
+            else:
+                self.seen[tx_id] = timestamp
+                if self.balances.get(payer, 0) < amount:
+                    results.append("insufficient funds")
+                else:
+                    self.balances[payer] -= amount
+                    self.balances[payee] = self.balances.get(payee, 0) + amount
+                    results.append("accepted")
+        return results
+
+    def state_hash(self) -> bytes:
+        file = b"".join(
+            account + balance.to_bytes(4, "big")
+            for account, balance in sorted(self.balances.items())
+            if balance
+        )
+        return hashlib.sha256(file).digest()
+
+
+def describe(outcome: Outcome) -> str:
+    return "accepted" if outcome.accepted else str(outcome.reason)
+
+
+def check_invariants(
+    ledger: Ledger, accepted_ids: set[bytes], batch: list[Transaction], outcomes: list[Outcome]
+) -> None:
+    """What must hold after every apply: supply, file order, no payment applied twice."""
+    ledger.check()
+    assert ledger.total_supply() == TOTAL_SUPPLY
+    file = ledger.balances_file()
+    ids = [file[i : i + 32] for i in range(0, len(file), 36)]
+    assert ids == sorted(set(ids))
+    assert all(file[i + 32 : i + 36] != bytes(4) for i in range(0, len(file), 36))
+    for tx, outcome in zip(batch, outcomes, strict=True):
+        if outcome.accepted:
+            assert tx.tx_id not in accepted_ids, "a payment was applied twice"
+            accepted_ids.add(tx.tx_id)
+
+
+tx_specs = st.tuples(
+    st.integers(0, len(KEYS) - 1),  # payer
+    st.integers(0, len(KEYS)),  # payee (the last one is an unfunded stranger)
+    st.sampled_from([0, 1, 2, 1000, 2**20, 2**31, 2**32 - 1]) | st.integers(0, 5000),
+    st.integers(-7_000, 7_000),  # timestamp offset from the batch stamp
+    st.sampled_from(["fresh", "fresh", "fresh", "replay", "forged"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shares=st.lists(st.integers(1, 2**30), min_size=len(KEYS) - 1, max_size=len(KEYS) - 1),
+    batches=st.lists(
+        st.tuples(st.integers(-3_000, 8_000), st.lists(tx_specs, max_size=12)), max_size=8
+    ),
+)
+def test_apply_matches_the_reference_ledger(
+    shares: list[int], batches: list[tuple[int, list[tuple[int, int, int, int, str]]]]
+) -> None:
+    allocation = {key.public: share for key, share in zip(KEYS, shares, strict=False)}
+    allocation[KEYS[-1].public] = TOTAL_SUPPLY - sum(shares)
+    genesis = Genesis.from_allocations(allocation)
+    ledger = Ledger.from_genesis(genesis, window_ms=WINDOW_MS)
+    reference = ReferenceLedger(dict(allocation), WINDOW_MS)
+    assert ledger.state_hash() == reference.state_hash() == genesis.network_id
+    stamp = 1_700_000_000_000
+    history: list[Transaction] = []
+    accepted_ids: set[bytes] = set()
+    for stamp_step, specs in batches:
+        stamp += stamp_step  # may go backwards: a new leader with a slower clock
+        batch: list[Transaction] = []
+        for payer, payee, amount, offset, kind in specs:
+            if kind == "replay" and history:
+                batch.append(history[(payer * 7 + amount) % len(history)])
+                continue
+            payee_id = KEYS[payee].public if payee < len(KEYS) else STRANGER
+            tx = Transaction.create(KEYS[payer], payee_id, amount, max(0, stamp + offset))
+            if kind == "forged":
+                raw = bytearray(tx.raw)
+                raw[100] ^= 1
+                tx = Transaction.decode(bytes(raw))
+            batch.append(tx)
+        history.extend(batch)
+        expected = reference.apply([tx.raw for tx in batch], stamp)
+        outcomes = ledger.apply(batch, stamp)
+        assert [describe(o) for o in outcomes] == expected
+        assert ledger.state_hash() == reference.state_hash()
+        check_invariants(ledger, accepted_ids, batch, outcomes)
+
+
+@pytest.fixture
+def funded() -> Ledger:
+    return Ledger.from_genesis(
+        Genesis.from_allocations({KEYS[0].public: 1_000, KEYS[1].public: TOTAL_SUPPLY - 1_000}),
+        window_ms=WINDOW_MS,
+    )
+
+
+NOW = 1_700_000_000_000
+
+
+def pay(
+    payer: int, amount: int, timestamp_ms: int = NOW, payee: bytes | None = None
+) -> Transaction:
+    return Transaction.create(
+        KEYS[payer], payee if payee is not None else KEYS[2].public, amount, timestamp_ms
+    )
+
+
+def test_each_rejection_reason(funded: Ledger) -> None:
+    good = pay(0, 10)
+    forged = Transaction.decode(good.raw[:-1] + bytes([good.raw[-1] ^ 1]))
+    cases = [
+        (good, None),
+        (good, Reason.DUPLICATE),
+        (forged, Reason.BAD_SIGNATURE),
+        (pay(0, 0), Reason.ZERO_AMOUNT),
+        (pay(0, 1, payee=KEYS[0].public), Reason.SELF_PAYMENT),
+        (pay(0, 1, NOW - WINDOW_MS - 1), Reason.TIMESTAMP_OUT_OF_WINDOW),
+        (pay(0, 1, NOW + WINDOW_MS + 1), Reason.TIMESTAMP_OUT_OF_WINDOW),
+        (pay(0, 991), Reason.INSUFFICIENT_FUNDS),
+        (pay(0, 990), None),
+        (pay(0, 1, NOW + 1), Reason.INSUFFICIENT_FUNDS),
+    ]
+    outcomes = funded.apply([tx for tx, _ in cases], NOW)
+    assert [o.reason for o in outcomes] == [reason for _, reason in cases]
+    assert [o.accepted for o in outcomes] == [r is None for _, r in cases]
+    assert funded.balance(KEYS[0].public) == 0
+    assert funded.balance(KEYS[2].public) == 1_000
+    assert funded.account_count() == 2
+    funded.check()
+
+
+def test_window_edges_are_inclusive(funded: Ledger) -> None:
+    early, late = pay(0, 1, NOW - WINDOW_MS), pay(0, 1, NOW + WINDOW_MS)
+    assert funded.apply([early, late], NOW) == [Outcome(True), Outcome(True)]
+
+
+def test_a_rejected_payment_cannot_be_replayed_into_acceptance(funded: Ledger) -> None:
+    big = pay(0, 2_000)
+    assert funded.apply([big], NOW)[0].reason is Reason.INSUFFICIENT_FUNDS
+    top_up = Transaction.create(KEYS[1], KEYS[0].public, 5_000, NOW)
+    assert funded.apply([top_up, big], NOW + 1)[1].reason is Reason.DUPLICATE
+
+
+def test_the_window_never_moves_back(funded: Ledger) -> None:
+    tx = pay(0, 5)
+    assert funded.apply([tx], NOW)[0].accepted
+    # Ten seconds on, the id has been forgotten and the timestamp is stale...
+    assert funded.apply([tx], NOW + 10_000)[0].reason is Reason.TIMESTAMP_OUT_OF_WINDOW
+    # ...and a leader stamping an earlier time cannot bring it back: stamps are made monotonic.
+    assert funded.apply([tx], NOW)[0].reason is Reason.TIMESTAMP_OUT_OF_WINDOW
+    assert funded.last_stamp_ms == NOW + 10_000
+
+
+def test_advance_stamp_expires_the_window(funded: Ledger) -> None:
+    funded.apply([pay(0, 5)], NOW)
+    assert len(funded.recent()) == 1
+    funded.advance_stamp(NOW + WINDOW_MS)
+    assert len(funded.recent()) == 1
+    funded.advance_stamp(NOW + WINDOW_MS + 1)
+    assert funded.recent() == []
+
+
+def test_prechecked_results_are_used_as_given(funded: Ledger) -> None:
+    tx = pay(0, 5)
+    assert precheck(tx) is None
+    # A caller that checked signatures elsewhere passes the verdicts in; apply trusts them.
+    outcome = funded.apply([tx], NOW, prechecked=[Reason.BAD_SIGNATURE])
+    assert outcome[0].reason is Reason.BAD_SIGNATURE
+    assert funded.apply([tx], NOW, prechecked=precheck_all([tx]))[0].accepted
+
+
+def test_a_checkpoint_restores_the_same_future(funded: Ledger) -> None:
+    first = [pay(0, 3), pay(0, 4, NOW - 100)]
+    funded.apply(first, NOW)
+    restored = Ledger(
+        funded.balances_file(),
+        window_ms=WINDOW_MS,
+        last_stamp_ms=funded.last_stamp_ms,
+        recent=Ledger.decode_recent(funded.encode_recent()),
+    )
+    later = [first[0], pay(0, 5, NOW + 50), first[1]]
+    assert restored.apply(later, NOW + 10) == funded.apply(later, NOW + 10)
+    assert restored.state_hash() == funded.state_hash()
+    restored.check()
+
+
+def test_malformed_recent_file_is_refused() -> None:
+    from scryp.errors import MalformedInput
+
+    with pytest.raises(MalformedInput):
+        Ledger.decode_recent(bytes(39))
+    entry = (5).to_bytes(8, "big") + bytes(32)
+    with pytest.raises(MalformedInput, match="increasing"):
+        Ledger.decode_recent(entry + entry)
