@@ -1,0 +1,79 @@
+"""Style rules no linter checks for us (see the brief, "How we write code")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "scryp"
+# The pure core never touches IO, the clock, global randomness or the network stack.
+CORE_FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "time",
+    "os",
+    "random",
+    "pickle",
+    "libtorrent",
+    "aiohttp",
+    "subprocess",
+    "threading",
+    "pathlib",
+    "datetime",
+    "shutil",
+    "btdht",
+    "uuid",
+    "secrets",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def package_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_core_is_pure() -> None:
+    core = sorted((PACKAGE / "core").rglob("*.py"))
+    assert core, "scryp/core has no modules"
+    for path in core:
+        bad = imported_modules(path) & CORE_FORBIDDEN
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+        text = path.read_text()
+        # A core module may receive a random.Random instance, but never use the global one.
+        assert "random.random(" not in text and "random.randint(" not in text
+
+
+def test_core_modules_have_a_header() -> None:
+    for path in sorted((PACKAGE / "core").rglob("*.py")):
+        if path.name == "__init__.py" and path.stat().st_size == 0:
+            continue
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        assert docstring and len(docstring) > 40, f"{path.relative_to(ROOT)}: no header"
+
+
+def test_only_one_module_imports_libtorrent_and_none_imports_btdht() -> None:
+    importers = [p for p in package_files() if "libtorrent" in imported_modules(p)]
+    assert [p.name for p in importers] in ([], ["swarm.py"]), importers
+    assert not [p for p in package_files() if "btdht" in imported_modules(p)]
+
+
+def test_no_pickle_anywhere() -> None:
+    for path in [*package_files(), *sorted((ROOT / "tools").glob("*.py"))]:
+        assert "pickle" not in imported_modules(path), path
+
+
+def test_no_leftover_markers() -> None:
+    for path in package_files():
+        text = path.read_text()
+        assert "FIXME" not in text and "XXX" not in text, path
