@@ -1,0 +1,284 @@
+"""Authenticated, encrypted server-to-server links over WebSocket (protocol §9.2).
+
+Each server accepts links on ``/peer`` of its server port and dials every other server in
+``.keys``. A link starts with a handshake in which both sides prove they hold a key in the
+quorum and agree on fresh X25519 session keys; every later frame is sealed with
+XSalsa20-Poly1305 under a per-direction counter nonce, so a frame cannot be forged, altered,
+replayed or reordered without the link closing. Anyone outside ``.keys`` is refused.
+
+Handshake (all fixed-size binary WebSocket messages):
+1. acceptor → dialer  HELLO  ``magic | network (32) | acceptor key (32) | nonce_a (32) |
+   ephemeral_a (32)``
+2. dialer → acceptor  AUTH   ``dialer key (32) | nonce_d (32) | ephemeral_d (32) |
+   sig_d (64)``, sig_d over ``"scryp peer auth 1" | transcript``
+3. acceptor → dialer  ACCEPT ``sig_a (64)`` over ``"scryp peer accept 1" | transcript``
+where transcript = network | acceptor key | dialer key | nonce_a | nonce_d | ephemeral_a |
+ephemeral_d. Both signatures cover both fresh nonces, so neither can be replayed.
+
+Frames sent by the dialer go dialer → acceptor; each server sends only on links it dialed and
+receives on links it accepted, so there is exactly one link per direction and no tie-breaking.
+Outgoing queues are bounded; when one is full the oldest frame is dropped: Raft tolerates lost
+messages and a stale heartbeat is worth less than a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import nacl.secret
+from aiohttp import web
+
+from scryp.crypto import KeyPair, verify
+
+log = logging.getLogger(__name__)
+
+PEER_PATH = "/peer"
+_MAGIC = b"scryp-peer-1"
+_AUTH_CONTEXT = b"scryp peer auth 1"
+_ACCEPT_CONTEXT = b"scryp peer accept 1"
+_HELLO_BYTES = len(_MAGIC) + 32 * 4
+_AUTH_BYTES = 32 * 3 + 64
+_NONCE_BYTES = nacl.secret.SecretBox.NONCE_SIZE
+_DIALER_TO_ACCEPTOR = b"\x00"
+_ACCEPTOR_TO_DIALER = b"\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    frame_bytes_max: int = 16 * 1024 * 1024
+    queue_frames_max: int = 1024
+    handshake_timeout_s: float = 5.0
+    connect_timeout_s: float = 3.0
+    heartbeat_s: float = 5.0
+    reconnect_delay_min_s: float = 0.05
+    reconnect_delay_max_s: float = 2.0
+
+
+class HandshakeFailed(Exception):
+    """The other side is not who it should be, or broke the protocol."""
+
+
+class _Channel:
+    """One direction's sealing: a session key and a frame counter in the nonce."""
+
+    def __init__(self, key: bytes, direction: bytes) -> None:
+        self._box = nacl.secret.SecretBox(key)
+        self._direction = direction
+        self._counter = 0
+
+    def _nonce(self) -> bytes:
+        nonce = self._direction + self._counter.to_bytes(_NONCE_BYTES - 1, "big")
+        self._counter += 1
+        return nonce
+
+    def seal(self, frame: bytes) -> bytes:
+        return bytes(self._box.encrypt(frame, self._nonce()).ciphertext)
+
+    def open(self, sealed: bytes) -> bytes:
+        """The frame, or HandshakeFailed if it was forged, altered, replayed or reordered."""
+        try:
+            return bytes(self._box.decrypt(sealed, self._nonce()))
+        except nacl.exceptions.CryptoError:
+            raise HandshakeFailed("a frame failed authentication") from None
+
+
+def _session_key(own: nacl.public.PrivateKey, other: bytes, transcript: bytes) -> bytes:
+    shared = nacl.bindings.crypto_scalarmult(bytes(own), other)
+    # Hash the shared secret with the whole transcript so the key is bound to this session.
+    return nacl.bindings.crypto_generichash_blake2b_salt_personal(
+        shared + transcript, digest_size=32
+    )
+
+
+FrameHandler = Callable[[int, bytes], None]
+AddressBook = Callable[[int], str | None]
+
+
+class PeerHub:
+    """Links to every other server of the quorum; ``send`` out, ``on_frame`` in."""
+
+    def __init__(
+        self,
+        keypair: KeyPair,
+        quorum: list[bytes],
+        network_id: bytes,
+        *,
+        on_frame: FrameHandler,
+        address_of: AddressBook,
+        limits: PeerLimits | None = None,
+    ) -> None:
+        if keypair.public not in quorum:
+            raise ValueError("this server's key is not in the quorum")
+        self.keypair = keypair
+        self.quorum = quorum
+        self.index = quorum.index(keypair.public)
+        self.network_id = network_id
+        self.limits = limits or PeerLimits()
+        self._on_frame = on_frame
+        self._address_of = address_of
+        self._queues: dict[int, asyncio.Queue[bytes]] = {
+            i: asyncio.Queue(self.limits.queue_frames_max)
+            for i in range(len(quorum))
+            if i != self.index
+        }
+        self.connected_out: set[int] = set()
+        self.connected_in: set[int] = set()
+        self.refused = 0
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, peer: int, frame: bytes) -> None:
+        """Queue a frame for a peer; never blocks, drops the oldest frame when full."""
+        if len(frame) > self.limits.frame_bytes_max:
+            raise ValueError(f"frame of {len(frame)} bytes exceeds frame_bytes_max")
+        queue = self._queues[peer]
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(frame)
+
+    async def run(self) -> None:
+        """Dial every peer and keep the links up until cancelled."""
+        async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as tasks:
+            for peer in self._queues:
+                tasks.create_task(self._dial_forever(session, peer))
+
+    async def _dial_forever(self, session: aiohttp.ClientSession, peer: int) -> None:
+        delay = self.limits.reconnect_delay_min_s
+        while True:
+            address = self._address_of(peer)
+            if address is not None:
+                try:
+                    await self._dial_once(session, peer, address)
+                    delay = self.limits.reconnect_delay_min_s
+                except (aiohttp.ClientError, OSError, TimeoutError, HandshakeFailed) as error:
+                    log.debug("link to server %d (%s): %s", peer, address, error)
+                finally:
+                    self.connected_out.discard(peer)
+            await asyncio.sleep(delay)  # back-off between attempts, not a wait for an event
+            delay = min(delay * 2, self.limits.reconnect_delay_max_s)
+
+    async def _dial_once(self, session: aiohttp.ClientSession, peer: int, address: str) -> None:
+        limits = self.limits
+        async with session.ws_connect(
+            f"http://{address}{PEER_PATH}",
+            max_msg_size=limits.frame_bytes_max + 64,
+            heartbeat=limits.heartbeat_s,
+            timeout=aiohttp.ClientWSTimeout(ws_close=limits.connect_timeout_s),
+        ) as ws:
+            channel = await asyncio.wait_for(
+                self._dialer_handshake(ws, peer), limits.handshake_timeout_s
+            )
+            self.connected_out.add(peer)
+            log.info("linked to server %d at %s", peer, address)
+            queue = self._queues[peer]
+            closed = asyncio.ensure_future(ws.receive())  # completes when the link closes
+            try:
+                while True:
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait(
+                        {getter, closed}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if closed in done:
+                        getter.cancel()
+                        return
+                    await ws.send_bytes(channel.seal(getter.result()))
+            finally:
+                closed.cancel()
+
+    async def _dialer_handshake(self, ws: aiohttp.ClientWebSocketResponse, peer: int) -> _Channel:
+        hello = await _receive_exact(ws, _HELLO_BYTES)
+        if not hello.startswith(_MAGIC):
+            raise HandshakeFailed("not a scryp peer")
+        body = hello[len(_MAGIC) :]
+        network, acceptor, nonce_a, ephemeral_a = (body[i : i + 32] for i in range(0, 128, 32))
+        if network != self.network_id:
+            raise HandshakeFailed("the peer serves another network")
+        if acceptor != self.quorum[peer]:
+            raise HandshakeFailed(f"expected server {peer}, reached another key")
+        nonce_d = os.urandom(32)
+        ephemeral = nacl.public.PrivateKey.generate()
+        ephemeral_d = bytes(ephemeral.public_key)
+        transcript = b"".join(
+            (network, acceptor, self.keypair.public, nonce_a, nonce_d, ephemeral_a, ephemeral_d)
+        )
+        signature = self.keypair.sign(_AUTH_CONTEXT + transcript)
+        await ws.send_bytes(self.keypair.public + nonce_d + ephemeral_d + signature)
+        accept = await _receive_exact(ws, 64)
+        if not verify(acceptor, _ACCEPT_CONTEXT + transcript, accept):
+            raise HandshakeFailed("the acceptor's signature does not verify")
+        return _Channel(_session_key(ephemeral, ephemeral_a, transcript), _DIALER_TO_ACCEPTOR)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(PEER_PATH, self._accept)
+
+    async def _accept(self, request: web.Request) -> web.WebSocketResponse:
+        limits = self.limits
+        ws = web.WebSocketResponse(
+            max_msg_size=limits.frame_bytes_max + 64, heartbeat=limits.heartbeat_s
+        )
+        await ws.prepare(request)
+        peer: int | None = None
+        try:
+            linked, channel = await asyncio.wait_for(
+                self._acceptor_handshake(ws), limits.handshake_timeout_s
+            )
+            peer = linked
+            self.connected_in.add(linked)
+            async for message in ws:
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    raise HandshakeFailed(f"unexpected {message.type.name} message")
+                self._on_frame(linked, channel.open(message.data))
+        except (HandshakeFailed, TimeoutError) as error:
+            self.refused += 1
+            log.warning("peer link from %s refused: %s", request.remote, error or "timeout")
+        finally:
+            if peer is not None:
+                self.connected_in.discard(peer)
+            await ws.close()
+        return ws
+
+    async def _acceptor_handshake(self, ws: web.WebSocketResponse) -> tuple[int, _Channel]:
+        nonce_a = os.urandom(32)
+        ephemeral = nacl.public.PrivateKey.generate()
+        ephemeral_a = bytes(ephemeral.public_key)
+        await ws.send_bytes(_MAGIC + self.network_id + self.keypair.public + nonce_a + ephemeral_a)
+        auth = await _receive_exact(ws, _AUTH_BYTES)
+        dialer, nonce_d, ephemeral_d, signature = auth[:32], auth[32:64], auth[64:96], auth[96:]
+        if dialer not in self.quorum or dialer == self.keypair.public:
+            raise HandshakeFailed(f"key {dialer.hex()[:16]}... is not another server in .keys")
+        transcript = b"".join(
+            (
+                self.network_id,
+                self.keypair.public,
+                dialer,
+                nonce_a,
+                nonce_d,
+                ephemeral_a,
+                ephemeral_d,
+            )
+        )
+        if not verify(dialer, _AUTH_CONTEXT + transcript, signature):
+            raise HandshakeFailed("the dialer's signature does not verify")
+        await ws.send_bytes(self.keypair.sign(_ACCEPT_CONTEXT + transcript))
+        key = _session_key(ephemeral, ephemeral_d, transcript)
+        return self.quorum.index(dialer), _Channel(key, _DIALER_TO_ACCEPTOR)
+
+
+async def _receive_exact(
+    ws: aiohttp.ClientWebSocketResponse | web.WebSocketResponse, length: int
+) -> bytes:
+    message = await ws.receive()
+    if message.type is not aiohttp.WSMsgType.BINARY or len(message.data) != length:
+        raise HandshakeFailed(f"expected a {length}-byte handshake message")
+    data: bytes = message.data
+    return data
