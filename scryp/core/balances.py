@@ -80,6 +80,27 @@ def check_balances_file(data: bytes | bytearray) -> int:
     return total
 
 
+def lookup(balances_file: bytes | memoryview, account: bytes) -> int:
+    """The balance of ``account`` in a canonical balances file (0 if absent); O(log n).
+
+    Works on any buffer, such as a memory-mapped round file, without copying it.
+    """
+    view = memoryview(balances_file)
+    low, high = 0, len(view) // RECORD_BYTES
+    while low < high:
+        middle = (low + high) // 2
+        start = middle * RECORD_BYTES
+        found = bytes(view[start : start + ACCOUNT_ID_BYTES])
+        if found < account:
+            low = middle + 1
+        elif found > account:
+            high = middle
+        else:
+            value: int = _BALANCE.unpack_from(view, start + ACCOUNT_ID_BYTES)[0]
+            return value
+    return 0
+
+
 def _check_record_fields(account: bytes, balance: int) -> None:
     if len(account) != ACCOUNT_ID_BYTES:
         raise MalformedInput(f"an account id is 32 bytes, got {len(account)}")

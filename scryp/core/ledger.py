@@ -30,6 +30,7 @@ from scryp.errors import MalformedInput, invariant
 
 WINDOW_MS_DEFAULT = 5_000
 _RECENT_ENTRY = struct.Struct(">Q32s")
+_STAMP = struct.Struct(">Q")
 
 
 class Reason(StrEnum):
@@ -191,21 +192,33 @@ class Ledger:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def encode_recent(self) -> bytes:
-        """The duplicate window as bytes: (timestamp 8, tx id 32) records, sorted (§6.4)."""
-        return b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in self.recent())
+    def encode_window(self) -> bytes:
+        """The duplicate window as bytes (§6.4): last effective stamp (8), then the
+        remembered (timestamp 8, tx id 32) records, sorted."""
+        records = b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in self.recent())
+        return _STAMP.pack(self._last_stamp_ms) + records
 
-    @staticmethod
-    def decode_recent(data: bytes) -> list[tuple[int, bytes]]:
-        if len(data) % _RECENT_ENTRY.size:
-            raise MalformedInput(f"a recent-ids file is 40-byte records, got {len(data)} bytes")
-        entries = [(ts, tx_id) for ts, tx_id in _RECENT_ENTRY.iter_unpack(data)]
-        if any(a >= b for a, b in pairwise(entries)):
-            raise MalformedInput("recent-ids records are not strictly increasing")
-        return entries
+    @classmethod
+    def from_checkpoint(
+        cls, balances_file: bytes, window: bytes, *, window_ms: int = WINDOW_MS_DEFAULT
+    ) -> Ledger:
+        """A ledger restored from a round's balances and window files (§6.4)."""
+        last_stamp_ms, recent = decode_window(window)
+        return cls(balances_file, window_ms=window_ms, last_stamp_ms=last_stamp_ms, recent=recent)
 
     def check(self) -> None:
         """Every invariant in the module header (O(n): tests and recovery only)."""
         self._table.check()
         invariant(self._table.total() == 2**32 - 1, "total supply changed")
         invariant(set(self._recent) == {tx_id for _, tx_id in self._heap}, "window index")
+
+
+def decode_window(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
+    """(last stamp, remembered ids) of a window file; MalformedInput if not canonical."""
+    if len(data) < _STAMP.size or (len(data) - _STAMP.size) % _RECENT_ENTRY.size:
+        raise MalformedInput(f"a window file is 8 bytes and 40-byte records, got {len(data)} bytes")
+    (last_stamp_ms,) = _STAMP.unpack_from(data, 0)
+    entries = list(_RECENT_ENTRY.iter_unpack(memoryview(data)[_STAMP.size :]))
+    if any(a >= b for a, b in pairwise(entries)):
+        raise MalformedInput("window records are not strictly increasing")
+    return last_stamp_ms, [(ts, bytes(tx_id)) for ts, tx_id in entries]

@@ -14,6 +14,7 @@ from scryp.core.balances import (
     check_balances_file,
     decode_balances,
     encode_balances,
+    lookup,
     state_hash,
 )
 from scryp.errors import MalformedInput
@@ -100,5 +101,7 @@ def test_table_matches_a_dict(
     assert table.total() == sum(oracle.values())
     assert len(table) == sum(1 for v in oracle.values() if v)
     assert table.balances_file() == encode_balances(oracle.items())
+    for account in accounts:
+        assert lookup(table.balances_file(), account) == oracle.get(account, 0)
     assert list(table.items()) == sorted((a, b) for a, b in oracle.items() if b)
     table.check()

@@ -231,23 +231,25 @@ def test_prechecked_results_are_used_as_given(funded: Ledger) -> None:
 def test_a_checkpoint_restores_the_same_future(funded: Ledger) -> None:
     first = [pay(0, 3), pay(0, 4, NOW - 100)]
     funded.apply(first, NOW)
-    restored = Ledger(
-        funded.balances_file(),
-        window_ms=WINDOW_MS,
-        last_stamp_ms=funded.last_stamp_ms,
-        recent=Ledger.decode_recent(funded.encode_recent()),
+    restored = Ledger.from_checkpoint(
+        funded.balances_file(), funded.encode_window(), window_ms=WINDOW_MS
     )
+    assert restored.last_stamp_ms == funded.last_stamp_ms
+    assert restored.recent() == funded.recent()
     later = [first[0], pay(0, 5, NOW + 50), first[1]]
     assert restored.apply(later, NOW + 10) == funded.apply(later, NOW + 10)
     assert restored.state_hash() == funded.state_hash()
     restored.check()
 
 
-def test_malformed_recent_file_is_refused() -> None:
+def test_malformed_window_file_is_refused() -> None:
+    from scryp.core.ledger import decode_window
     from scryp.errors import MalformedInput
 
-    with pytest.raises(MalformedInput):
-        Ledger.decode_recent(bytes(39))
+    assert decode_window(bytes(8)) == (0, [])
+    for size in (0, 7, 8 + 39, 8 + 41):
+        with pytest.raises(MalformedInput):
+            decode_window(bytes(size))
     entry = (5).to_bytes(8, "big") + bytes(32)
     with pytest.raises(MalformedInput, match="increasing"):
-        Ledger.decode_recent(entry + entry)
+        decode_window(bytes(8) + entry + entry)
