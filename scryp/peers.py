@@ -17,8 +17,9 @@ ephemeral_d. Both signatures cover both fresh nonces, so neither can be replayed
 
 Frames sent by the dialer go dialer → acceptor; each server sends only on links it dialed and
 receives on links it accepted, so there is exactly one link per direction and no tie-breaking.
-Outgoing queues are bounded; when one is full the oldest frame is dropped: Raft tolerates lost
-messages and a stale heartbeat is worth less than a fresh one.
+Outgoing queues are bounded in size and age; when one is full the oldest frame is dropped, and
+a frame that waited too long for a link is not sent: Raft tolerates lost messages and a stale
+heartbeat is worth less than a fresh one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +57,9 @@ _ACCEPTOR_TO_DIALER = b"\x01"
 class PeerLimits:
     frame_bytes_max: int = 16 * 1024 * 1024
     queue_frames_max: int = 1024
+    # A frame that waited longer than this for a link is dropped: after an outage the peer
+    # wants what is current (a stale heartbeat or append only delays it), Raft resends.
+    frame_age_max_s: float = 2.0
     handshake_timeout_s: float = 5.0
     connect_timeout_s: float = 3.0
     heartbeat_s: float = 5.0
@@ -124,7 +129,7 @@ class PeerHub:
         self.limits = limits or PeerLimits()
         self._on_frame = on_frame
         self._address_of = address_of
-        self._queues: dict[int, asyncio.Queue[bytes]] = {
+        self._queues: dict[int, asyncio.Queue[tuple[float, bytes]]] = {
             i: asyncio.Queue(self.limits.queue_frames_max)
             for i in range(len(quorum))
             if i != self.index
@@ -142,7 +147,7 @@ class PeerHub:
         queue = self._queues[peer]
         if queue.full():
             queue.get_nowait()
-        queue.put_nowait(frame)
+        queue.put_nowait((time.monotonic(), frame))
 
     async def run(self) -> None:
         """Dial every peer and keep the links up until cancelled."""
@@ -189,7 +194,9 @@ class PeerHub:
                     if closed in done:
                         getter.cancel()
                         return
-                    await ws.send_bytes(channel.seal(getter.result()))
+                    queued_s, frame = getter.result()
+                    if time.monotonic() - queued_s <= limits.frame_age_max_s:
+                        await ws.send_bytes(channel.seal(frame))
             finally:
                 closed.cancel()
 

@@ -1,0 +1,276 @@
+"""Server upload and time-to-all when N clients fetch one snapshot: torrent vs plain HTTP.
+
+    .venv/bin/python -m benchmarks.bench_swarm [--clients 1,5,20] [--accounts 1000000]
+                                               [--cap-mb-s 10] [--json PATH]
+
+For each N it runs, in one process on 127.0.0.1 only:
+- torrent: one server session seeds the round (balances + an empty transactions file) and is
+  the bootstrap node of a private DHT; N client sessions find it by infohash through the DHT
+  and fetch concurrently, trading pieces among themselves. Server upload = the seed's payload
+  upload as libtorrent counts it.
+- torrent-1slot: the same with the server profile of scryp.swarm: it unchokes one peer at a
+  time (libtorrent's default is 8) and rotates every 1000 pieces (default 20).
+- torrent-super: as torrent, with the server in BEP 16 super-seeding mode (it reveals to
+  each peer only pieces no other peer has yet).
+- HTTP: an aiohttp server serves the same balances file; N aiohttp clients download it
+  concurrently. Server upload = the bytes the server wrote.
+Both are run uncapped and with the server's upload capped at ``--cap-mb-s`` (libtorrent's
+upload_rate_limit with loopback peers mapped to the global peer class, DESIGN §5; a shared
+token bucket for HTTP). Every client verifies the SHA-256 of what it got. Bounded: every fetch
+has a deadline, and the whole run stops at ``--budget-s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+from scryp.core import snapshot
+from scryp.swarm import (
+    SERVER_SEED_PIECE_QUOTA,
+    SERVER_UNCHOKE_SLOTS,
+    Swarm,
+    SwarmConfig,
+    file_sha256,
+)
+
+LOOPBACK = "127.0.0.1"
+CHUNK_BYTES = 64 * 1024
+FETCH_TIMEOUT_S = 240.0
+RECORD = struct.Struct(">32sI")
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    method: str  # "torrent" or "http"
+    clients: int
+    cap_mb_s: float | None
+    snapshot_bytes: int
+    server_upload_bytes: int
+    seconds_until_all: float
+
+    @property
+    def upload_ratio(self) -> float:
+        return self.server_upload_bytes / self.snapshot_bytes
+
+
+def make_round(root: Path, accounts: int) -> Path:
+    """Round 1 with ``accounts`` sorted 36-byte records (ids = sha256(i))."""
+    ids = sorted(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(accounts))
+    balances = b"".join(RECORD.pack(account, 1 + n % 1000) for n, account in enumerate(ids))
+    round_dir = root / snapshot.round_dir_name(1)
+    round_dir.mkdir(parents=True)
+    (round_dir / snapshot.BALANCES).write_bytes(balances)
+    for name in snapshot.ROUND_FILES[1:]:  # transactions and any further file: empty
+        (round_dir / name).write_bytes(b"")
+    return round_dir
+
+
+async def torrent_run(
+    round_dir: Path,
+    work: Path,
+    clients: int,
+    cap_mb_s: float | None,
+    *,
+    super_seed: bool = False,
+    server_profile: bool = False,
+) -> Run:
+    size = (round_dir / snapshot.BALANCES).stat().st_size
+    expected = await asyncio.to_thread(file_sha256, round_dir / snapshot.BALANCES)
+    cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
+    server_config = SwarmConfig(
+        upload_rate_limit_bytes_per_s=cap,
+        rate_limit_loopback=bool(cap),
+        unchoke_slots=SERVER_UNCHOKE_SLOTS if server_profile else 8,
+        seed_piece_quota=SERVER_SEED_PIECE_QUOTA if server_profile else 20,
+    )
+    async with Swarm.start(server_config) as server:
+        swarms = [Swarm(SwarmConfig(bootstrap=(server.address,))) for _ in range(clients)]
+        try:
+            for swarm in swarms:
+                await swarm.wait_listening()
+                server.add_dht_node(*swarm.address)
+            torrent = await server.seed(round_dir, super_seed=super_seed)
+            for swarm in swarms:
+                await swarm.wait_dht_ready()
+            started = time.monotonic()
+            await asyncio.gather(
+                *(
+                    swarm.fetch(
+                        torrent.infohash,
+                        work / f"torrent-{i}",
+                        expect_state_hash=expected,
+                        timeout_s=FETCH_TIMEOUT_S,
+                    )
+                    for i, swarm in enumerate(swarms)
+                )
+            )
+            seconds = time.monotonic() - started
+            stats = server.stats(torrent.infohash)
+            assert stats is not None
+        finally:
+            for swarm in swarms:
+                await swarm.close()
+    return Run("torrent", clients, cap_mb_s, size, stats.payload_bytes_uploaded, seconds)
+
+
+class TokenBucket:
+    """A shared upload cap: ``rate`` bytes per second across all connections."""
+
+    def __init__(self, rate_bytes_per_s: float) -> None:
+        self.rate = rate_bytes_per_s
+        self.next_free = time.monotonic()
+
+    async def take(self, amount: int) -> None:
+        now = time.monotonic()
+        start = max(now, self.next_free)
+        self.next_free = start + amount / self.rate
+        if start > now:
+            await asyncio.sleep(start - now)  # pacing is the point: this is the rate limit
+
+
+async def super_seeded_run(
+    round_dir: Path, work: Path, clients: int, cap_mb_s: float | None
+) -> Run:
+    run = await torrent_run(round_dir, work, clients, cap_mb_s, super_seed=True)
+    return replace(run, method="torrent-super")
+
+
+async def plain_torrent_run(
+    round_dir: Path, work: Path, clients: int, cap_mb_s: float | None
+) -> Run:
+    return await torrent_run(round_dir, work, clients, cap_mb_s)
+
+
+async def one_slot_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:
+    run = await torrent_run(round_dir, work, clients, cap_mb_s, server_profile=True)
+    return replace(run, method="torrent-1slot")
+
+
+async def http_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:
+    path = round_dir / snapshot.BALANCES
+    data = path.read_bytes()
+    expected = hashlib.sha256(data).digest()
+    bucket = TokenBucket(cap_mb_s * 1e6) if cap_mb_s else None
+    sent = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await response.prepare(request)
+        view = memoryview(data)
+        for at in range(0, len(data), CHUNK_BYTES):
+            chunk = view[at : at + CHUNK_BYTES]
+            if bucket is not None:
+                await bucket.take(len(chunk))
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/balances", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    async def download(index: int, session: ClientSession) -> None:
+        target = work / f"http-{index}"
+        digest = hashlib.sha256()
+        async with session.get(f"http://{LOOPBACK}:{port}/balances") as response:
+            response.raise_for_status()
+            with target.open("wb") as out:
+                async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+        if digest.digest() != expected:
+            raise AssertionError(f"HTTP client {index} got a corrupt snapshot")
+
+    try:
+        started = time.monotonic()
+        async with ClientSession(timeout=ClientTimeout(total=FETCH_TIMEOUT_S)) as session:
+            await asyncio.gather(*(download(i, session) for i in range(clients)))
+        seconds = time.monotonic() - started
+    finally:
+        await runner.cleanup()
+    return Run("http", clients, cap_mb_s, len(data), sent, seconds)
+
+
+async def main_async(args: argparse.Namespace) -> list[Run]:
+    runs: list[Run] = []
+    root = Path(tempfile.mkdtemp(prefix="bench-swarm-"))
+    try:
+        made = time.monotonic()
+        round_dir = await asyncio.to_thread(make_round, root / "server", args.accounts)
+        print(f"snapshot: {args.accounts} accounts in {time.monotonic() - made:.1f} s", flush=True)
+        methods = {
+            "torrent": plain_torrent_run,
+            "torrent-1slot": one_slot_run,
+            "torrent-super": super_seeded_run,
+            "http": http_run,
+        }
+        caps = {"none": None, "capped": args.cap_mb_s}
+        for cap_name in args.caps:
+            cap = caps[cap_name]
+            for clients in args.clients:
+                for name in args.methods:
+                    work = root / "work"
+                    work.mkdir()
+                    run = await methods[name](round_dir, work, clients, cap)
+                    await asyncio.to_thread(shutil.rmtree, work)
+                    runs.append(run)
+                    print(
+                        f"{run.method:13s} N={run.clients:3d} cap={cap or '-'!s:>4} MB/s: "
+                        f"server upload {run.server_upload_bytes / 1e6:8.1f} MB "
+                        f"({run.upload_ratio:5.2f}x), all done in {run.seconds_until_all:6.2f} s",
+                        flush=True,
+                    )
+    finally:
+        await asyncio.to_thread(shutil.rmtree, root, True)
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 5, 20]
+    )
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument(
+        "--methods",
+        type=lambda s: s.split(","),
+        default=["torrent", "torrent-1slot", "http"],
+        help="torrent (libtorrent defaults), torrent-1slot (server profile), "
+        "torrent-super (BEP 16 super seeding: slow, one client took 240 s), http",
+    )
+    parser.add_argument("--caps", type=lambda s: s.split(","), default=["none", "capped"])
+    parser.add_argument("--cap-mb-s", type=float, default=10.0)
+    parser.add_argument("--budget-s", type=float, default=600.0, help="stop the whole run")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    runs = asyncio.run(asyncio.wait_for(main_async(args), args.budget_s))
+    print(f"total {time.monotonic() - started:.0f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps([asdict(r) | {"upload_ratio": r.upload_ratio} for r in runs], indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The downloader: fetch a round's snapshot by infohash from the swarm (protocol §8.6).
+
+``python -m scryp.client INFOHASH [--bootstrap HOST:PORT ...] [--out DIR] [--timeout-s S]``
+
+A run of several 40-hex infohashes pasted together means the last one (as in the original).
+A progress bar goes to stderr; stdout gets one ``<sha256>  <path>`` line per file (the format
+of ``sha256sum``), so scripts can check what they got. If the torrent cannot be found and
+fetched within the timeout, it says so on stderr and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from scryp.core.snapshot import PIECE_BYTES
+from scryp.errors import LocalError, MalformedInput, RemoteError
+from scryp.swarm import (
+    LOOPBACK,
+    Progress,
+    Swarm,
+    SwarmConfig,
+    SwarmTimeout,
+    file_sha256,
+    is_loopback,
+    parse_infohash,
+)
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+DEFAULT_TIMEOUT_S = 120.0
+TIMEOUT_MAX_S = 24 * 3600.0
+BAR_CELLS = 30
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+class ProgressBar:
+    """``[#####-----]  50%  1.2/2.4 MB`` redrawn in place on a terminal."""
+
+    def __init__(self, stream: TextIO, piece_bytes: int) -> None:
+        self.stream = stream
+        self.piece_bytes = piece_bytes
+        self.last_percent = -1
+
+    def __call__(self, progress: Progress) -> None:
+        percent = 100 * progress.pieces_done // max(progress.pieces_wanted, 1)
+        if percent == self.last_percent:
+            return
+        self.last_percent = percent
+        filled = BAR_CELLS * percent // 100
+        bar = "#" * filled + "-" * (BAR_CELLS - filled)
+        done_mb = progress.pieces_done * self.piece_bytes / 1e6
+        total_mb = progress.pieces_wanted * self.piece_bytes / 1e6
+        self.stream.write(f"\r[{bar}] {percent:3d}%  {done_mb:.1f}/{total_mb:.1f} MB")
+        if percent == 100:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m scryp.client",
+        description="Download a Scryp round snapshot by infohash from the swarm.",
+    )
+    parser.add_argument("infohash", help="40 hex digits; a run of several means the last one")
+    parser.add_argument(
+        "--bootstrap",
+        type=parse_hostport,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a DHT node to join (repeatable); on loopback unless --public-dht",
+    )
+    parser.add_argument(
+        "--peer",
+        type=parse_hostport,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a peer known to seed the torrent, dialled besides the DHT (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("."), help="directory to save into")
+    parser.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
+    parser.add_argument("--port", type=int, default=0, help="listen port (0: any)")
+    parser.add_argument(
+        "--public-dht",
+        action="store_true",
+        help="join the public Mainline DHT (leaves this machine; never used in tests)",
+    )
+    return parser
+
+
+async def download(
+    infohash: bytes,
+    *,
+    out: Path,
+    config: SwarmConfig,
+    timeout_s: float,
+    peers: list[tuple[str, int]],
+    stderr: TextIO,
+) -> list[tuple[Path, bytes]]:
+    async with Swarm.start(config) as swarm:
+        if config.bootstrap:
+            await swarm.wait_dht_ready(timeout_s)
+        result = await swarm.fetch(
+            infohash,
+            out,
+            timeout_s=timeout_s,
+            on_progress=ProgressBar(stderr, PIECE_BYTES),
+            peers=peers,
+        )
+        return [(path, await asyncio.to_thread(file_sha256, path)) for path in result.files]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        infohash = parse_infohash(args.infohash)
+    except MalformedInput as error:
+        parser.error(str(error))
+    if not 0 < args.timeout_s <= TIMEOUT_MAX_S:
+        parser.error(f"--timeout-s must be in (0, {TIMEOUT_MAX_S:.0f}]")
+    if not args.bootstrap and not args.peer and not args.public_dht:
+        parser.error("give --bootstrap HOST:PORT (a private DHT), --peer, or --public-dht")
+    try:
+        config = SwarmConfig(
+            listen_host="0.0.0.0" if args.public_dht else LOOPBACK,
+            listen_port=args.port,
+            bootstrap=tuple(args.bootstrap),
+            public_dht=args.public_dht,
+        )
+    except LocalError as error:  # a non-loopback address without --public-dht
+        parser.error(str(error))
+    for host, _ in args.peer:
+        if not args.public_dht and not is_loopback(host):
+            parser.error(f"--peer {host} is not a loopback address; add --public-dht to leave")
+    try:
+        files = asyncio.run(
+            download(
+                infohash,
+                out=args.out,
+                config=config,
+                timeout_s=args.timeout_s,
+                peers=args.peer,
+                stderr=sys.stderr,
+            )
+        )
+    except SwarmTimeout as error:
+        print(
+            f"\nscryp: could not fetch torrent {infohash.hex()} within {args.timeout_s:g} s "
+            f"({error}); is it seeded, and are the --bootstrap nodes up?",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_FOUND
+    except RemoteError as error:
+        print(f"\nscryp: refused torrent {infohash.hex()}: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    for path, digest in files:
+        print(f"{digest.hex()}  {path}")
+    return EXIT_OK

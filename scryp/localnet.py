@@ -1,0 +1,284 @@
+"""A local Scryp network of real processes on 127.0.0.1 (protocol §9.1).
+
+Starts one DHT bootstrap node (``scryp.dhtnode``), N servers (``scryp.server``) and M seeders
+(``scryp.seeder``) as child processes on free loopback ports, each logging to
+``DIR/logs/<name>.log``. Used by ``python -m scryp.testnet`` and by the integration tests,
+which kill and restart its servers with real signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from scryp.core.genesis import Genesis
+from scryp.crypto import KeyPair
+from scryp.keyfile import atomic_write
+from scryp.keytool import NetworkFiles, init_network
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+HTTP_TIMEOUT_S = 5.0
+
+
+def free_port() -> int:
+    """A TCP and UDP port nobody holds right now on 127.0.0.1 (the DHT needs both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            return port
+    raise OSError("no free port pair on 127.0.0.1")
+
+
+@dataclass(slots=True)
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it)
+        self.process = subprocess.Popen(
+            self.argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log_file.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signum)
+
+    async def wait(self, timeout_s: float) -> int | None:
+        process = self.process
+        if process is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(process.wait), timeout_s)
+        except TimeoutError:
+            return None
+
+
+@dataclass(slots=True)
+class ServerProcess:
+    index: int
+    key: KeyPair
+    torrent_port: int
+    server_port: int
+    child: Child
+
+    @property
+    def api(self) -> str:
+        return f"http://{LOOPBACK}:{self.server_port}"
+
+
+@dataclass
+class LocalNetwork:
+    root: Path
+    servers: int = 3
+    seeders: int = 0
+    round_interval_s: float = 1.0
+    python: str = sys.executable
+    server_args: list[str] = field(default_factory=list)  # extra options for every server
+    dht: Child | None = None
+    bootstrap: tuple[str, int] | None = None
+    server_processes: list[ServerProcess] = field(default_factory=list)
+    seeder_children: list[Child] = field(default_factory=list)
+    faucet: KeyPair | None = None
+    genesis: Genesis | None = None
+
+    @property
+    def files(self) -> NetworkFiles:
+        return NetworkFiles(self.root)
+
+    async def start(self) -> None:
+        keys, self.faucet, self.genesis = init_network(self.root, self.servers)
+        await self._start_dht()
+        ports = [(free_port(), free_port()) for _ in keys]
+        for index, (key, (torrent_port, server_port)) in enumerate(zip(keys, ports, strict=True)):
+            child = Child(f"server-{index}", [], self.root / "logs" / f"server-{index}.log")
+            self.server_processes.append(
+                ServerProcess(index, key, torrent_port, server_port, child)
+            )
+        for server in self.server_processes:
+            server.child.argv = self._server_argv(server)
+            server.child.start()
+        for number in range(self.seeders):
+            child = Child(
+                f"seeder-{number}",
+                self._seeder_argv(number),
+                self.root / "logs" / f"seeder-{number}.log",
+            )
+            child.start()
+            self.seeder_children.append(child)
+        self._write_description()
+        await self.wait_until(self._all_answering, START_TIMEOUT_S, "servers answering")
+
+    async def _start_dht(self) -> None:
+        port = free_port()
+        self.dht = Child(
+            "dht",
+            [self.python, "-m", "scryp.dhtnode", "--port", str(port)],
+            self.root / "logs" / "dht.log",
+        )
+        self.dht.start()
+        self.bootstrap = (LOOPBACK, port)
+
+    def _server_argv(self, server: ServerProcess) -> list[str]:
+        files = self.files
+        argv = [
+            self.python,
+            "-m",
+            "scryp.server",
+            str(server.torrent_port),
+            str(server.server_port),
+            "--key",
+            str(files.server_seed(server.index)),
+            "--keys",
+            str(files.quorum),
+            "--genesis",
+            str(files.genesis),
+            "--data",
+            str(self.root / "data" / f"server-{server.index}"),
+            "--round-interval",
+            str(self.round_interval_s),
+        ]
+        if self.bootstrap is not None:
+            argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
+        for other in self.server_processes:
+            if other.index != server.index:
+                argv += ["--peer", f"{other.index}={LOOPBACK}:{other.server_port}"]
+        return argv + self.server_args
+
+    def _seeder_argv(self, number: int) -> list[str]:
+        argv = [
+            self.python,
+            "-m",
+            "scryp.seeder",
+            "--keys",
+            str(self.files.quorum),
+            "--dir",
+            str(self.root / "seeders" / f"seeder-{number}"),
+            "--poll-s",
+            str(max(1.0, self.round_interval_s)),
+        ]
+        if self.bootstrap is not None:
+            argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
+        return argv
+
+    def _write_description(self) -> None:
+        assert self.genesis is not None and self.faucet is not None
+        description = {
+            "network_id": self.genesis.network_id.hex(),
+            "bootstrap": f"{self.bootstrap[0]}:{self.bootstrap[1]}" if self.bootstrap else None,
+            "faucet": self.faucet.account_id,
+            "faucet_seed_file": str(self.files.faucet_seed),
+            "quorum_file": str(self.files.quorum),
+            "round_interval_s": self.round_interval_s,
+            "servers": [
+                {
+                    "index": s.index,
+                    "public_key": s.key.account_id,
+                    "api": s.api,
+                    "torrent_port": s.torrent_port,
+                    "log": str(s.child.log_path),
+                }
+                for s in self.server_processes
+            ],
+        }
+        atomic_write(self.root / "testnet.json", json.dumps(description, indent=2).encode())
+
+    # -- control ---------------------------------------------------------------------------
+
+    def kill(self, index: int, signum: int = signal.SIGKILL) -> None:
+        self.server_processes[index].child.signal(signum)
+
+    async def restart(self, index: int) -> None:
+        server = self.server_processes[index]
+        await server.child.wait(STOP_TIMEOUT_S)
+        server.child.start()
+
+    async def stop(self) -> None:
+        children = [s.child for s in self.server_processes] + self.seeder_children
+        if self.dht is not None:
+            children.append(self.dht)
+        for child in children:
+            child.signal(signal.SIGTERM)
+        for child in children:
+            if await child.wait(STOP_TIMEOUT_S) is None:
+                child.signal(signal.SIGKILL)
+                await child.wait(STOP_TIMEOUT_S)
+
+    # -- observing -------------------------------------------------------------------------
+
+    async def get(self, index: int, path: str) -> tuple[int, Any]:
+        """(HTTP status, JSON body) of a GET on server ``index``; (0, None) if unreachable."""
+        url = self.server_processes[index].api + path
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
+                return r.status, await r.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
+            return 0, None
+
+    async def post(
+        self, index: int, path: str, body: bytes, content_type: str = "application/octet-stream"
+    ) -> tuple[int, Any]:
+        url = self.server_processes[index].api + path
+        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(
+                url, data=io.BytesIO(body), headers={"Content-Type": content_type}
+            ) as response,
+        ):
+            return response.status, await response.json(content_type=None)
+
+    async def statuses(self) -> list[dict[str, Any] | None]:
+        replies = await asyncio.gather(*(self.get(i, "/status") for i in range(self.servers)))
+        return [body if code == 200 else None for code, body in replies]
+
+    async def _all_answering(self) -> bool:
+        return all(s is not None for s in await self.statuses())
+
+    @staticmethod
+    async def wait_until(
+        condition: Callable[[], Awaitable[bool]],
+        timeout_s: float,
+        what: str,
+        poll_s: float = 0.1,
+    ) -> None:
+        """Wait for a condition on other processes, with a deadline: they cannot signal us,
+        so we ask at a short period until it holds."""
+        deadline = time.monotonic() + timeout_s
+        while not await condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up after {timeout_s:.0f} s waiting for {what}")
+            await asyncio.sleep(poll_s)
+
+    def pids(self) -> list[int | None]:
+        return [s.child.process.pid if s.child.process else None for s in self.server_processes]

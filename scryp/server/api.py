@@ -1,0 +1,249 @@
+"""The HTTP API of a server (docs/api.md): JSON over aiohttp, bounded in every dimension.
+
+Handlers never touch the Raft core or the ledger directly: they precheck payments (in threads,
+in parallel), queue them with ``ServerNode.submit``, and read what the node publishes. Bad input
+gets a 4xx with ``{"error": reason}`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from scryp.core.ledger import Reason, precheck_all
+from scryp.core.tx import Transaction, decode_many
+from scryp.crypto import parse_public_key_hex
+from scryp.errors import MalformedInput, RemoteError
+from scryp.server.node import ServerNode
+
+NODE = web.AppKey("node", ServerNode)
+CLIENTS_TRACKED_MAX = 10_000
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated_s: float
+
+
+class RateLimiter:
+    """A token bucket per client address; the least recently seen are forgotten first."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def allow(self, client: str, now_s: float) -> bool:
+        bucket = self._buckets.pop(client, None) or _Bucket(float(self.burst), now_s)
+        bucket.tokens = min(
+            self.burst, bucket.tokens + (now_s - bucket.updated_s) * self.rate_per_s
+        )
+        bucket.updated_s = now_s
+        self._buckets[client] = bucket
+        while len(self._buckets) > CLIENTS_TRACKED_MAX:
+            self._buckets.popitem(last=False)
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+
+def error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": reason}), content_type="application/json")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Rate-limit every client, and turn a client's bad input into a 400 with the reason."""
+    limiter = request.app[LIMITER]
+    if not limiter.allow(request.remote or "?", time.monotonic()):
+        raise error(web.HTTPTooManyRequests, "too many requests; slow down")
+    try:
+        return await handler(request)
+    except RemoteError as problem:
+        raise error(web.HTTPBadRequest, str(problem)) from None
+    except web.HTTPException as problem:
+        if problem.content_type != "application/json":  # aiohttp's own, e.g. 413: JSON too
+            problem.text = json.dumps({"error": problem.text or problem.reason})
+            problem.content_type = "application/json"
+        raise
+
+
+async def parse_transactions(request: web.Request, count_max: int) -> list[Transaction]:
+    """Raw 140-byte records (application/octet-stream), or hex: JSON or plain text."""
+    body = await request.read()
+    if request.content_type == "application/octet-stream":
+        return decode_many(body, count_max)
+    try:
+        if request.content_type == "application/json":
+            document = json.loads(body)
+            items = document.get("transactions") if isinstance(document, dict) else None
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise MalformedInput('JSON body must be {"transactions": ["<280 hex>", ...]}')
+            raw = b"".join(bytes.fromhex(item) for item in items)
+        else:
+            raw = bytes.fromhex("".join(body.decode("ascii").split()))
+    except (ValueError, UnicodeDecodeError) as problem:
+        raise MalformedInput(f"not hexadecimal transactions: {problem}") from None
+    return decode_many(raw, count_max)
+
+
+async def precheck_parallel(txs: list[Transaction]) -> list[Reason | None]:
+    """Signature checks on every core: pynacl releases the GIL (see docs/BENCHMARKS.md)."""
+    workers = min(os.cpu_count() or 1, max(1, len(txs) // 64))
+    chunks = [txs[i::workers] for i in range(workers)]
+    results = await asyncio.gather(*(asyncio.to_thread(precheck_all, c) for c in chunks))
+    merged: list[Reason | None] = [None] * len(txs)
+    for offset, chunk_results in enumerate(results):
+        merged[offset::workers] = chunk_results
+    return merged
+
+
+async def transact(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    txs = await parse_transactions(request, node.config.limits.batch_txs_max)
+    if not txs:
+        raise MalformedInput("no transactions in the body")
+    reasons = await precheck_parallel(txs)
+    now_ms = int(time.time() * 1000)
+    window_ms = node.config.window_ms
+    results: list[dict[str, Any]] = []
+    pending: list[bytes] = []
+    for tx, precheck in zip(txs, reasons, strict=True):
+        reason = precheck
+        if reason is None and abs(tx.timestamp_ms - now_ms) > window_ms:
+            reason = Reason.TIMESTAMP_OUT_OF_WINDOW  # the ledger would refuse it too (§6.2)
+        if reason is None:
+            pending.append(tx.raw)
+            results.append({"id": tx.tx_id.hex(), "status": "pending"})
+        else:
+            results.append({"id": tx.tx_id.hex(), "status": "rejected", "reason": str(reason)})
+    if pending:
+        refusal = node.submit(pending)
+        if refusal is not None:
+            raise error(web.HTTPServiceUnavailable, refusal)
+    status = 202 if pending else 400
+    return web.json_response({"results": results}, status=status)
+
+
+def account_from(request: web.Request) -> bytes:
+    return parse_public_key_hex(request.match_info["account"])
+
+
+async def query(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    account = account_from(request)
+    found = await asyncio.to_thread(node.balance_at_certified, account)
+    if found is None:
+        raise error(web.HTTPServiceUnavailable, "no certified round yet")
+    balance, stored = found
+    info = node.round_infos.get(stored.round)
+    return web.json_response(
+        {
+            "account": account.hex(),
+            "balance": balance,
+            "round": stored.round,
+            "state_hash": stored.meta.state_hash.hex(),
+            "signers": sorted(info.shares) if info else [],
+        }
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[NODE].status())
+
+
+async def rounds(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    try:
+        start = int(request.query.get("from", "0"))
+    except ValueError:
+        raise MalformedInput("from must be a round number") from None
+    listed: list[dict[str, Any]] = []
+    for number, info in node.round_infos.items():
+        if number >= start and len(listed) < node.config.limits.rounds_listed_max:
+            listed.append(
+                {
+                    "round": number,
+                    "state_hash": info.state_hash.hex(),
+                    "infohash": info.infohash.hex(),
+                    "infohash_v2": info.infohash_v2.hex(),
+                    "transactions": info.transactions,
+                    "signers": sorted(info.shares),
+                    "certified": bool(info.certificate),
+                }
+            )
+    return web.json_response({"rounds": listed})
+
+
+async def transaction(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    text = request.match_info["id"]
+    try:
+        tx_id = bytes.fromhex(text)
+    except ValueError:
+        raise MalformedInput("a transaction id is 64 hex digits") from None
+    if len(tx_id) != 32:
+        raise MalformedInput("a transaction id is 64 hex digits")
+    found = node.tx_status.get(tx_id)
+    if found is None:
+        raise error(web.HTTPNotFound, "unknown transaction (not committed here, or forgotten)")
+    certified = node.certified_round is not None and node.certified_round.round >= found.round
+    return web.json_response(
+        {
+            "id": tx_id.hex(),
+            "status": "accepted" if found.outcome.accepted else "rejected",
+            "reason": str(found.outcome.reason) if found.outcome.reason else None,
+            "round": found.round,
+            "certified": certified,
+        }
+    )
+
+
+async def record(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    stored = node.certified_round
+    info = node.round_infos.get(stored.round) if stored else None
+    if stored is None or info is None:
+        raise error(web.HTTPServiceUnavailable, "no certified round yet")
+    return web.json_response(
+        {
+            "network": node.network.hex(),
+            "round": stored.round,
+            "state_hash": info.state_hash.hex(),
+            "infohash": info.infohash.hex(),
+            "infohash_v2": info.infohash_v2.hex(),
+            "certificate": info.certificate.hex(),
+            "signers": sorted(info.shares),
+        }
+    )
+
+
+def make_app(node: ServerNode) -> web.Application:
+    limits = node.config.limits
+    app = web.Application(client_max_size=limits.request_bytes_max, middlewares=[guard])
+    app[NODE] = node
+    app[LIMITER] = RateLimiter(limits.requests_per_s, limits.request_burst)
+    app.router.add_post("/transact", transact)
+    app.router.add_get("/query/{account}", query)
+    app.router.add_get("/status", status)
+    app.router.add_get("/rounds", rounds)
+    app.router.add_get("/tx/{id}", transaction)
+    app.router.add_get("/record", record)
+    node.hub.add_routes(app)  # server-to-server links share the port (protocol §9.2)
+    return app

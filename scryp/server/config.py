@@ -1,0 +1,55 @@
+"""Everything a server is told at start: files, ports, peers, timing and limits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    request_bytes_max: int = 1024 * 1024  # one POST body
+    batch_txs_max: int = 4_096  # transactions in one POST /transact
+    requests_per_s: float = 200.0  # per client address, token bucket
+    request_burst: int = 400
+    rounds_listed_max: int = 100  # GET /rounds
+    tx_status_kept_max: int = 1_000_000  # outcomes remembered for GET /tx/{id}
+    shares_rounds_ahead_max: int = 16  # round signatures buffered for rounds not sealed yet
+    catch_up_timeout_s: float = 60.0
+    ask_timeout_s: float = 5.0  # for a peer's answer naming a round's torrent
+    dht_get_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    key_file: Path
+    quorum_file: Path
+    genesis_file: Path
+    data_dir: Path
+    host: str = "127.0.0.1"
+    torrent_port: int = 6881
+    server_port: int = 6882
+    bootstrap: tuple[tuple[str, int], ...] = ()
+    public_dht: bool = False
+    peers: dict[int, str] = field(default_factory=dict)  # server index -> "host:port"
+    round_interval_s: float = 10.0
+    window_ms: int = 5_000
+    rounds_kept: int = 8
+    # Raft compacts its log to a round sealed at least this long ago (and 2 rounds back at
+    # least), so a follower that just fetched a round through the swarm still finds the
+    # entries after it in the leader's log instead of chasing ever newer rounds.
+    compaction_lag_s: float = 10.0
+    republish_s: float = 1800.0
+    discovery_interval_s: float = 5.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
+
+    def __post_init__(self) -> None:
+        if self.round_interval_s <= 0:
+            raise ValueError("round_interval_s must be positive")
+        if self.rounds_kept < 2:
+            raise ValueError("rounds_kept must be at least 2")
+
+    @property
+    def compaction_lag_rounds(self) -> int:
+        return max(2, math.ceil(self.compaction_lag_s / self.round_interval_s))

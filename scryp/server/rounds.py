@@ -1,0 +1,137 @@
+"""A server's sealed rounds on disk: one directory per round (protocol §8.1, docs/storage.md §3).
+
+``DATA/rounds/round-NNNNNNNNNN/`` holds the round's torrent files (``balances``,
+``transactions``, ``window``) and, beside them, ``raft-meta`` (the seal's Raft index, term,
+stamp and state hash) and, once a majority vouched for the round, ``certificate``.
+
+A round is written into a hidden temporary directory, every file fsynced, then renamed into
+place and the parent directory fsynced; ``raft-meta`` is the last file written, so a round
+directory without it (a crash mid-fetch) is incomplete and ignored. Rounds are immutable once
+written: writing a round again with other bytes is a bug and fails loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from scryp.core import snapshot
+from scryp.core.raft.entries import SnapshotMeta, decode_snapshot_meta, encode_snapshot_meta
+from scryp.errors import MalformedInput, invariant
+from scryp.keyfile import atomic_write
+
+RAFT_META = "raft-meta"
+CERTIFICATE = "certificate"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRound:
+    round: int
+    path: Path
+    meta: SnapshotMeta
+
+    @property
+    def balances_path(self) -> Path:
+        return self.path / snapshot.BALANCES
+
+
+class RoundStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, round_number: int) -> Path:
+        return self.directory / snapshot.round_dir_name(round_number)
+
+    def write(
+        self, meta: SnapshotMeta, balances: bytes, transactions: bytes, window: bytes
+    ) -> StoredRound:
+        """Write a round durably (see header); idempotent for identical content."""
+        final = self.path(meta.round)
+        existing = self.get(meta.round)
+        if existing is not None:
+            invariant(existing.meta == meta, f"round {meta.round} sealed twice differently")
+            return existing
+        if final.exists():
+            shutil.rmtree(final)  # an incomplete leftover of a crash
+        temporary = self.directory / f".tmp-{final.name}"
+        if temporary.exists():
+            shutil.rmtree(temporary)
+        temporary.mkdir()
+        contents = {
+            snapshot.BALANCES: balances,
+            snapshot.TRANSACTIONS: transactions,
+            snapshot.WINDOW: window,
+        }
+        for name, data in contents.items():
+            _write_synced(temporary / name, data)
+        _write_synced(temporary / RAFT_META, encode_snapshot_meta(meta))
+        _fsync_directory(temporary)
+        os.replace(temporary, final)
+        _fsync_directory(self.directory)
+        return StoredRound(meta.round, final, meta)
+
+    def adopt(self, fetched_dir: Path, meta: SnapshotMeta) -> StoredRound:
+        """Mark a round fetched from the swarm into ``path(meta.round)`` as complete."""
+        invariant(fetched_dir == self.path(meta.round), "fetched round in the wrong place")
+        for name in snapshot.ROUND_FILES:
+            with open(fetched_dir / name, "rb+") as file:
+                os.fsync(file.fileno())
+        atomic_write(fetched_dir / RAFT_META, encode_snapshot_meta(meta))
+        return StoredRound(meta.round, fetched_dir, meta)
+
+    def get(self, round_number: int) -> StoredRound | None:
+        path = self.path(round_number)
+        try:
+            meta = decode_snapshot_meta((path / RAFT_META).read_bytes())
+        except (FileNotFoundError, MalformedInput):
+            return None
+        if meta.round != round_number:
+            return None
+        return StoredRound(round_number, path, meta)
+
+    def rounds(self) -> list[int]:
+        """The complete rounds held, ascending."""
+        found = []
+        for entry in self.directory.iterdir():
+            number = snapshot.parse_round_dir_name(entry.name)
+            if number is not None and (entry / RAFT_META).is_file():
+                found.append(number)
+        return sorted(found)
+
+    def read(self, round_number: int, name: str) -> bytes:
+        return (self.path(round_number) / name).read_bytes()
+
+    def save_certificate(self, round_number: int, certificate: bytes) -> None:
+        atomic_write(self.path(round_number) / CERTIFICATE, certificate)
+
+    def certificate(self, round_number: int) -> bytes | None:
+        try:
+            return (self.path(round_number) / CERTIFICATE).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def prune(self, keep: int, keep_from: int) -> list[int]:
+        """Delete the rounds older than both the newest ``keep`` and round ``keep_from``."""
+        held = self.rounds()
+        doomed = [r for r in held[: max(0, len(held) - keep)] if r < keep_from]
+        for number in doomed:
+            shutil.rmtree(self.path(number), ignore_errors=True)
+        return doomed
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,71 @@
+"""Fixtures for the real-process tier: private loopback DHTs of real libtorrent sessions.
+
+Every session here listens on 127.0.0.1, bootstraps only from the other sessions of its test
+and has LSD/UPnP/NAT-PMP off (scryp.swarm's defaults, DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scryp.core import snapshot
+from scryp.swarm import Swarm, SwarmConfig
+
+RECORD = struct.Struct(">32sI")
+
+
+def make_balances(accounts: int, tag: bytes = b"") -> bytes:
+    """A canonical balances file: ids = sha256(tag | i), sorted, balance i + 1."""
+    records = sorted(
+        (hashlib.sha256(tag + i.to_bytes(8, "big")).digest(), i + 1) for i in range(accounts)
+    )
+    return b"".join(RECORD.pack(account, balance) for account, balance in records)
+
+
+def write_round(root: Path, round_number: int, balances: bytes, transactions: bytes) -> Path:
+    round_dir = root / snapshot.round_dir_name(round_number)
+    round_dir.mkdir(parents=True, exist_ok=True)
+    (round_dir / snapshot.BALANCES).write_bytes(balances)
+    (round_dir / snapshot.TRANSACTIONS).write_bytes(transactions)
+    for name in snapshot.ROUND_FILES:  # any further file of the layout: empty
+        if not (round_dir / name).exists():
+            (round_dir / name).write_bytes(b"")
+    return round_dir
+
+
+@contextlib.asynccontextmanager
+async def private_dht(sessions: int, **config: Any) -> AsyncIterator[list[Swarm]]:
+    """``sessions`` swarms in one private DHT: the first is the bootstrap node of the rest."""
+    swarms: list[Swarm] = []
+    try:
+        boot = Swarm(SwarmConfig(**config))
+        swarms.append(boot)
+        await boot.wait_listening()
+        for _ in range(sessions - 1):
+            swarm = Swarm(SwarmConfig(bootstrap=(boot.address,), **config))
+            swarms.append(swarm)
+            await swarm.wait_listening()
+            # The bootstrap node learns of each joiner too, so its table is full at once.
+            boot.add_dht_node(*swarm.address)
+        for swarm in swarms[1:]:
+            await swarm.wait_dht_ready()
+        yield swarms
+        assert all(swarm.handler_errors == 0 for swarm in swarms), "a bug in an alert handler"
+    finally:
+        for swarm in reversed(swarms):
+            await swarm.close()
+
+
+PrivateDHT = Callable[..., contextlib.AbstractAsyncContextManager[list[Swarm]]]
+
+
+@pytest.fixture
+def dht() -> PrivateDHT:
+    return private_dht

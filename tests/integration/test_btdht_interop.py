@@ -1,0 +1,133 @@
+"""Interop with an independent Mainline DHT implementation, btdht (protocol §8.8).
+
+btdht (GPLv3) is used in tests and tools only. Its nodes are confined to loopback by
+tools/dht_router's LoopbackDHT, which these tests load from the tool itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.machinery
+import importlib.util
+import re
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from scryp.core import snapshot
+
+from .conftest import PrivateDHT, make_balances, write_round
+
+pytestmark = [
+    pytest.mark.slow,
+    # btdht 0.3.3 still calls Thread.setName.
+    pytest.mark.filterwarnings(r"ignore:setName\(\) is deprecated:DeprecationWarning"),
+]
+
+ROUTER = Path(__file__).resolve().parents[2] / "tools" / "dht_router"
+LOOKUP_TIMEOUT_S = 30.0
+# btdht 0.3.3 truncates IPv4 addresses at a zero byte (127.0.0.1 -> 127.0.0.0), so the
+# sessions that talk to it listen on a loopback address without one (tools/dht_router).
+HOST = "127.1.1.1"
+
+
+def load_router() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("dht_router", str(ROUTER))
+    spec = importlib.util.spec_from_loader("dht_router", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def get_peers_blocking(node: Any, infohash: bytes, deadline: float) -> list[tuple[str, int]]:
+    """Start btdht's get_peers lookup and collect what it finds until the deadline.
+
+    btdht runs lookups in its own threads and offers no event to wait on; this polls its
+    peer store, in a worker thread, bounded by the deadline.
+    """
+    while time.monotonic() < deadline and not node.root.stats()[0]:
+        time.sleep(0.05)  # wait for the bootstrap find_node answers
+    node.get_peers(infohash, block=False, limit=10)
+    peers: list[tuple[str, int]] = []
+    while time.monotonic() < deadline and not peers:
+        time.sleep(0.05)
+        peers = list(node._get_peers(infohash, compact=False) or [])
+    return peers
+
+
+def test_btdht_finds_the_seeders_by_bep5_get_peers(dht: PrivateDHT, tmp_path: Path) -> None:
+    router = load_router()
+    round_dir = write_round(tmp_path / "seed", 1, make_balances(2000), b"")
+
+    async def body() -> None:
+        async with dht(8, listen_host=HOST) as swarms:
+            seeders = swarms[:2]
+            torrents = [await s.seed(round_dir) for s in seeders]
+            infohash = torrents[0].infohash
+            node = router.LoopbackDHT(bootstrap=[swarms[3].address, swarms[5].address])
+            node.start()
+            node.bootstarp()
+            try:
+                deadline = time.monotonic() + LOOKUP_TIMEOUT_S
+                peers = await asyncio.to_thread(get_peers_blocking, node, infohash, deadline)
+            finally:
+                await asyncio.to_thread(node.stop)
+            assert peers, "btdht found no peer for the seeded infohash"
+            assert all(host == HOST for host, _ in peers)
+            assert {port for _, port in peers} & {s.port for s in seeders}
+
+    asyncio.run(body())
+
+
+def test_libtorrent_sessions_meet_through_the_btdht_router(dht: PrivateDHT, tmp_path: Path) -> None:
+    """tools/dht_router as the only bootstrap node of a private DHT: peers find each other."""
+    balances = make_balances(20_000)
+    round_dir = write_round(tmp_path / "seed", 2, balances, b"tx")
+
+    async def body() -> None:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROUTER),
+            "--host",
+            "127.1.1.2",
+            "--port",
+            "0",
+            "--duration-s",
+            "120",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), 20)
+            match = re.search(rb"listening on 127\.1\.1\.2:(\d+)", line)
+            assert match, line
+            router = ("127.1.1.2", int(match.group(1)))
+            from scryp.swarm import Swarm, SwarmConfig
+
+            swarms = [Swarm(SwarmConfig(listen_host=HOST, bootstrap=(router,))) for _ in range(3)]
+            try:
+                for swarm in swarms:
+                    await swarm.wait_listening()
+                    await swarm.wait_dht_ready()
+                torrent = await swarms[0].seed(round_dir)
+                result = await swarms[1].fetch(
+                    torrent.infohash,
+                    tmp_path / "client",
+                    expect_state_hash=hashlib.sha256(balances).digest(),
+                    timeout_s=60,
+                )
+                assert (result.round_dir / snapshot.BALANCES).read_bytes() == balances
+            finally:
+                for swarm in swarms:
+                    await swarm.close()
+        finally:
+            process.terminate()
+            await asyncio.wait_for(process.wait(), 40)
+
+    asyncio.run(body())

@@ -1,0 +1,168 @@
+"""Round torrents over a private loopback DHT of real libtorrent sessions (protocol §8.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scryp.core import bencode, snapshot
+from scryp.swarm import FetchFailed, Progress, build_round_torrent, file_sha256
+
+from .conftest import RECORD, PrivateDHT, make_balances, write_round
+
+pytestmark = pytest.mark.slow
+
+ACCOUNTS = 100_000  # 3.6 MB of balances, 220 pieces
+TRANSACTIONS = bytes(range(256)) * 547  # 140 kB standing in for a round's transactions
+
+
+def test_two_independent_builds_give_one_infohash(tmp_path: Path) -> None:
+    balances = make_balances(20_000)
+    first = write_round(tmp_path / "server-a", 3, balances, TRANSACTIONS)
+    # Another machine: other parent path, files written in the other order, other mtimes.
+    second_dir = tmp_path / "elsewhere" / "deeper" / first.name
+    second_dir.mkdir(parents=True)
+    (second_dir / snapshot.TRANSACTIONS).write_bytes(TRANSACTIONS)
+    (second_dir / snapshot.BALANCES).write_bytes(balances)
+    for name in snapshot.ROUND_FILES[2:]:
+        (second_dir / name).write_bytes(b"")
+    a, b = build_round_torrent(first), build_round_torrent(second_dir)
+    assert a.torrent == b.torrent
+    assert (a.infohash, a.infohash_v2) == (b.infohash, b.infohash_v2)
+    assert len(a.infohash) == 20 and len(a.infohash_v2) == 32
+    info = a.torrent_info()
+    assert info.piece_length() == snapshot.PIECE_BYTES
+    # Nothing but the info dict and BEP 52 piece layers: no date, creator, trackers, seeds.
+    outer = bencode.decode(a.torrent)
+    assert isinstance(outer, dict)
+    assert set(outer) == {b"info", b"piece layers"}
+    assert hashlib.sha1(bencode.encode(outer[b"info"])).digest() == a.infohash
+    assert hashlib.sha256(bencode.encode(outer[b"info"])).digest() == a.infohash_v2
+    # One changed byte anywhere is another torrent.
+    (second_dir / snapshot.TRANSACTIONS).write_bytes(TRANSACTIONS[:-1] + b"\x00")
+    assert build_round_torrent(second_dir).infohash != a.infohash
+
+
+def test_ten_clients_fetch_a_snapshot_and_verify_it(dht: PrivateDHT, tmp_path: Path) -> None:
+    balances = make_balances(ACCOUNTS)
+    expected = hashlib.sha256(balances).digest()
+    round_dir = write_round(tmp_path / "seed", 1, balances, TRANSACTIONS)
+
+    async def body() -> None:
+        async with dht(11) as swarms:
+            seed, clients = swarms[0], swarms[1:]
+            torrent = await seed.seed(round_dir)
+            progress: list[list[Progress]] = [[] for _ in clients]
+            results = await asyncio.gather(
+                *(
+                    client.fetch(
+                        torrent.infohash,
+                        tmp_path / f"client-{i}",
+                        expect_infohash_v2=torrent.infohash_v2,
+                        expect_state_hash=expected,
+                        on_progress=progress[i].append,
+                        timeout_s=60,
+                    )
+                    for i, client in enumerate(clients)
+                )
+            )
+            for i, result in enumerate(results):
+                assert result.round_dir == tmp_path / f"client-{i}" / round_dir.name
+                assert file_sha256(result.round_dir / snapshot.BALANCES) == expected
+                assert (result.round_dir / snapshot.TRANSACTIONS).read_bytes() == TRANSACTIONS
+                assert progress[i][-1].pieces_done == progress[i][-1].pieces_wanted
+                assert progress[i][-1].pieces_wanted == result.pieces_wanted
+            stats = seed.stats(torrent.infohash)
+            assert stats is not None
+            total = len(balances) + len(TRANSACTIONS)
+            # The clients traded pieces among themselves: the seed sent well under 10 copies.
+            assert stats.payload_bytes_uploaded < 10 * total
+
+    asyncio.run(body())
+
+
+def test_wrong_state_hash_is_refused(dht: PrivateDHT, tmp_path: Path) -> None:
+    round_dir = write_round(tmp_path / "seed", 2, make_balances(1000), b"")
+
+    async def body() -> None:
+        async with dht(3) as swarms:
+            torrent = await swarms[0].seed(round_dir)
+            with pytest.raises(FetchFailed, match="state hash"):
+                await swarms[1].fetch(
+                    torrent.infohash, tmp_path / "c", expect_state_hash=bytes(32), timeout_s=30
+                )
+            with pytest.raises(FetchFailed, match="v2"):
+                await swarms[2].fetch(
+                    torrent.infohash, tmp_path / "d", expect_infohash_v2=bytes(32), timeout_s=30
+                )
+
+    asyncio.run(body())
+
+
+def test_previous_round_makes_only_changed_pieces_travel(dht: PrivateDHT, tmp_path: Path) -> None:
+    old = bytearray(make_balances(ACCOUNTS))
+    new = bytearray(old)
+    changed_records = [10, 40_000, 40_001, 77_777, ACCOUNTS - 1]
+    for index in changed_records:  # new balances for 5 accounts; ids and order unchanged
+        at = index * RECORD.size + 32
+        new[at : at + 4] = (123_456_789 + index).to_bytes(4, "big")
+    changed_pieces = {index * RECORD.size // snapshot.PIECE_BYTES for index in changed_records}
+    round_1 = write_round(tmp_path / "seed", 1, bytes(old), TRANSACTIONS)
+    round_2 = write_round(tmp_path / "seed", 2, bytes(new), TRANSACTIONS[::-1])
+    client_round_1 = tmp_path / "client" / round_1.name
+    shutil.copytree(round_1, client_round_1)
+
+    async def body() -> None:
+        async with dht(3) as swarms:
+            await swarms[0].seed(round_1)
+            torrent = await swarms[0].seed(round_2)
+            result = await swarms[1].fetch(
+                torrent.infohash,
+                tmp_path / "client",
+                reuse_from=client_round_1,
+                expect_state_hash=hashlib.sha256(new).digest(),
+                timeout_s=60,
+            )
+            assert (result.round_dir / snapshot.TRANSACTIONS).read_bytes() == TRANSACTIONS[::-1]
+            # Only the changed balances pieces and the (all new) transactions file travel.
+            tx_pieces = -(-len(TRANSACTIONS) // snapshot.PIECE_BYTES)
+            budget = (len(changed_pieces) + tx_pieces + 1) * snapshot.PIECE_BYTES
+            assert result.payload_bytes_downloaded <= budget
+            assert result.payload_bytes_downloaded < len(new) / 10
+            # Without the previous round the same fetch costs the whole snapshot.
+            fresh = await swarms[2].fetch(torrent.infohash, tmp_path / "fresh", timeout_s=60)
+            assert fresh.payload_bytes_downloaded >= len(new)
+
+    asyncio.run(body())
+
+
+def test_fetch_only_chosen_pieces_or_files(dht: PrivateDHT, tmp_path: Path) -> None:
+    balances = make_balances(ACCOUNTS)
+    round_dir = write_round(tmp_path / "seed", 4, balances, TRANSACTIONS)
+
+    async def body() -> None:
+        async with dht(3) as swarms:
+            torrent = await swarms[0].seed(round_dir)
+            # A light client reading account record 50,000 needs one or two pieces.
+            wanted = snapshot.piece_range(50_000 * RECORD.size, RECORD.size)
+            light = await swarms[1].fetch(
+                torrent.infohash, tmp_path / "light", pieces=wanted, timeout_s=60
+            )
+            assert light.pieces_wanted == len(wanted)
+            assert light.payload_bytes_downloaded <= 4 * snapshot.PIECE_BYTES
+            with (light.round_dir / snapshot.BALANCES).open("rb") as f:
+                f.seek(50_000 * RECORD.size)
+                assert f.read(RECORD.size) == balances[50_000 * 36 : 50_001 * 36]
+            # Only the transactions file (the delta an incremental client replays).
+            delta = await swarms[2].fetch(
+                torrent.infohash, tmp_path / "delta", files=[snapshot.TRANSACTIONS], timeout_s=60
+            )
+            assert delta.files == (delta.round_dir / snapshot.TRANSACTIONS,)
+            assert delta.files[0].read_bytes() == TRANSACTIONS
+            assert delta.payload_bytes_downloaded < len(TRANSACTIONS) + 4 * snapshot.PIECE_BYTES
+
+    asyncio.run(body())

@@ -1,0 +1,59 @@
+"""Network safety of the session settings (DESIGN §6, protocol §8.8) and infohash parsing.
+
+No session is started here: these check what a session would be constructed with.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from scryp.errors import LocalError, MalformedInput
+from scryp.swarm import SwarmConfig, is_loopback, parse_infohash, settings_for
+
+
+def test_default_settings_stay_on_loopback() -> None:
+    settings = settings_for(SwarmConfig(bootstrap=(("127.0.0.1", 7000), ("127.1.1.1", 7001))))
+    assert settings["listen_interfaces"] == "127.0.0.1:0"
+    assert settings["outgoing_interfaces"] == "127.0.0.1"
+    assert settings["dht_bootstrap_nodes"] == "127.0.0.1:7000,127.1.1.1:7001"
+    assert settings["enable_lsd"] is False
+    assert settings["enable_upnp"] is False
+    assert settings["enable_natpmp"] is False
+    assert settings_for(SwarmConfig())["dht_bootstrap_nodes"] == ""  # never the default routers
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"listen_host": "0.0.0.0"},
+        {"listen_host": "localhost"},
+        {"bootstrap": (("10.0.0.1", 6881),)},
+        {"bootstrap": (("router.bittorrent.com", 6881),)},
+        {"bootstrap": (("127.example.com", 6881),)},
+    ],
+)
+def test_leaving_loopback_needs_public_dht(config: dict[str, object]) -> None:
+    with pytest.raises(LocalError, match="loopback"):
+        SwarmConfig(**config)  # type: ignore[arg-type]
+
+
+def test_public_mode_is_explicit() -> None:
+    settings = settings_for(SwarmConfig(listen_host="0.0.0.0", public_dht=True))
+    assert "router" in settings["dht_bootstrap_nodes"]
+    assert settings["dht_restrict_routing_ips"] is True
+    assert settings["enable_lsd"] is False
+
+
+def test_is_loopback() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("127.1.1.1")
+    assert not is_loopback("128.0.0.1") and not is_loopback("::1") and not is_loopback("x")
+
+
+def test_parse_infohash() -> None:
+    one, two = "ab" * 20, "CD" * 20
+    assert parse_infohash(one) == bytes.fromhex(one)
+    assert parse_infohash(one + two) == bytes.fromhex(two)  # a run means the last one
+    assert parse_infohash(f" {one}\n{two} ") == bytes.fromhex(two)
+    for bad in ("", "ab" * 19, "ab" * 21, "zz" * 20):
+        with pytest.raises(MalformedInput):
+            parse_infohash(bad)

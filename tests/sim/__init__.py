@@ -1,0 +1,1 @@
+"""Seeded simulation tier: whole quorums of Raft cores in one process (see cluster.py)."""

@@ -1,0 +1,464 @@
+"""A whole quorum in one process: servers, network, clients, faults and a virtual clock.
+
+Everything random comes from ``random.Random`` instances derived from one seed, and nothing
+reads a clock, so a run is a pure function of (seed, servers, code) and replays exactly.
+``run_seed`` is the randomized fault-injecting run; scenario tests drive ``Cluster`` by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from scryp.core.genesis import Genesis
+from scryp.core.raft.codec import decode_message
+from scryp.core.raft.config import RaftConfig
+from scryp.core.raft.entries import Entry, Seal, SnapshotMeta
+from scryp.core.raft.node import ProposeResult, Role
+from scryp.core.raft.ready import HardState, Ready
+from scryp.core.tx import Transaction
+from scryp.crypto import KeyPair
+from scryp.errors import MalformedInput
+
+from .checker import Checker
+from .network import LinkFaults, Network
+from .server import DurableStore, Hooks, SimServer
+from .state_machine import Applied, Checkpoint
+
+TICK_MS = 10
+ACCOUNTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    servers: int = 3
+    election_timeout_ms_min: int = 150
+    election_timeout_ms_max: int = 300
+    heartbeat_interval_ms: int = 40
+    round_interval_ms: int = 500
+    payments_per_entry_max: int = 64
+    entries_per_message_max: int = 16
+    messages_inflight_max: int = 4
+    fetch_delay_ms: int = 100  # time for a round to arrive through the swarm
+    clock_skew_ms_max: int = 20
+
+
+@dataclass(slots=True)
+class Cluster(Hooks):
+    seed: int
+    options: SimOptions
+    now_ms: int = 0
+    trace: list[str] | None = None
+    checker: Checker = field(default_factory=Checker)
+    servers: list[SimServer] = field(default_factory=list)
+    network: Network = field(init=False)
+    swarm: dict[int, Checkpoint] = field(default_factory=dict)
+    accounts: list[KeyPair] = field(default_factory=list)
+    rng: random.Random = field(init=False)
+    submitted: list[bytes] = field(default_factory=list)
+    roles: dict[int, tuple[Role, int]] = field(default_factory=dict)
+    malformed_frames: int = 0
+    catch_ups: int = 0
+
+    def __post_init__(self) -> None:
+        seed = self.seed
+        self.rng = random.Random(f"sim-{seed}-workload")
+        self.network = Network(random.Random(f"sim-{seed}-network"))
+        self.accounts = [
+            KeyPair.from_seed(hashlib.sha256(f"sim-{seed}-{i}".encode()).digest())
+            for i in range(ACCOUNTS)
+        ]
+        genesis = Genesis.single(self.accounts[0].public)
+        round0 = Checkpoint(
+            round=0, balances_file=genesis.balances_file, last_stamp_ms=0, recent=()
+        )
+        self.swarm[0] = round0
+        ids = tuple(range(self.options.servers))
+        skew_rng = random.Random(f"sim-{seed}-skew")
+        for server_id in ids:
+            store = DurableStore(
+                hard_state=HardState(term=0, voted_for=None, committed=0),
+                snapshot=SnapshotMeta(0, 0, 0, 0, round0.state_hash),
+                entries=[],
+                rounds={0: round0},
+            )
+            server = SimServer(
+                id=server_id,
+                config=self._config(server_id, ids),
+                store=store,
+                rng=random.Random(f"sim-{seed}-node-{server_id}"),
+                hooks=self,
+                skew_ms=skew_rng.randint(0, self.options.clock_skew_ms_max),
+            )
+            server.start(self.now_ms)
+            self.servers.append(server)
+
+    def _config(self, server_id: int, ids: tuple[int, ...]) -> RaftConfig:
+        options = self.options
+        return RaftConfig(
+            server_id=server_id,
+            servers=ids,
+            election_timeout_ms_min=options.election_timeout_ms_min,
+            election_timeout_ms_max=options.election_timeout_ms_max,
+            heartbeat_interval_ms=options.heartbeat_interval_ms,
+            round_interval_ms=options.round_interval_ms,
+            payments_per_entry_max=options.payments_per_entry_max,
+            entries_per_message_max=options.entries_per_message_max,
+            messages_inflight_max=options.messages_inflight_max,
+        )
+
+    # -- the step loop -------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One tick of virtual time: restarts, fetches, deliveries, ticks; then checks."""
+        self.now_ms += TICK_MS
+        now_ms = self.now_ms
+        for server in self.servers:
+            restart_at_ms = server.restart_at_ms
+            if not server.alive and restart_at_ms is not None and now_ms >= restart_at_ms:
+                server.start(now_ms)
+                self.log(f"s{server.id} restarts from disk")
+        for source, target, frame in self.network.due(now_ms):
+            self._deliver(source, target, frame)
+        for server in self.servers:
+            if server.node is None:
+                continue
+            if server.paused_until_ms > now_ms:
+                continue
+            for source, frame in server.backlog:
+                self._deliver(source, server.id, frame)
+            server.backlog.clear()
+            if server.node is not None and server.fetch is not None:
+                if server.finish_fetch(now_ms, self.swarm):
+                    self.log(
+                        f"s{server.id} loaded round {server.ledger.round if server.ledger else '?'}"
+                    )
+                self._drain(server)
+            if server.node is not None:
+                server.node.tick(now_ms + server.skew_ms)
+                self._drain(server)
+        self._observe_roles()
+
+    def _deliver(self, source: int, target: int, frame: bytes) -> None:
+        server = self.servers[target]
+        if server.node is None:
+            return
+        if server.paused_until_ms > self.now_ms:
+            server.backlog.append((source, frame))
+            return
+        try:
+            message = decode_message(frame)
+            if message.source != source:
+                raise MalformedInput("frame claims another sender than its link")
+            server.node.step(message)
+        except MalformedInput:
+            # The peer's fault (here: corruption on the wire): drop it, never crash.
+            self.malformed_frames += 1
+        self._drain(server)
+
+    def _drain(self, server: SimServer) -> None:
+        server.drain(self.now_ms, self.swarm, self.options.fetch_delay_ms)
+        self.checker.after_step(self.servers)
+
+    def _observe_roles(self) -> None:
+        for server in self.servers:
+            node = server.node
+            if node is None:
+                continue
+            state = (node.role, node.term)
+            previous = self.roles.get(server.id)
+            if previous != state:
+                self.roles[server.id] = state
+                # Every role change, but not a follower merely learning a newer term.
+                if node.role is not Role.FOLLOWER or (
+                    previous and previous[0] is not Role.FOLLOWER
+                ):
+                    self.log(f"s{server.id} is {node.role} in term {node.term}")
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def on_persist(self, server: SimServer, ready: Ready) -> None:
+        self.checker.on_persist(server, ready)
+
+    def on_apply(self, server: SimServer, entry: Entry, applied: Applied) -> None:
+        self.checker.on_apply(server, entry, applied)
+        if isinstance(entry.payload, Seal) and applied.sealed_hash is not None:
+            self.log(
+                f"s{server.id} seals round {entry.payload.round} at {entry.term}/{entry.index} "
+                f"hash {applied.sealed_hash.hex()[:12]}"
+            )
+
+    def on_send(self, server: SimServer, target: int, frame: bytes) -> None:
+        self.network.send(self.now_ms, server.id, target, frame)
+
+    def on_catch_up(self, server: SimServer, snapshot: SnapshotMeta) -> None:
+        self.checker.on_catch_up(server, snapshot)
+        self.catch_ups += 1
+        self.log(f"s{server.id} told to catch up from round {snapshot.round}")
+
+    def on_crash(self, server: SimServer, reason: str) -> None:
+        self.checker.on_crash(server, reason)
+        self.roles.pop(server.id, None)
+        self.log(f"s{server.id} {reason}")
+
+    def log(self, line: str) -> None:
+        if self.trace is not None:
+            self.trace.append(f"t={self.now_ms:>6} {line}")
+
+    # -- operations (faults, clients) ----------------------------------------------------
+
+    def run(self, duration_ms: int) -> None:
+        for _ in range(duration_ms // TICK_MS):
+            self.step()
+
+    def crash(self, server_id: int, restart_after_ms: int | None = None) -> None:
+        server = self.servers[server_id]
+        if server.alive:
+            server.crash("crashes")
+        if restart_after_ms is not None:
+            server.restart_at_ms = self.now_ms + restart_after_ms
+
+    def restart(self, server_id: int) -> None:
+        server = self.servers[server_id]
+        if not server.alive:
+            server.start(self.now_ms)
+            self.log(f"s{server_id} restarts from disk")
+
+    def partition(self, groups: list[list[int]]) -> None:
+        self.network.partition(groups)
+        self.log(f"partition {groups}")
+
+    def heal(self) -> None:
+        self.network.heal()
+        for server in self.servers:
+            server.paused_until_ms = 0
+            if not server.alive:
+                self.restart(server.id)
+        self.log("network healed, every server up")
+
+    def leader(self) -> SimServer | None:
+        """The live leader with the highest term, as a client would find by redirects."""
+        best = None
+        for server in self.servers:
+            node = server.node
+            if node is None or node.role is not Role.LEADER or server.paused_until_ms > self.now_ms:
+                continue
+            if best is None or (best.node is not None and node.term > best.node.term):
+                best = server
+        return best
+
+    def leaders(self) -> list[SimServer]:
+        """Every live server that believes it leads (several, in different terms)."""
+        return [
+            server
+            for server in self.servers
+            if server.node is not None
+            and server.node.role is Role.LEADER
+            and server.paused_until_ms <= self.now_ms
+        ]
+
+    def pay(self, count: int) -> int:
+        """Submit ``count`` fresh payments to the leader; returns how many it queued."""
+        queued = 0
+        for _ in range(count):
+            tx = self._make_payment()
+            if self._submit(tx):
+                queued += 1
+        return queued
+
+    def _submit(self, tx: bytes) -> bool:
+        # Clients find the current leader by redirects, but a client may still talk to a
+        # deposed leader that does not know it yet: its entries must never commit.
+        leaders = self.leaders()
+        leader = self.rng.choice(leaders) if leaders and self.rng.random() < 0.3 else self.leader()
+        if leader is None or leader.node is None:
+            return False
+        self.submitted.append(tx)
+        result = leader.node.propose([tx])
+        self._drain(leader)
+        return result is ProposeResult.QUEUED
+
+    def _make_payment(self) -> bytes:
+        rng = self.rng
+        payer_index = 0 if rng.random() < 0.3 else rng.randrange(ACCOUNTS)
+        payee_index = rng.randrange(ACCOUNTS)
+        amount = rng.randint(1, 2**29)
+        timestamp_ms = max(0, self.now_ms + rng.randint(-200, 200))
+        if rng.random() < 0.02:
+            timestamp_ms += 60_000  # outside the window: must be rejected everywhere
+        tx = Transaction.create(
+            self.accounts[payer_index], self.accounts[payee_index].public, amount, timestamp_ms
+        ).encode()
+        if rng.random() < 0.02:
+            tx = tx[:-1] + bytes([tx[-1] ^ 1])  # a bad signature: rejected, never a crash
+        return tx
+
+    def random_traffic(self) -> None:
+        """A few clients: new payments, retries of old ones (duplicates), double spends."""
+        rng = self.rng
+        roll = rng.random()
+        if roll < 0.25:
+            self.pay(rng.randint(1, 3))
+        elif roll < 0.30 and self.submitted:
+            self._submit(rng.choice(self.submitted[-50:]))  # a client retry
+        elif roll < 0.32:
+            # A double spend attempt: one payer's whole balance, twice, to two payees.
+            payer = self.accounts[rng.randrange(ACCOUNTS)]
+            for payee in rng.sample(self.accounts, 2):
+                amount = rng.randint(2**30, 2**32 - 1)
+                tx = Transaction.create(payer, payee.public, amount, self.now_ms).encode()
+                self._submit(tx)
+
+    # -- summaries -----------------------------------------------------------------------
+
+    def sealed_rounds(self) -> list[int]:
+        return [server.ledger.round if server.ledger else -1 for server in self.servers]
+
+    def status(self) -> list[str]:
+        lines = []
+        for server in self.servers:
+            node = server.node
+            if node is None:
+                lines.append(f"s{server.id} down")
+                continue
+            log = node.log
+            lines.append(
+                f"s{server.id} {node.role:<9} term {node.term} leader "
+                f"{'-' if node.leader_id is None else f's{node.leader_id}'} log "
+                f"{log.snapshot.index}..{log.last_index} commit {log.committed} applied "
+                f"{log.applied} round {server.ledger.round if server.ledger else '-'} "
+                f"snapshot round {log.snapshot.round}"
+            )
+        return lines
+
+
+# -- the randomized run --------------------------------------------------------------------
+
+FAULT_PHASE_MS = 4_000
+LIVENESS_MS_MAX = 5_000
+NEW_ROUNDS_REQUIRED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SeedResult:
+    seed: int
+    servers: int
+    virtual_ms: int
+    rounds_sealed: int
+    entries_applied: int
+    elections: int
+    crashes: int
+    catch_ups: int
+    messages: int
+    recovery_ms: int  # from healing to a majority sealing the required new rounds
+
+
+class LivenessViolation(AssertionError):
+    """Faults stopped, but a majority did not seal new rounds in the allowed virtual time."""
+
+
+def replay_command(seed: int, servers: int) -> str:
+    return f"tools/sim --seed {seed} --servers {servers}"
+
+
+def run_seed(seed: int, servers: int) -> SeedResult:
+    """One fault-injecting run. Raises SafetyViolation / LivenessViolation with the replay line."""
+    try:
+        return _run_seed(seed, servers)
+    except Exception as error:
+        error.add_note(f"seed {seed} failed; replay: {replay_command(seed, servers)}")
+        raise
+
+
+def _run_seed(seed: int, servers: int, trace: list[str] | None = None) -> SeedResult:
+    cluster = Cluster(seed=seed, options=SimOptions(servers=servers), trace=trace)
+    faults = random.Random(f"sim-{seed}-faults")
+    cluster.network.faults = LinkFaults(
+        loss=faults.choice([0.0, 0.01, 0.05, 0.15]),
+        duplicate=faults.choice([0.0, 0.02, 0.1]),
+        corrupt=faults.choice([0.0, 0.0, 0.01]),
+        delay_ms_min=1,
+        delay_ms_max=faults.choice([2, 10, 40]),
+        long_delay=faults.choice([0.0, 0.01, 0.05]),
+    )
+    intensity = faults.choice([0.5, 1.0, 2.0, 4.0])
+    crashes = 0
+    while cluster.now_ms < FAULT_PHASE_MS:
+        crashes += _inject_faults(cluster, faults, intensity)
+        cluster.random_traffic()
+        cluster.step()
+    cluster.heal()
+    heal_ms = cluster.now_ms
+    baseline = max(cluster.checker.seals, default=0)
+    majority = servers // 2 + 1
+    while True:
+        cluster.random_traffic()
+        cluster.step()
+        sealed = sorted(cluster.sealed_rounds(), reverse=True)
+        if sealed[majority - 1] >= baseline + NEW_ROUNDS_REQUIRED:
+            break
+        if cluster.now_ms - heal_ms > LIVENESS_MS_MAX:
+            raise LivenessViolation(
+                f"no majority sealed round {baseline + NEW_ROUNDS_REQUIRED} within "
+                f"{LIVENESS_MS_MAX} ms after healing; rounds {cluster.sealed_rounds()}; "
+                + "; ".join(cluster.status())
+            )
+    cluster.checker.check_final_logs(cluster.servers)
+    return SeedResult(
+        seed=seed,
+        servers=servers,
+        virtual_ms=cluster.now_ms,
+        rounds_sealed=max(cluster.checker.seals, default=0),
+        entries_applied=cluster.checker.applied_count,
+        elections=len(cluster.checker.leaders),
+        crashes=crashes,
+        catch_ups=cluster.catch_ups,
+        messages=cluster.network.statistics.sent,
+        recovery_ms=cluster.now_ms - heal_ms,
+    )
+
+
+def _inject_faults(cluster: Cluster, faults: random.Random, intensity: float) -> int:
+    """Per tick, maybe start or end a fault. Returns the number of crashes injected."""
+    roll = faults.random() / intensity
+    servers = cluster.servers
+    now_ms = cluster.now_ms
+    victim = servers[faults.randrange(len(servers))]
+    if roll < 0.004:
+        if victim.alive:
+            cluster.crash(victim.id, restart_after_ms=faults.randint(50, 2_500))
+            return 1
+    elif roll < 0.007:
+        if victim.alive:
+            victim.crash_after_persist = True
+            victim.restart_at_ms = now_ms + faults.randint(50, 1_500)
+            return 1
+    elif roll < 0.010:
+        victim.paused_until_ms = now_ms + faults.randint(50, 1_500)
+        cluster.log(f"s{victim.id} paused")
+    elif roll < 0.013:
+        ids = [server.id for server in servers]
+        faults.shuffle(ids)
+        cut = faults.randint(1, len(ids) - 1)
+        cluster.partition([ids[:cut], ids[cut:]])
+    elif roll < 0.015:
+        source, target = faults.sample(range(len(servers)), 2)
+        cluster.network.cut_one_way(source, target)
+        cluster.log(f"link s{source}->s{target} cut")
+    elif roll < 0.020:
+        cluster.network.blocked.clear()
+        cluster.log("partitions healed")
+    return 0
+
+
+def trace_seed(seed: int, servers: int) -> list[str]:
+    """Replay one seed with its event trace (for ``tools/sim --seed``)."""
+    lines: list[str] = []
+    try:
+        result = _run_seed(seed, servers, trace=lines)
+        lines.append(f"ok: {result}")
+    except Exception as error:
+        lines.append(f"FAILED: {type(error).__name__}: {error}")
+        lines.append(f"replay: {replay_command(seed, servers)}")
+    return lines
