@@ -104,6 +104,8 @@ class LocalNetwork:
     round_interval_s: float = 1.0
     python: str = sys.executable
     server_args: list[str] = field(default_factory=list)  # extra options for every server
+    # Tell each server the others' addresses (--peer); without, they find them in the DHT.
+    give_peers: bool = True
     dht: Child | None = None
     bootstrap: tuple[str, int] | None = None
     server_processes: list[ServerProcess] = field(default_factory=list)
@@ -169,7 +171,7 @@ class LocalNetwork:
         ]
         if self.bootstrap is not None:
             argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
-        for other in self.server_processes:
+        for other in self.server_processes if self.give_peers else []:
             if other.index != server.index:
                 argv += ["--peer", f"{other.index}={LOOPBACK}:{other.server_port}"]
         return argv + self.server_args

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -18,11 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
-from scryp.core.ledger import Reason, precheck_all
+from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction, decode_many
 from scryp.crypto import parse_public_key_hex
 from scryp.errors import MalformedInput, RemoteError
 from scryp.server.node import ServerNode
+from scryp.server.verify import precheck_parallel
 
 NODE = web.AppKey("node", ServerNode)
 CLIENTS_TRACKED_MAX = 10_000
@@ -101,17 +101,6 @@ async def parse_transactions(request: web.Request, count_max: int) -> list[Trans
     except (ValueError, UnicodeDecodeError) as problem:
         raise MalformedInput(f"not hexadecimal transactions: {problem}") from None
     return decode_many(raw, count_max)
-
-
-async def precheck_parallel(txs: list[Transaction]) -> list[Reason | None]:
-    """Signature checks on every core: pynacl releases the GIL (see docs/BENCHMARKS.md)."""
-    workers = min(os.cpu_count() or 1, max(1, len(txs) // 64))
-    chunks = [txs[i::workers] for i in range(workers)]
-    results = await asyncio.gather(*(asyncio.to_thread(precheck_all, c) for c in chunks))
-    merged: list[Reason | None] = [None] * len(txs)
-    for offset, chunk_results in enumerate(results):
-        merged[offset::workers] = chunk_results
-    return merged
 
 
 async def transact(request: web.Request) -> web.Response:

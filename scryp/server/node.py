@@ -30,7 +30,7 @@ from scryp.core import snapshot
 from scryp.core.balances import lookup
 from scryp.core.certificate import Certificate, Statement, majority
 from scryp.core.genesis import Genesis
-from scryp.core.ledger import Ledger, Outcome, precheck_all
+from scryp.core.ledger import Ledger, Outcome
 from scryp.core.pointer import PointerRecord, SignedItem, encode_record, verify_item
 from scryp.core.raft import (
     Entry,
@@ -53,6 +53,7 @@ from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
 from scryp.server.config import ServerConfig
 from scryp.server.rounds import RoundStore, StoredRound
+from scryp.server.verify import precheck_parallel
 from scryp.swarm import (
     SERVER_SEED_PIECE_QUOTA,
     SERVER_UNCHOKE_SLOTS,
@@ -329,7 +330,7 @@ class ServerNode:
         payload = entry.payload
         if isinstance(payload, Payments):
             txs = [Transaction.decode(raw) for raw in payload.txs]
-            prechecked = await asyncio.to_thread(precheck_all, txs)
+            prechecked = await precheck_parallel(txs)
             outcomes = ledger.apply(txs, entry.stamp_ms, prechecked)
             open_round = self._sealed[-1].round + 1
             for tx, outcome in zip(txs, outcomes, strict=True):
@@ -405,6 +406,10 @@ class ServerNode:
         # Now that the swarm can serve it, a follower far behind may catch up from it.
         self._offers.append(stored.meta)
         self._wake.set()
+        if self.publisher is not None and self.publisher.value is None and not info.certificate:
+            # Nothing certified yet (a fresh start, or peers unknown): publish this round
+            # uncertified, so the other servers can find our address (protocol §8.6).
+            await self._publish(info)
         share = self._own_share(info)
         info.shares[self.index] = share.signature
         for peer in range(len(self.quorum)):
@@ -485,6 +490,11 @@ class ServerNode:
         if stored is None:
             return
         self.certified_round = stored
+        await self._publish(info)
+        self._prune_rounds()
+
+    async def _publish(self, info: RoundInfo) -> None:
+        """Put our pointer for this round (with its certificate, if it has one) in the DHT."""
         recent = tuple(
             other.infohash
             for number, other in sorted(self.round_infos.items(), reverse=True)
@@ -506,7 +516,6 @@ class ServerNode:
                 await publisher.publish(encode_record(record))
             except SwarmTimeout as error:
                 log.warning("publishing round %d: %s", info.round, error)
-        self._prune_rounds()
 
     def _prune_rounds(self) -> None:
         # Raft's compaction point and every round after it may be named in a catch-up (§7),
@@ -585,19 +594,23 @@ class ServerNode:
     # -- discovery of the other servers' addresses from their DHT pointers (§8.6) -------
 
     async def _discover(self) -> None:
+        """Look up the addresses of servers not given with --peer: often while one is
+        unknown, then now and then, since a server may move (protocol §8.6)."""
         while True:
-            missing = [
+            wanted = [
                 self.quorum[i]
                 for i in range(len(self.quorum))
                 if i != self.index and i not in self.config.peers
             ]
-            if missing and self.swarm is not None:
+            if wanted and self.swarm is not None:
                 items = await self.swarm.get_items(
-                    missing, timeout_s=self.config.limits.dht_get_timeout_s
+                    wanted, timeout_s=self.config.limits.dht_get_timeout_s
                 )
                 for public, item in items.items():
                     self._learn_address(public, item)
-            await asyncio.sleep(self.config.discovery_interval_s)  # a period, not a wait
+            unknown = any(self._address_of(self.quorum.index(k)) is None for k in wanted)
+            period_s = self.config.discovery_interval_s * (1 if unknown else 12)
+            await asyncio.sleep(period_s)  # a period, not a wait for an event
 
     def _learn_address(self, public: bytes, item: SignedItem) -> None:
         try:

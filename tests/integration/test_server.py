@@ -164,6 +164,19 @@ def test_the_record_and_the_dht_pointer_verify_against_keys(tmp_path: Path) -> N
     asyncio.run(scenario())
 
 
+def test_servers_find_each_other_through_their_dht_pointers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        net = LocalNetwork(tmp_path, servers=3, round_interval_s=ROUND_S, give_peers=False)
+        try:
+            await net.start()
+            statuses = await wait_certified(net, 1)
+            assert all(len(s["peers_out"]) == 2 for s in statuses)
+        finally:
+            await net.stop()
+
+    asyncio.run(scenario())
+
+
 def test_bad_requests_get_4xx_and_change_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with network(tmp_path) as net:
