@@ -1,0 +1,100 @@
+"""The README's main command as a user runs it: ``python -m scryp.testnet``, then Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.slow
+DEADLINE_S = 60.0
+
+
+async def status(url: str) -> dict[str, Any] | None:
+    try:
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
+            body: dict[str, Any] = await r.json()
+            return body
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+async def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not await condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        await asyncio.sleep(0.2)  # polling other processes, which cannot signal us
+
+
+def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "scryp.testnet",
+        "--dir",
+        str(tmp_path),
+        "--servers",
+        "3",
+        "--seeders",
+        "1",
+        "--round-interval",
+        "0.5",
+        "--demo-payments",
+        "3",
+        "--duration-s",
+        "300",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        description_path = tmp_path / "testnet.json"
+
+        async def scenario() -> list[str]:
+            async def described() -> bool:
+                return description_path.exists()
+
+            await wait_for(described, "testnet.json")
+            description = json.loads(description_path.read_text())
+            assert description["bootstrap"].startswith("127.0.0.1:")
+            assert len(description["servers"]) == 3
+            urls = [server["api"] + "/status" for server in description["servers"]]
+            for server in description["servers"]:
+                assert server["api"].startswith("http://127.0.0.1:")
+                assert len(server["public_key"]) == 64
+
+            async def agreed() -> bool:
+                found = [await status(url) for url in urls]
+                return (
+                    all(s and (s["certified_round"] or 0) >= 3 for s in found)
+                    and len({s["certified_state_hash"] for s in found if s}) == 1
+                )
+
+            await wait_for(agreed, "three servers agreeing on a certified round")
+            return urls
+
+        urls = asyncio.run(scenario())
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "agreement: every server reports the same certified state" in text
+    assert text.rstrip().endswith("stopped.")
+
+    async def all_down() -> bool:
+        return all(found is None for found in [await status(url) for url in urls])
+
+    assert asyncio.run(all_down()), "a server outlived the testnet command"
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs == ["dht.log", "seeder-0.log", "server-0.log", "server-1.log", "server-2.log"]
