@@ -15,6 +15,7 @@ class ServerLimits:
     request_burst: int = 400
     rounds_listed_max: int = 100  # GET /rounds
     tx_status_kept_max: int = 1_000_000  # outcomes remembered for GET /tx/{id}
+    proposals_queued_max: int = 16_384  # payments waiting for the leader's core loop
     shares_rounds_ahead_max: int = 16  # round signatures buffered for rounds not sealed yet
     catch_up_timeout_s: float = 60.0
     ask_timeout_s: float = 5.0  # for a peer's answer naming a round's torrent

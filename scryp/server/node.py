@@ -243,6 +243,9 @@ class ServerNode:
         if raft is None:
             return "server starting"
         if raft.role is Role.LEADER:
+            queued = sum(len(batch) for batch in self._proposals)
+            if queued + len(txs) > self.config.limits.proposals_queued_max:
+                return "server overloaded; retry shortly"
             self._proposals.append(txs)
             self._wake.set()
             return None
@@ -538,6 +541,10 @@ class ServerNode:
     def _prune_infos(self) -> None:
         while len(self.round_infos) > self.config.rounds_kept * 2:
             self.round_infos.popitem(last=False)
+        # Shares for rounds we will never hold (pruned, or sealed before we restarted).
+        oldest = min(self.round_infos, default=0)
+        for number in [r for r in self._pending_shares if r < oldest]:
+            del self._pending_shares[number]
 
     # -- catching up through the swarm (Raft §7, protocol §7) --------------------------
 

@@ -82,6 +82,7 @@ class SimServer:
     crash_after_persist: bool = False
     fetch: tuple[int, SnapshotMeta] | None = None  # (due ms, round) being fetched
     seals: dict[int, SnapshotMeta] = field(default_factory=dict)
+    offers: list[SnapshotMeta] = field(default_factory=list)  # rounds stored, to offer Raft
     backlog: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
@@ -102,6 +103,7 @@ class SimServer:
             entries=list(store.entries),
         )
         self.seals = {store.snapshot.round: store.snapshot}
+        self.offers = [store.snapshot]
         self.restart_at_ms = None
         self.fetch = None
         self.backlog.clear()
@@ -136,6 +138,9 @@ class SimServer:
                 if isinstance(entry.payload, Seal):
                     self._on_sealed(entry, applied, swarm)
             node.advance(ready)  # 5. advance
+            for meta in self.offers:  # the round is on disk and in the swarm: servable
+                node.offer(meta)
+            self.offers.clear()
             self._maybe_compact()
 
     def _on_sealed(self, entry: Entry, applied: Applied, swarm: dict[int, Checkpoint]) -> None:
@@ -146,13 +151,15 @@ class SimServer:
         # Write the round's files, then offer them to the swarm (next issue: seed a torrent).
         self.store.rounds[round_number] = checkpoint
         swarm.setdefault(round_number, checkpoint)
-        self.seals[round_number] = SnapshotMeta(
+        meta = SnapshotMeta(
             index=entry.index,
             term=entry.term,
             round=round_number,
             stamp_ms=entry.stamp_ms,
             state_hash=applied.sealed_hash,
         )
+        self.seals[round_number] = meta
+        self.offers.append(meta)
 
     def _maybe_compact(self) -> None:
         assert self.node is not None and self.ledger is not None
@@ -179,6 +186,7 @@ class SimServer:
             return False
         self.ledger = SimLedger(checkpoint)
         self.seals = {snapshot.round: snapshot}
+        self.node.offer(snapshot)
         return True
 
 

@@ -466,3 +466,38 @@ def test_impossible_claims_from_a_peer_are_refused_not_fatal() -> None:
     net.tick(0, advance_ms=20)
     net.deliver()
     assert role_of(net, 0) is Role.LEADER and leader.log.committed == 1
+
+
+def test_catch_up_names_the_newest_offered_round_the_log_still_connects_to() -> None:
+    net = Net(3, round_interval_ms=1_000)
+    net.campaign(0)
+    net.deliver()
+    drop_2 = only_between(0, 1)
+    for _ in range(4):
+        net.tick(0, advance_ms=1_000)
+        net.deliver(drop_2)
+        net.tick(0, advance_ms=20)
+        net.deliver(drop_2)
+    leader = net.nodes[0]
+    seals = {e.payload.round: e for e in net.applied[0] if isinstance(e.payload, Seal)}
+    assert sorted(seals) == [1, 2, 3, 4]
+
+    def meta(round_number: int) -> SnapshotMeta:
+        seal = seals[round_number]
+        return SnapshotMeta(seal.index, seal.term, round_number, seal.stamp_ms, b"\x07" * 32)
+
+    leader.compact(meta(2))
+    leader.offer(meta(3))
+    leader.offer(meta(1))  # older than what is offered already: ignored
+    net.process(0)
+    net.tick(0, advance_ms=20)
+    net.deliver()
+    catch_ups = [r.catch_up for r in net.readies[2] if r.catch_up is not None]
+    assert catch_ups == [meta(3)]  # not the compaction point, round 2
+    leader.compact(meta(4))  # round 3 is gone from the log: the compaction point it is
+    net.process(0)
+    net.tick(0, advance_ms=20)
+    net.deliver()
+    catch_ups = [r.catch_up for r in net.readies[2] if r.catch_up is not None]
+    assert catch_ups[-1] == meta(4)
+    # Reference: §7, and protocol §7.9 (catch up from a round the leader can serve).
