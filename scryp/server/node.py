@@ -67,6 +67,7 @@ from scryp.swarm import (
 
 log = logging.getLogger(__name__)
 
+INBOX_FRAMES_MAX = 10_000
 TICK_MS = 20  # how often the core loop wakes with nothing to do: below the heartbeat interval
 
 
@@ -112,7 +113,8 @@ class ServerNode:
         self.hub = PeerHub(
             key, quorum, self.network, on_frame=self._on_frame, address_of=self._address_of
         )
-        self._inbox: deque[tuple[int, PeerFrame]] = deque()
+        # Bounded: if the core loop falls behind, the oldest peer messages go (Raft resends).
+        self._inbox: deque[tuple[int, PeerFrame]] = deque(maxlen=INBOX_FRAMES_MAX)
         self._proposals: deque[list[bytes]] = deque()
         self._wake = asyncio.Event()
         self._last_now_ms = 0
@@ -134,7 +136,6 @@ class ServerNode:
         self.publisher: Publisher | None = None
         self.certified_round: StoredRound | None = None
         self.api_address = f"{config.host}:{config.server_port}"
-        self.started = asyncio.Event()
 
     # -- time ----------------------------------------------------------------------------
 
@@ -216,7 +217,6 @@ class ServerNode:
                 await asyncio.to_thread(self._write_genesis_round)
                 for number in self.rounds.rounds():
                     tasks.create_task(self._certify(number))
-                self.started.set()
         finally:
             await swarm.close()
 
