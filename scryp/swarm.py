@@ -94,6 +94,9 @@ class SwarmConfig:
     unchoke_slots: int = 8
     seed_piece_quota: int = 20
     alert_queue_size: int = 100_000
+    # BEP 43 read-only DHT node: it queries but others keep it out of their routing tables,
+    # for short-lived clients, whose departed nodes would otherwise stall others' lookups.
+    dht_read_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.public_dht:
@@ -124,6 +127,7 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
         "listen_interfaces": f"{config.listen_host}:{config.listen_port}",
         "outgoing_interfaces": "" if config.public_dht else config.listen_host,
         "enable_dht": True,
+        "dht_read_only": config.dht_read_only,
         "dht_bootstrap_nodes": nodes,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -143,9 +147,10 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
         # Plain TCP: uTP's delay-based congestion control crawls on loopback.
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
-        # Fetching starts in upload mode, and a seed would close such an "upload only"
-        # connection as redundant before we ask for pieces.
-        "close_redundant_connections": False,
+        # A fetch starts in upload mode (a seed then drops us as redundant) and may recheck
+        # files (which drops every peer); libtorrent then waits min_reconnect_time (60 s by
+        # default) before dialling the same seed again. In a private network, 1 s.
+        "min_reconnect_time": 60 if config.public_dht else 1,
         "upload_rate_limit": config.upload_rate_limit_bytes_per_s,
         "unchoke_slots_limit": config.unchoke_slots,
         "seeding_piece_quota": config.seed_piece_quota,
@@ -724,6 +729,11 @@ class Swarm:
                 state.checked = self._loop.create_future()
                 handle.force_recheck()
                 await _deadline(state.checked, deadline - time.monotonic(), "checking files")
+                # The check libtorrent ran by itself when the metadata arrived may have ended
+                # just now, answering for ours: wait until no check is running any more.
+                while handle.status().state in _CHECKING_STATES:
+                    state.checked = self._loop.create_future()
+                    await _deadline(state.checked, deadline - time.monotonic(), "checking files")
             priorities = [0] * info.num_pieces()
             for index in wanted:
                 priorities[index] = 4
@@ -767,6 +777,45 @@ class Swarm:
             if not succeeded and not self._closed:
                 # Neither half-fetched nor unverified data is seeded on; files stay for reuse.
                 await self.remove(infohash)
+
+    def file_sizes(self, infohash: bytes) -> dict[str, int]:
+        """Sizes of the (non-pad) files of a torrent in this session whose metadata we have,
+        by name inside the round; {} if the torrent is unknown or has no metadata yet."""
+        handle = self._session.find_torrent(lt.sha1_hash(infohash))
+        if not handle.is_valid() or not handle.status().has_metadata:
+            return {}
+        layout = handle.torrent_file().layout()
+        return {
+            layout.file_name(i): int(layout.file_size(i))
+            for i in range(layout.num_files())
+            if not layout.file_flags(i) & lt.file_storage.flag_pad_file
+        }
+
+    async def fetch_pieces(
+        self, infohash: bytes, pieces: Iterable[int], timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> int:
+        """Fetch more pieces of a torrent that ``fetch`` added (a light client probing one
+        more place of ``balances``, protocol §8.6), each checked against the piece hashes,
+        and flush them to disk. Returns the torrent's payload bytes downloaded so far."""
+        handle = self._session.find_torrent(lt.sha1_hash(infohash))
+        if not handle.is_valid():
+            raise LocalError(f"torrent {infohash.hex()} is not in the session")
+        deadline = time.monotonic() + timeout_s
+        state = _FetchState(self._loop, infohash, None)
+        state.handle = handle
+        state.wanted = _wanted_pieces(handle.torrent_file(), None, None, pieces)
+        unwatch = self._watch(infohash, state.on_alert)
+        try:
+            for index in state.wanted:
+                handle.piece_priority(index, 4)
+            state.recount()
+            await _deadline(state.done, deadline - time.monotonic(), "pieces")
+            state.flushed = self._loop.create_future()
+            handle.flush_cache()
+            await _deadline(state.flushed, deadline - time.monotonic(), "disk flush")
+            return int(handle.status().total_payload_download)
+        finally:
+            unwatch()
 
 
 class Publisher:
@@ -837,6 +886,12 @@ async def _started(config: SwarmConfig, timeout_s: float) -> AsyncIterator[Swarm
         yield swarm
     finally:
         await swarm.close()
+
+
+_CHECKING_STATES = (
+    lt.torrent_status.states.checking_files,
+    lt.torrent_status.states.checking_resume_data,
+)
 
 
 class _FetchState:
