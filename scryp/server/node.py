@@ -659,6 +659,8 @@ class ServerNode:
             "term": raft.term if raft else 0,
             "leader": raft.leader_id if raft else None,
             "round": newest.round if newest else 0,
+            # Raft's compaction point: a follower behind it must catch up through the swarm.
+            "compacted_round": raft.log.snapshot.round if raft else 0,
             "state_hash": newest.state_hash.hex() if newest else None,
             "certified_round": certified.round if certified else None,
             "certified_state_hash": certified.meta.state_hash.hex() if certified else None,
