@@ -37,6 +37,9 @@ class ServerConfig:
     round_interval_s: float = 10.0
     window_ms: int = 5_000
     rounds_kept: int = 8
+    # ...and at least the rounds of this many seconds: a DHT pointer a reader gets may lag
+    # the servers by a few rounds, and the round it names must still be seeded.
+    rounds_kept_s: float = 60.0
     # Raft compacts its log to a round sealed at least this long ago (and 2 rounds back at
     # least), so a follower that just fetched a round through the swarm still finds the
     # entries after it in the leader's log instead of chasing ever newer rounds.
@@ -50,6 +53,10 @@ class ServerConfig:
             raise ValueError("round_interval_s must be positive")
         if self.rounds_kept < 2:
             raise ValueError("rounds_kept must be at least 2")
+
+    @property
+    def rounds_kept_effective(self) -> int:
+        return max(self.rounds_kept, math.ceil(self.rounds_kept_s / self.round_interval_s))
 
     @property
     def compaction_lag_rounds(self) -> int:

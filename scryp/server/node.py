@@ -527,7 +527,7 @@ class ServerNode:
         compaction_point = self._sealed[0].round if self._sealed else 0
         certified = self.certified_round.round if self.certified_round else 0
         keep_from = min(compaction_point, certified)
-        for number in self.rounds.prune(self.config.rounds_kept, keep_from=keep_from):
+        for number in self.rounds.prune(self.config.rounds_kept_effective, keep_from=keep_from):
             info = self.round_infos.pop(number, None)
             if info is not None and info.infohash and self.swarm is not None:
                 self._tasks_create(self.swarm.remove(info.infohash))
@@ -539,7 +539,7 @@ class ServerNode:
             coroutine.close()
 
     def _prune_infos(self) -> None:
-        while len(self.round_infos) > self.config.rounds_kept * 2:
+        while len(self.round_infos) > self.config.rounds_kept_effective * 2:
             self.round_infos.popitem(last=False)
         # Shares for rounds we will never hold (pruned, or sealed before we restarted).
         oldest = min(self.round_infos, default=0)

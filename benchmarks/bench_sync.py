@@ -1,0 +1,136 @@
+"""Bytes downloaded and time of each client sync mode (protocol §10.3–§10.4).
+
+    .venv/bin/python -m benchmarks.bench_sync [--accounts 1000000] [--payments 1000]
+                                              [--json PATH]
+
+One process, 127.0.0.1 only. A synthetic network (``scryp.client.synthetic``): round 1 holds
+``--accounts`` accounts, round 2 is round 1 after ``--payments`` signed payments. A "server"
+libtorrent session seeds both rounds and is the private DHT's bootstrap node; three test server
+keys publish BEP 44 pointers with a 2-of-3 certificate (made directly with the keys, not by
+running Raft servers). Then a fresh client session per mode runs the real client code
+(``scryp.client.sync.Client``): it reads the pointers, verifies the certificate and syncs:
+- full: the whole round-2 snapshot, nothing held;
+- light: one account's balance (a payer's and a filler account's);
+- incremental: from a held, verified round 1, round 2's transactions, replayed;
+- full-reuse: round 2 in full while holding round 1 (unchanged pieces reused).
+Bytes are libtorrent's payload bytes (pieces; no metadata or protocol overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from scryp.client.network import Network
+from scryp.client.sync import Client
+from scryp.client.synthetic import build_rounds, payer_keys, publish, server_keys
+from scryp.swarm import Swarm, SwarmConfig
+
+FETCH_BUDGET_S = 300.0
+NETWORK_ID = bytes(range(32))
+
+
+async def client_run(
+    stack: contextlib.AsyncExitStack,
+    network: Network,
+    data: Path,
+    mode: str,
+    account: bytes | None,
+) -> dict[str, Any]:
+    # Sessions stay open to the end: a closed one would linger in the others' routing
+    # tables and stall their DHT traversals until it timed out.
+    swarm = await stack.enter_async_context(Swarm.start(SwarmConfig(bootstrap=network.bootstrap)))
+    await swarm.wait_dht_ready()
+    if True:
+        client = Client(network, data, swarm)
+        started = time.monotonic()
+        verified = await client.latest()
+        synced = await asyncio.wait_for(client.sync(verified, mode, account), FETCH_BUDGET_S)
+        return {
+            "mode": synced.mode,
+            "round": verified.round,
+            "balance": synced.balance,
+            "bytes_downloaded": synced.bytes_downloaded,
+            "sync_seconds": round(synced.seconds, 3),
+            "seconds_with_pointer_lookup": round(time.monotonic() - started, 3),
+        }
+
+
+async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    keys = server_keys(3)
+    payers = payer_keys(10)
+    started = time.monotonic()
+    rounds = await asyncio.to_thread(
+        build_rounds, work / "server", args.accounts, payers, args.payments
+    )
+    build_s = time.monotonic() - started
+    snapshot_bytes = (rounds[1].round_dir / "balances").stat().st_size
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        Swarm.start(SwarmConfig()) as boot,
+        Swarm.start(SwarmConfig(bootstrap=(boot.address,))) as server,
+    ):
+        boot.add_dht_node(*server.address)
+        await server.wait_dht_ready()
+        for chosen in rounds:
+            await server.seed(chosen.round_dir, chosen.torrent)
+        network = Network(
+            quorum=tuple(k.public for k in keys),
+            bootstrap=(boot.address,),
+            torrent_peers=(server.address,),
+            network_id=NETWORK_ID,
+        )
+        await publish(server, NETWORK_ID, rounds, keys, upto=1)
+        held = await client_run(stack, network, work / "incremental", "full", None)
+        await publish(server, NETWORK_ID, rounds, keys, upto=2)
+        shutil.copytree(work / "incremental", work / "reuse")
+        filler = bytes.fromhex((rounds[1].round_dir / "balances").read_bytes()[:32].hex())
+        results: dict[str, dict[str, Any]] = {
+            "full": await client_run(stack, network, work / "full", "full", payers[0].public),
+            "light_payer": await client_run(stack, network, work / "l1", "light", payers[0].public),
+            "light_filler": await client_run(stack, network, work / "l2", "light", filler),
+            "incremental": await client_run(
+                stack, network, work / "incremental", "incremental", payers[0].public
+            ),
+            "full_reuse": await client_run(
+                stack, network, work / "reuse", "full", payers[0].public
+            ),
+        }
+    balances = {r["balance"] for k, r in results.items() if k != "light_filler"}
+    return {
+        "accounts": args.accounts + len(payers),
+        "payments": args.payments,
+        "snapshot_balances_bytes": snapshot_bytes,
+        "round_transactions_bytes": rounds[1].transactions_bytes,
+        "build_seconds": round(build_s, 1),
+        "held_round_1_full_sync": held,
+        "results": results,
+        "modes_agree_on_payer_balance": len(balances) == 1,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_sync")
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--payments", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
+        report = asyncio.run(main_async(args, Path(tmp)))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0 if report["modes_agree_on_payer_balance"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

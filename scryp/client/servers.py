@@ -1,0 +1,131 @@
+"""Talking to the servers' HTTP API (docs/api.md): submit, follow a payment, status, rounds.
+
+Servers are untrusted here: what they say is used only to find things (round infohashes,
+a payment's round) or shown as what it is (their status). Balances come from verified syncs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from scryp.core.tx import Transaction
+from scryp.errors import RemoteError
+
+HTTP_TIMEOUT_S = 5.0
+POLL_S = 0.2
+
+
+class ServersUnreachable(RemoteError):
+    """No server answered."""
+
+
+class PaymentRefused(RemoteError):
+    """A server refused the payment at once (bad signature, timestamp, ...)."""
+
+
+class PaymentTimeout(RemoteError):
+    """No certified round included the payment within the deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    tx_id: bytes
+    accepted: bool
+    reason: str | None
+    round: int
+    server: str
+
+
+async def get_json(api: str, path: str) -> tuple[int, Any]:
+    """(status, JSON body) of a GET; (0, None) if the server did not answer."""
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(api + path) as r:
+            return r.status, await r.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
+        return 0, None
+
+
+async def submit(apis: Sequence[str], tx: Transaction) -> str:
+    """POST the payment to the first server that takes it; that server's API."""
+    if not apis:
+        raise ServersUnreachable("no server address known (give --testnet DIR or --server URL)")
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+    for api in apis:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(
+                    api + "/transact",
+                    data=io.BytesIO(tx.encode()),
+                    headers={"Content-Type": "application/octet-stream"},
+                ) as response,
+            ):
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
+            continue
+        if response.status == 202:
+            return api
+        if response.status == 400:
+            results = body.get("results") if isinstance(body, dict) else None
+            reason = results[0].get("reason") if results else body.get("error", body)
+            raise PaymentRefused(f"server {api} refused the payment: {reason}")
+        # 429/503 and the like: this server cannot take it now; try the next one.
+    raise ServersUnreachable(f"no server took the payment (tried {', '.join(apis)})")
+
+
+async def wait_certified(apis: Sequence[str], tx_id: bytes, timeout_s: float) -> Outcome:
+    """Poll ``GET /tx/{id}`` until a server says a certified round decided it."""
+    deadline = time.monotonic() + timeout_s
+    answered = False
+    while time.monotonic() < deadline:
+        replies = await asyncio.gather(*(get_json(api, f"/tx/{tx_id.hex()}") for api in apis))
+        for api, (code, body) in zip(apis, replies, strict=True):
+            answered = answered or code != 0
+            if code == 200 and isinstance(body, dict) and body.get("certified"):
+                return Outcome(
+                    tx_id,
+                    body.get("status") == "accepted",
+                    body.get("reason"),
+                    int(body["round"]),
+                    api,
+                )
+        await asyncio.sleep(POLL_S)  # other processes cannot signal us: poll to a deadline
+    if not answered:
+        raise ServersUnreachable("servers stopped answering while the payment was pending")
+    raise PaymentTimeout(
+        f"payment {tx_id.hex()} not in a certified round after {timeout_s:g} s "
+        "(no majority of servers up?)"
+    )
+
+
+async def statuses(apis: Sequence[str]) -> list[dict[str, Any] | None]:
+    replies = await asyncio.gather(*(get_json(api, "/status") for api in apis))
+    return [body if code == 200 and isinstance(body, dict) else None for code, body in replies]
+
+
+async def round_listing(apis: Sequence[str], first: int, last: int) -> dict[int, dict[str, Any]]:
+    """What the servers list for rounds first..last (round -> entry), merged; untrusted."""
+    found: dict[int, dict[str, Any]] = {}
+    for api in apis:
+        start = first
+        while start <= last:
+            code, body = await get_json(api, f"/rounds?from={start}")
+            entries = body.get("rounds") if code == 200 and isinstance(body, dict) else None
+            if not entries:
+                break
+            for entry in entries:
+                if isinstance(entry, dict) and first <= int(entry.get("round", -1)) <= last:
+                    found.setdefault(int(entry["round"]), entry)
+            start = max(int(e.get("round", start)) for e in entries) + 1
+        if all(r in found for r in range(first, last + 1)):
+            break
+    return found

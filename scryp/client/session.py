@@ -1,0 +1,82 @@
+"""Options every subcommand shares, and opening a client session from them (protocol §10.1)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from scryp.client.network import Network, api_url, load_testnet, parse_hostport
+from scryp.client.sync import Client
+from scryp.crypto import KeyPair
+from scryp.errors import ConfigError
+from scryp.keyfile import read_quorum, read_seed
+from scryp.swarm import LOOPBACK, Swarm, SwarmConfig, SwarmTimeout
+
+# The first DHT bootstrap can stall on nodes that left (earlier clients); the servers'
+# own DHT nodes are added directly, so a late bootstrap is waited for only this long.
+DHT_READY_TIMEOUT_S = 3.0
+KEY_FILE = "key.seed"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SCRYP_DATA") or Path.home() / ".scryp")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--testnet", type=Path, metavar="DIR", help="a local test network's DIR")
+    parser.add_argument("--keys", type=Path, metavar="FILE", help="the quorum's .keys file")
+    parser.add_argument(
+        "--bootstrap", action="append", default=[], metavar="HOST:PORT", help="a DHT node"
+    )
+    parser.add_argument(
+        "--server", action="append", default=[], metavar="URL", help="a server's HTTP API"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, metavar="DIR", help="client data (~/.scryp)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def network_from(args: argparse.Namespace) -> Network:
+    base = load_testnet(args.testnet) if args.testnet else None
+    quorum = tuple(read_quorum(args.keys)) if args.keys else (base.quorum if base else ())
+    if not quorum:
+        raise ConfigError("give --testnet DIR or --keys FILE: the servers' public keys")
+    bootstrap = tuple(parse_hostport(b) for b in args.bootstrap) or (base.bootstrap if base else ())
+    if not bootstrap:
+        raise ConfigError("give --testnet DIR or --bootstrap HOST:PORT (a DHT node to join)")
+    apis = tuple(api_url(s) for s in args.server) + (base.apis if base else ())
+    return Network(
+        quorum=quorum,
+        bootstrap=bootstrap,
+        apis=apis,
+        torrent_peers=base.torrent_peers if base else (),
+        network_id=base.network_id if base else None,
+        faucet_seed_file=base.faucet_seed_file if base else None,
+    )
+
+
+def data_dir(args: argparse.Namespace) -> Path:
+    return args.data if args.data is not None else default_data_dir()
+
+
+def load_key(args: argparse.Namespace) -> KeyPair:
+    """``--key FILE``, else the data directory's ``key.seed`` (``new-key``)."""
+    path = args.key if getattr(args, "key", None) else data_dir(args) / KEY_FILE
+    if not path.is_file():
+        raise ConfigError(f"no key at {path}: run `python -m scryp.client new-key` or give --key")
+    return KeyPair.from_seed(read_seed(path))
+
+
+@contextlib.asynccontextmanager
+async def open_client(network: Network, data: Path) -> AsyncIterator[Client]:
+    config = SwarmConfig(listen_host=LOOPBACK, bootstrap=network.bootstrap, dht_read_only=True)
+    async with Swarm.start(config) as swarm:
+        for host, port in network.torrent_peers:  # servers run DHT nodes on these ports
+            swarm.add_dht_node(host, port)
+        with contextlib.suppress(SwarmTimeout):
+            await swarm.wait_dht_ready(DHT_READY_TIMEOUT_S)
+        yield Client(network, data, swarm)

@@ -1,0 +1,310 @@
+"""Verified balances: find the certified round, then sync it light, incremental or full
+(protocol §10.2–§10.4).
+
+- **light**: the pieces of ``balances`` that the search probes (``search.find_balance``), each
+  checked by libtorrent against the piece hashes of the torrent whose v2 infohash the
+  certificate signs;
+- **incremental**: from a held verified round r, only the ``transactions`` files of rounds
+  r+1..R, every signature checked, replayed, and the result required to hash to the certified
+  state hash of R;
+- **full**: the whole snapshot (reusing the held round's unchanged pieces), its v2 infohash
+  and SHA-256 checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from scryp.client import servers
+from scryp.client.network import Network, api_allowed, api_url
+from scryp.client.replay import replay_to
+from scryp.client.search import find_balance
+from scryp.client.store import Held, Store
+from scryp.client.verify import VerifiedRound, choose_certified
+from scryp.core import snapshot
+from scryp.core.balances import check_balances_file, lookup
+from scryp.core.tx import TX_BYTES, Transaction, decode_many
+from scryp.errors import MalformedInput, RemoteError
+from scryp.swarm import FetchFailed, Swarm, SwarmTimeout
+
+Mode = Literal["light", "incremental", "full", "cached"]
+MODES = ("auto", "light", "incremental", "full")
+FETCH_TIMEOUT_S = 30.0
+SYNC_ATTEMPTS_MAX = 3
+INCREMENTAL_ROUNDS_MAX = 1000  # further behind than this, a full sync is cheaper
+ROUND_TXS_MAX = 1 << 20
+FETCHES_PARALLEL_MAX = 8
+LATEST_TIMEOUT_S = 60.0
+POINTER_POLL_S = 0.5
+
+
+class NoMajority(RemoteError):
+    """No pointer in the DHT carries a valid majority certificate for this quorum."""
+
+
+class SyncFailed(RemoteError):
+    """The sync asked for could not be done (nothing held to build on, rounds missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Synced:
+    mode: Mode
+    round: VerifiedRound
+    balance: int | None  # of the account asked about, when one was
+    bytes_downloaded: int  # payload bytes (pieces); metadata and protocol overhead excluded
+    seconds: float
+    fell_back: str = ""  # why the cheaper sync was abandoned, if it was
+
+
+class Client:
+    """A client session: one libtorrent session plus the data directory."""
+
+    def __init__(self, network: Network, data_dir: Path, swarm: Swarm) -> None:
+        self.network = network
+        self.data_dir = data_dir
+        self.swarm = swarm
+        self.refused: dict[bytes, RemoteError] = {}
+        self.pointer_apis: tuple[str, ...] = ()
+
+    @property
+    def apis(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.network.apis + self.pointer_apis))
+
+    def store(self, verified: VerifiedRound) -> Store:
+        return Store(self.data_dir, verified.record.network)
+
+    async def latest(
+        self, min_round: int = 0, timeout_s: float = LATEST_TIMEOUT_S
+    ) -> VerifiedRound:
+        """The highest round a valid majority certificate vouches for (protocol §10.2); with
+        ``min_round``, ask again until the pointers reach it (servers publish each certified
+        round, but a DHT put can lag by seconds), until ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                found = await self._latest()
+            except NoMajority:
+                if min_round <= 0 or time.monotonic() > deadline:
+                    raise
+            else:
+                if found.round >= min_round:
+                    return found
+                if time.monotonic() > deadline:
+                    raise SyncFailed(
+                        f"pointers name round {found.round}, not yet {min_round}, "
+                        f"after {timeout_s:g} s"
+                    )
+            await asyncio.sleep(POINTER_POLL_S)  # the servers cannot signal us: poll
+
+    async def _latest(self) -> VerifiedRound:
+        records, self.refused = await self.swarm.get_pointers(self.network.quorum)
+        chosen = choose_certified(records, self.network.quorum, self.network.network_id)
+        apis = []
+        for record in records.values():
+            if record.api:
+                try:
+                    url = api_url(record.api)
+                except RemoteError:
+                    continue
+                if api_allowed(url, self.network.public_dht):
+                    apis.append(url)
+        self.pointer_apis = tuple(apis)
+        if chosen is None:
+            raise NoMajority(
+                f"no majority-certified round among {len(records)} pointer(s) of "
+                f"{len(self.network.quorum)} servers in .keys"
+                + (f"; refused {len(self.refused)}" if self.refused else "")
+            )
+        return chosen
+
+    async def sync_latest(self, mode: str, account: bytes | None, min_round: int = 0) -> Synced:
+        """``latest`` then ``sync``; if the round's torrent cannot be fetched (its seeders
+        may have moved on while the DHT pointers lagged), read the pointers again and retry,
+        ``SYNC_ATTEMPTS_MAX`` times in all."""
+        for attempt in range(1, SYNC_ATTEMPTS_MAX + 1):
+            verified = await self.latest(min_round)
+            held = self.store(verified).held()
+            if held is not None and held.round > verified.round:
+                # Never go back: a lagging pointer waits until it reaches what we verified.
+                verified = await self.latest(held.round)
+            try:
+                return await self.sync(verified, mode, account)
+            except SwarmTimeout:
+                if attempt == SYNC_ATTEMPTS_MAX:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def sync(self, verified: VerifiedRound, mode: str, account: bytes | None) -> Synced:
+        """Sync ``verified`` the way asked; "auto": incremental from a held round, else light
+        for one account's balance (``account`` given), else full."""
+        started = time.monotonic()
+        store = self.store(verified)
+        held = store.held()
+        if mode == "auto":
+            if held is not None and held.round == verified.round:
+                mode = "cached"
+            elif held is not None and 0 < verified.round - held.round <= INCREMENTAL_ROUNDS_MAX:
+                mode = "incremental"
+            else:
+                mode = "light" if account is not None else "full"
+        fell_back = ""
+        if mode == "cached":
+            assert held is not None
+            return Synced("cached", verified, read_balance(held, account), 0, 0.0)
+        if mode == "light":
+            if account is None:
+                raise SyncFailed("a light sync reads one account: give ACCOUNT")
+            balance, downloaded = await self.light(verified, account)
+            return Synced("light", verified, balance, downloaded, time.monotonic() - started)
+        if mode == "incremental":
+            if held is None or held.round >= verified.round:
+                raise SyncFailed("incremental sync needs an older verified round held locally")
+            try:
+                new, downloaded = await self.incremental(verified, held)
+                return Synced(
+                    "incremental",
+                    verified,
+                    read_balance(new, account),
+                    downloaded,
+                    time.monotonic() - started,
+                )
+            except (RemoteError, SwarmTimeout) as error:
+                fell_back = f"incremental failed ({error}); did a full sync"
+        new, downloaded = await self.full(verified, held)
+        return Synced(
+            "full",
+            verified,
+            read_balance(new, account),
+            downloaded,
+            time.monotonic() - started,
+            fell_back,
+        )
+
+    # -- full ---------------------------------------------------------------------------------
+
+    async def full(self, verified: VerifiedRound, held: Held | None) -> tuple[Held, int]:
+        record = verified.record
+        store = self.store(verified)
+        await self.swarm.remove(record.infohash)
+        result = await self.swarm.fetch(
+            record.infohash,
+            store.rounds,
+            timeout_s=FETCH_TIMEOUT_S,
+            reuse_from=held.round_dir if held is not None else None,
+            expect_infohash_v2=record.infohash_v2,
+            expect_state_hash=record.state_hash,
+            peers=self.network.torrent_peers,
+        )
+        if result.round_dir != store.round_dir(record.round):
+            raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
+        check_balances_file(result.round_dir.joinpath(snapshot.BALANCES).read_bytes())
+        return store.hold(record.round, record.state_hash), result.payload_bytes_downloaded
+
+    # -- incremental --------------------------------------------------------------------------
+
+    async def incremental(self, verified: VerifiedRound, held: Held) -> tuple[Held, int]:
+        record = verified.record
+        store = self.store(verified)
+        first, last = held.round + 1, record.round
+        listing = await servers.round_listing(self.apis, first, last)
+        # The pointer's own recent list names rounds R-1, R-2, ... (protocol §8.3).
+        infohashes: dict[int, bytes] = {last: record.infohash}
+        for offset, infohash in enumerate(record.recent, start=1):
+            infohashes.setdefault(last - offset, infohash)
+        wanted: list[tuple[int, bytes]] = []
+        for number in range(first, last + 1):
+            entry = listing.get(number)
+            if entry is not None and number != last:
+                try:
+                    infohash = bytes.fromhex(str(entry["infohash"]))
+                except (KeyError, ValueError):
+                    raise MalformedInput(f"server listing of round {number} is malformed") from None
+                infohashes[number] = infohash
+            if number not in infohashes:
+                raise SyncFailed(f"no server lists round {number} any more")
+            # A round the listing says is empty is skipped: if that was a lie, the replay
+            # below does not reach the certified state hash and the sync fails.
+            if entry is not None and entry.get("transactions") == 0:
+                continue
+            wanted.append((number, infohashes[number]))
+        limit = asyncio.Semaphore(FETCHES_PARALLEL_MAX)
+
+        async def fetch(number: int, infohash: bytes) -> tuple[int, bytes, int]:
+            async with limit:
+                await self.swarm.remove(infohash)
+                result = await self.swarm.fetch(
+                    infohash,
+                    store.rounds,
+                    timeout_s=FETCH_TIMEOUT_S,
+                    files=[snapshot.TRANSACTIONS],
+                    expect_infohash_v2=record.infohash_v2 if number == last else None,
+                    peers=self.network.torrent_peers,
+                )
+                if result.round_dir != store.round_dir(number):
+                    raise FetchFailed(f"torrent of round {number} is {result.round_dir.name}")
+                data = (result.round_dir / snapshot.TRANSACTIONS).read_bytes()
+                return number, data, result.payload_bytes_downloaded
+
+        fetched = await asyncio.gather(*(fetch(n, ih) for n, ih in wanted))
+        transactions: list[Transaction] = []
+        for _, data, _ in sorted(fetched):
+            transactions += decode_many(data, ROUND_TXS_MAX)
+        old = held.balances_path.read_bytes()
+        new = await asyncio.to_thread(replay_to, old, transactions, record.state_hash)
+        target = store.round_dir(last)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / snapshot.BALANCES).write_bytes(new)
+        for number in range(first, last + 1):  # rounds skipped as empty: an empty file
+            path = store.round_dir(number) / snapshot.TRANSACTIONS
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+        return store.hold(last, record.state_hash), sum(n for _, _, n in fetched)
+
+    # -- light --------------------------------------------------------------------------------
+
+    async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int]:
+        record = verified.record
+        store = self.store(verified)
+        store.clear_light()
+        await self.swarm.remove(record.infohash)
+        result = await self.swarm.fetch(
+            record.infohash,
+            store.light,
+            timeout_s=FETCH_TIMEOUT_S,
+            pieces=[],
+            expect_infohash_v2=record.infohash_v2,
+            peers=self.network.torrent_peers,
+        )
+        size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
+        if size is None:
+            raise FetchFailed("the certified torrent has no balances file")
+        path = result.round_dir / snapshot.BALANCES
+        downloaded = 0
+
+        async def fetch(pieces: set[int]) -> None:
+            nonlocal downloaded
+            if pieces:
+                downloaded = await self.swarm.fetch_pieces(record.infohash, pieces, FETCH_TIMEOUT_S)
+
+        def read(offset: int, length: int) -> bytes:
+            with path.open("rb") as file:
+                file.seek(offset)
+                return file.read(length)
+
+        balance, _ = await find_balance(size, account, fetch, read)
+        await self.swarm.remove(record.infohash)
+        return balance, downloaded
+
+
+def read_balance(held: Held, account: bytes | None) -> int | None:
+    """``account``'s balance in a held (fully verified) round; None if no account asked."""
+    return None if account is None else lookup(held.balances_path.read_bytes(), account)
+
+
+def transactions_of(data: bytes) -> list[Transaction]:
+    return [Transaction.decode(data[at : at + TX_BYTES]) for at in range(0, len(data), TX_BYTES)]

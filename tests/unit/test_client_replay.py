@@ -1,0 +1,104 @@
+"""Incremental sync's replay (protocol §10.4) and the certificate rule (§10.2)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from scryp.client.replay import replay, replay_to
+from scryp.client.synthetic import certified_record, payer_keys, server_keys
+from scryp.client.verify import choose_certified
+from scryp.core.balances import TOTAL_SUPPLY, encode_balances, lookup, state_hash
+from scryp.core.certificate import Certificate
+from scryp.core.pointer import (
+    PointerRecord,
+    SignedItem,
+    UnknownKey,
+    encode_record,
+    signed_bytes,
+    verify_item,
+)
+from scryp.core.tx import Transaction
+from scryp.crypto import KeyPair
+from scryp.errors import BadSignature, MalformedInput
+
+A, B = payer_keys(2)
+GENESIS = encode_balances([(A.public, TOTAL_SUPPLY)])
+NETWORK = hashlib.sha256(GENESIS).digest()
+
+
+def pay(payer: KeyPair, payee: KeyPair, amount: int, at: int = 0) -> Transaction:
+    return Transaction.create(payer, payee.public, amount, 1_700_000_000_000 + at)
+
+
+def test_replay_moves_funds_and_checks_the_certified_hash() -> None:
+    txs = [pay(A, B, 100), pay(B, A, 40, 1)]
+    after = replay(GENESIS, txs)
+    assert lookup(after, B.public) == 60 and lookup(after, A.public) == TOTAL_SUPPLY - 60
+    assert replay_to(GENESIS, txs, state_hash(after)) == after
+    with pytest.raises(MalformedInput, match="certified state hash"):
+        replay_to(GENESIS, txs[:1], state_hash(after))
+
+
+def test_replay_refuses_what_no_server_would_have_accepted() -> None:
+    forged = bytearray(pay(A, B, 5).raw)
+    forged[8:12] = (6).to_bytes(4, "big")  # amount changed after signing
+    with pytest.raises(BadSignature):
+        replay(GENESIS, [Transaction.decode(bytes(forged))])
+    with pytest.raises(MalformedInput, match="payer has 0"):
+        replay(GENESIS, [pay(B, A, 1)])
+    with pytest.raises(MalformedInput):
+        replay(GENESIS, [pay(A, A, 1)])
+
+
+class Round:
+    """Just enough of a SyntheticRound for certified_record."""
+
+    def __init__(self, number: int) -> None:
+        self.round = number
+        self.state_hash = hashlib.sha256(b"state %d" % number).digest()
+        self.torrent = type(
+            "T",
+            (),
+            {
+                "infohash": hashlib.sha1(b"%d" % number).digest(),
+                "infohash_v2": hashlib.sha256(b"ih %d" % number).digest(),
+            },
+        )()
+
+
+def record(number: int, signers: list[int], keys: list[KeyPair]) -> PointerRecord:
+    return certified_record(NETWORK, Round(number), [], keys, signers)  # type: ignore[arg-type]
+
+
+def test_the_client_follows_only_majority_certificates_of_its_quorum() -> None:
+    keys = server_keys(3)
+    quorum = [k.public for k in keys]
+    good = record(5, [0, 2], keys)
+    minority = record(9, [1], keys)  # a lone server claims a later round
+    chosen = choose_certified({quorum[0]: good, quorum[1]: minority}, quorum, NETWORK)
+    assert chosen is not None and chosen.round == 5 and chosen.signers == (0, 2)
+    assert choose_certified({quorum[1]: minority}, quorum, NETWORK) is None
+    # A certificate made with keys outside .keys, even a "majority" of them, is refused.
+    strangers = server_keys(6)[3:]
+    forged = record(12, [0, 1, 2], strangers)
+    assert choose_certified({quorum[0]: forged, quorum[2]: good}, quorum, NETWORK).round == 5  # type: ignore[union-attr]
+    # Another network's certified record does not count.
+    assert choose_certified({quorum[0]: good}, quorum, bytes(32)) is None
+    # Uncertified records are not followed, however many agree.
+    bare = PointerRecord(
+        NETWORK, 20, good.state_hash, good.infohash, good.infohash_v2, certificate=b""
+    )
+    assert choose_certified(dict.fromkeys(quorum, bare), quorum, NETWORK) is None
+    assert Certificate.from_bytes(good.certificate).signatures[0][0] == 0
+
+
+def test_an_item_signed_by_a_key_outside_the_quorum_is_refused() -> None:
+    keys = server_keys(3)
+    stranger = server_keys(4)[3]
+    value = encode_record(record(5, [0, 1], keys))
+    signature = stranger.sign(signed_bytes(b"scryp1", 1, value))
+    item = SignedItem(stranger.public, b"scryp1", 1, value, signature)
+    with pytest.raises(UnknownKey):
+        verify_item(item, [k.public for k in keys])
