@@ -45,9 +45,7 @@ def key(name: str) -> KeyPair:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     root = tmp_path_factory.mktemp("net")
-    network = LocalNetwork(
-        root, servers=3, round_interval_s=ROUND_S, server_args=[]
-    )
+    network = LocalNetwork(root, servers=3, round_interval_s=ROUND_S)
 
     async def certified() -> bool:
         statuses = await network.statuses()
