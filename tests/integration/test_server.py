@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.keyfile import read_quorum
 from scryp.localnet import LocalNetwork
+from scryp.peers import PeerLimits
 from scryp.swarm import Swarm, SwarmConfig
 
 pytestmark = pytest.mark.slow
@@ -267,9 +269,12 @@ def test_kill_9_one_server_rounds_go_on_and_it_catches_up(tmp_path: Path) -> Non
             tx = pay(net.faucet, ALICE, 77)
             assert (await net.post(others[0], "/transact", tx.encode()))[0] == 202
             assert (await settle(net, tx, others[0]))["status"] == "accepted"
-            # Wait until both have compacted their logs past every round the victim saw, so
-            # the entries it lacks are gone from every log and only the swarm can help it.
-            seen_by_victim = max(s["round"] for s in statuses if s) + 1
+            # Wait until both have compacted their logs past every round the victim saw, and
+            # then for longer than a queued peer frame may wait (2 s, protocol §9.2): the
+            # entries it lacks are then gone from every log and every queue, and only the
+            # swarm can help it.
+            queued_frame_rounds = math.ceil(PeerLimits().frame_age_max_s / ROUND_S) + 2
+            seen_by_victim = max(s["round"] for s in statuses if s) + 1 + queued_frame_rounds
 
             async def compacted_past_the_victim() -> bool:
                 found = await net.statuses()
