@@ -726,6 +726,9 @@ class Swarm:
             if reuse_from is not None and await asyncio.to_thread(
                 _copy_reusable, reuse_from, round_dir
             ):
+                # Take in the alerts libtorrent has already posted, so that the end of a check
+                # it ran by itself when the metadata arrived cannot answer for ours.
+                self._drain_alerts()
                 state.checked = self._loop.create_future()
                 handle.force_recheck()
                 await _deadline(state.checked, deadline - time.monotonic(), "checking files")
