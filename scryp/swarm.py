@@ -726,9 +726,6 @@ class Swarm:
             if reuse_from is not None and await asyncio.to_thread(
                 _copy_reusable, reuse_from, round_dir
             ):
-                # Take in the alerts libtorrent has already posted, so that the end of a check
-                # it ran by itself when the metadata arrived cannot answer for ours.
-                self._drain_alerts()
                 state.checked = self._loop.create_future()
                 handle.force_recheck()
                 await _deadline(state.checked, deadline - time.monotonic(), "checking files")
@@ -737,6 +734,19 @@ class Swarm:
                 while handle.status().state in _CHECKING_STATES:
                     state.checked = self._loop.create_future()
                     await _deadline(state.checked, deadline - time.monotonic(), "checking files")
+                state.recount()
+                if state.missing == set(wanted):
+                    # Nothing of the copied file was recognised: the check that answered may
+                    # have started before the copy. One more check settles it (and costs
+                    # little if the round really changed every piece).
+                    state.checked = self._loop.create_future()
+                    handle.force_recheck()
+                    await _deadline(state.checked, deadline - time.monotonic(), "checking files")
+                    while handle.status().state in _CHECKING_STATES:
+                        state.checked = self._loop.create_future()
+                        await _deadline(
+                            state.checked, deadline - time.monotonic(), "checking files"
+                        )
             priorities = [0] * info.num_pieces()
             for index in wanted:
                 priorities[index] = 4
