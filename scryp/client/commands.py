@@ -150,6 +150,13 @@ async def run_pay(args: argparse.Namespace) -> dict[str, Any]:
     network = network_from(args)
     async with open_client(network, data_dir(args)) as client:
         synced = await client.sync_latest("auto", payer.public)
+        if (synced.balance or 0) < amount:
+            # DHT pointers can lag the servers by a few rounds: before refusing, wait for the
+            # round the servers say is certified (a hint only: the balance is still verified).
+            reported = [s.get("certified_round") for s in await servers.statuses(client.apis) if s]
+            newest = max((r for r in reported if isinstance(r, int)), default=0)
+            if newest > synced.round.round:
+                synced = await client.sync_latest("auto", payer.public, newest)
         verified = synced.round
         balance = synced.balance or 0
         if balance < amount:
