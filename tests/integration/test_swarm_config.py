@@ -28,7 +28,7 @@ def test_default_settings_stay_on_loopback() -> None:
         {"listen_host": "0.0.0.0"},
         {"listen_host": "localhost"},
         {"bootstrap": (("10.0.0.1", 6881),)},
-        {"bootstrap": (("router.bittorrent.com", 6881),)},
+        {"bootstrap": (("dht.example.org", 6881),)},
         {"bootstrap": (("127.example.com", 6881),)},
     ],
 )
