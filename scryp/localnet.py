@@ -281,6 +281,3 @@ class LocalNetwork:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gave up after {timeout_s:.0f} s waiting for {what}")
             await asyncio.sleep(poll_s)
-
-    def pids(self) -> list[int | None]:
-        return [s.child.process.pid if s.child.process else None for s in self.server_processes]

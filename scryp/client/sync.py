@@ -27,7 +27,7 @@ from scryp.client.store import Held, Store
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file, lookup
-from scryp.core.tx import TX_BYTES, Transaction, decode_many
+from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, RemoteError
 from scryp.swarm import FetchFailed, Swarm, SwarmTimeout
 
@@ -304,7 +304,3 @@ class Client:
 def read_balance(held: Held, account: bytes | None) -> int | None:
     """``account``'s balance in a held (fully verified) round; None if no account asked."""
     return None if account is None else lookup(held.balances_path.read_bytes(), account)
-
-
-def transactions_of(data: bytes) -> list[Transaction]:
-    return [Transaction.decode(data[at : at + TX_BYTES]) for at in range(0, len(data), TX_BYTES)]

@@ -35,16 +35,15 @@ from scryp.core.ledger import Ledger, Outcome
 from scryp.core.pointer import PointerRecord, SignedItem, encode_record, verify_item
 from scryp.core.raft import (
     Entry,
-    NoOp,
     Payments,
     ProposeResult,
     RaftConfig,
     RaftNode,
     Ready,
     Role,
-    Seal,
     SnapshotMeta,
 )
+from scryp.core.raft.apply import apply_entry
 from scryp.core.raft.codec import decode_message, encode_message
 from scryp.core.tx import Transaction
 from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share, decode_frame, encode_frame
@@ -329,42 +328,42 @@ class ServerNode:
         raft.advance(ready)
 
     async def _apply(self, entry: Entry) -> None:
+        """Apply one committed entry with ``apply_entry``, the transition the simulator runs
+        too; around it, only what a server adds: parallel signature checks, outcomes for the
+        API, and the sealed round written to disk and certified."""
         ledger = self.ledger
         assert ledger is not None
-        payload = entry.payload
-        if isinstance(payload, Payments):
-            txs = [Transaction.decode(raw) for raw in payload.txs]
-            prechecked = await precheck_parallel(txs)
-            outcomes = ledger.apply(txs, entry.stamp_ms, prechecked)
-            open_round = self._sealed[-1].round + 1
-            for tx, outcome in zip(txs, outcomes, strict=True):
-                if outcome.accepted:
-                    self._round_txs.append(tx.raw)
-                self._remember(tx.tx_id, TxStatus(outcome, open_round))
-        elif isinstance(payload, Seal):
-            ledger.advance_stamp(entry.stamp_ms)
-            balances = ledger.balances_file()
-            meta = SnapshotMeta(
-                index=entry.index,
-                term=entry.term,
-                round=payload.round,
-                stamp_ms=entry.stamp_ms,
-                state_hash=ledger.state_hash(),
+        prechecked = None
+        if isinstance(entry.payload, Payments):
+            prechecked = await precheck_parallel(
+                [Transaction.decode(raw) for raw in entry.payload.txs]
             )
-            transactions = b"".join(self._round_txs)
-            self._round_txs = []
-            await asyncio.to_thread(
-                self.rounds.write, meta, balances, transactions, ledger.encode_window()
-            )
-            self._sealed.append(meta)
-            while len(self._sealed) > self.config.compaction_lag_rounds + 1:
-                self._sealed.popleft()
-            log.info("sealed round %d: state %s", meta.round, meta.state_hash.hex()[:16])
-            if self._tasks is not None:
-                self._tasks.create_task(self._certify(meta.round))
-        else:
-            invariant(isinstance(payload, NoOp), f"unknown entry payload {payload!r}")
-            ledger.advance_stamp(entry.stamp_ms)
+        applied = apply_entry(ledger, entry, prechecked)
+        open_round = self._sealed[-1].round + 1
+        for tx, outcome in zip(applied.txs, applied.outcomes, strict=True):
+            if outcome.accepted:
+                self._round_txs.append(tx.raw)
+            self._remember(tx.tx_id, TxStatus(outcome, open_round))
+        if applied.sealed_round is None or applied.state_hash is None:
+            return
+        meta = SnapshotMeta(
+            index=entry.index,
+            term=entry.term,
+            round=applied.sealed_round,
+            stamp_ms=entry.stamp_ms,
+            state_hash=applied.state_hash,
+        )
+        transactions = b"".join(self._round_txs)
+        self._round_txs = []
+        await asyncio.to_thread(
+            self.rounds.write, meta, ledger.balances_file(), transactions, ledger.encode_window()
+        )
+        self._sealed.append(meta)
+        while len(self._sealed) > self.config.compaction_lag_rounds + 1:
+            self._sealed.popleft()
+        log.info("sealed round %d: state %s", meta.round, meta.state_hash.hex()[:16])
+        if self._tasks is not None:
+            self._tasks.create_task(self._certify(meta.round))
 
     def _compact(self) -> None:
         """Compact Raft's log to the round ``compaction_lag_rounds`` seals back (config)."""
