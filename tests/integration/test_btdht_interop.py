@@ -11,6 +11,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -83,6 +84,39 @@ def test_btdht_finds_the_seeders_by_bep5_get_peers(dht: PrivateDHT, tmp_path: Pa
             assert {port for _, port in peers} & {s.port for s in seeders}
 
     asyncio.run(body())
+
+
+def test_router_echoes_transaction_ids_that_hold_a_zero_byte() -> None:
+    """btdht alone replies to t = 00 05 with t = 00 00, which libtorrent drops (one query in 256
+    lost its bootstrap reply); tools/dht_router puts the asker's id back."""
+    router = load_router()
+    node = router.LoopbackDHT(bind_ip="127.1.1.2", bind_port=0)
+    node.start()
+    asker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    asker.bind((HOST, 0))
+    asker.settimeout(LOOKUP_TIMEOUT_S)
+    try:
+        for t in (b"\x00\x05", b"\x05\x00", b"\x00\x00\x07", b"ab", b"\x00"):
+            query = (
+                b"d1:ad2:id20:"
+                + b"\x11" * 20
+                + b"6:target20:"
+                + b"\x22" * 20
+                + b"e1:q9:find_node1:t"
+                + str(len(t)).encode()
+                + b":"
+                + t
+                + b"1:y1:qe"
+            )
+            asker.sendto(query, ("127.1.1.2", node.bind_port))
+            reply, _ = asker.recvfrom(4096)
+            span = router.top_level_span(reply, b"t")
+            assert span is not None, reply
+            assert reply[span[0] : span[1]] == t, reply
+            assert router.top_level_span(reply, b"y") is not None
+    finally:
+        asker.close()
+        node.stop()
 
 
 def test_libtorrent_sessions_meet_through_the_btdht_router(dht: PrivateDHT, tmp_path: Path) -> None:
