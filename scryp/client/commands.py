@@ -173,7 +173,7 @@ async def pay_and_wait(
 ) -> dict[str, Any]:
     tx = Transaction.create(payer, payee, amount, int(time.time() * 1000))
     server = await servers.submit(apis, tx)
-    outcome = await servers.wait_certified(apis, tx.tx_id, timeout_s)
+    outcome = await servers.wait_certified(apis, tx, timeout_s)
     return {
         "id": tx.tx_id.hex(),
         "payer": payer.account_id,

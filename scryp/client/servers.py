@@ -21,6 +21,8 @@ from scryp.errors import RemoteError
 
 HTTP_TIMEOUT_S = 5.0
 POLL_S = 0.2
+# A payment no server knows of after this long is sent again (protocol §10.6).
+RESUBMIT_AFTER_S = 1.5
 
 
 class ServersUnreachable(RemoteError):
@@ -82,27 +84,51 @@ async def submit(apis: Sequence[str], tx: Transaction) -> str:
     raise ServersUnreachable(f"no server took the payment (tried {', '.join(apis)})")
 
 
-async def wait_certified(apis: Sequence[str], tx_id: bytes, timeout_s: float) -> Outcome:
-    """Poll ``GET /tx/{id}`` until a server says a certified round decided it."""
+async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float) -> Outcome:
+    """Poll ``GET /tx/{id}`` until a server says a certified round decided ``tx``.
+
+    While no server knows the payment, send the same bytes again every ``RESUBMIT_AFTER_S``
+    (protocol §10.6): a leader that loses office drops the payments it had queued. Resending is
+    safe, since a payment applies at most once (§6.2), and it stops at the first refusal (its
+    timestamp has left the window, say); polling goes on until the deadline.
+    """
     deadline = time.monotonic() + timeout_s
     answered = False
+    resubmitting = True
+    unknown_since = time.monotonic()
+    path = f"/tx/{tx.tx_id.hex()}"
     while time.monotonic() < deadline:
-        replies = await asyncio.gather(*(get_json(api, f"/tx/{tx_id.hex()}") for api in apis))
+        replies = await asyncio.gather(*(get_json(api, path) for api in apis))
+        known = False
         for api, (code, body) in zip(apis, replies, strict=True):
             answered = answered or code != 0
-            if code == 200 and isinstance(body, dict) and body.get("certified"):
+            if code != 200 or not isinstance(body, dict):
+                continue
+            known = True
+            if body.get("certified"):
                 return Outcome(
-                    tx_id,
+                    tx.tx_id,
                     body.get("status") == "accepted",
                     body.get("reason"),
                     int(body["round"]),
                     api,
                 )
+        now = time.monotonic()
+        if known:
+            unknown_since = now
+        elif resubmitting and now - unknown_since >= RESUBMIT_AFTER_S:
+            unknown_since = now
+            try:
+                await submit(apis, tx)
+            except ServersUnreachable:
+                pass
+            except PaymentRefused:
+                resubmitting = False
         await asyncio.sleep(POLL_S)  # other processes cannot signal us: poll to a deadline
     if not answered:
         raise ServersUnreachable("servers stopped answering while the payment was pending")
     raise PaymentTimeout(
-        f"payment {tx_id.hex()} not in a certified round after {timeout_s:g} s "
+        f"payment {tx.tx_id.hex()} not in a certified round after {timeout_s:g} s "
         "(no majority of servers up?)"
     )
 

@@ -127,6 +127,10 @@ class Ledger:
     def account_count(self) -> int:
         return len(self._table)
 
+    def remembers(self, tx_id: bytes) -> bool:
+        """Whether ``tx_id`` is in the duplicate window: applying it again would be refused."""
+        return tx_id in self._recent
+
     def recent(self) -> list[tuple[int, bytes]]:
         """The remembered (timestamp, tx id) pairs, sorted: part of a checkpoint (§6.4)."""
         return sorted((ts, tx_id) for tx_id, ts in self._recent.items())

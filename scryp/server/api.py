@@ -117,6 +117,8 @@ async def transact(request: web.Request) -> web.Response:
         reason = precheck
         if reason is None and abs(tx.timestamp_ms - now_ms) > window_ms:
             reason = Reason.TIMESTAMP_OUT_OF_WINDOW  # the ledger would refuse it too (§6.2)
+        if reason is None and node.ledger is not None and node.ledger.remembers(tx.tx_id):
+            reason = Reason.DUPLICATE  # a replay of an applied payment (§6.2); queue nothing
         if reason is None:
             pending.append(tx.raw)
             results.append({"id": tx.tx_id.hex(), "status": "pending"})

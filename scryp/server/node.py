@@ -31,7 +31,7 @@ from scryp.core import snapshot
 from scryp.core.balances import lookup
 from scryp.core.certificate import Certificate, Statement, majority
 from scryp.core.genesis import Genesis
-from scryp.core.ledger import Ledger, Outcome
+from scryp.core.ledger import Ledger, Outcome, Reason
 from scryp.core.pointer import PointerRecord, SignedItem, encode_record, verify_item
 from scryp.core.raft import (
     Entry,
@@ -375,6 +375,9 @@ class ServerNode:
             raft.compact(self._sealed[0])
 
     def _remember(self, tx_id: bytes, status: TxStatus) -> None:
+        if status.outcome.reason is Reason.DUPLICATE and tx_id in self.tx_status:
+            # A replay must not hide how the payment was decided (protocol §9.3).
+            return
         self.tx_status[tx_id] = status
         self.tx_status.move_to_end(tx_id)
         while len(self.tx_status) > self.config.limits.tx_status_kept_max:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from scryp.client.network import load_testnet
-from scryp.client.servers import ServersUnreachable, submit
+from scryp.client.servers import PaymentRefused, ServersUnreachable, submit, wait_certified
 from scryp.client.session import open_client
 from scryp.client.sync import Client
 from scryp.core.balances import TOTAL_SUPPLY
@@ -223,6 +223,22 @@ def test_clear_errors_before_and_after_sending(net: LocalNetwork, tmp_path: Path
     tx = Transaction.create(key("z"), key("y").public, 1, int(time.time() * 1000))
     with pytest.raises(ServersUnreachable):
         asyncio.run(submit(dead, tx))
+
+
+def test_a_payment_no_server_received_is_sent_again(net: LocalNetwork) -> None:
+    """protocol §10.6: a payment lost before it reached the log (never sent, here) is resent
+    while no server knows it; once applied, the same bytes are refused as a duplicate."""
+    assert net.faucet is not None
+    tx = Transaction.create(net.faucet, key("resent").public, 3, int(time.time() * 1000))
+    apis = load_testnet(net.root).apis
+
+    async def scenario() -> None:
+        outcome = await wait_certified(apis, tx, DEADLINE_S)
+        assert outcome.accepted and outcome.tx_id == tx.tx_id
+        with pytest.raises(PaymentRefused, match="duplicate"):
+            await submit(apis, tx)
+
+    asyncio.run(scenario())
 
 
 # -- the wallet page ---------------------------------------------------------------------------

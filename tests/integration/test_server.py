@@ -34,6 +34,7 @@ DEADLINE_S = 60.0
 ALICE = KeyPair.from_seed(hashlib.sha256(b"alice").digest())
 BOB = KeyPair.from_seed(hashlib.sha256(b"bob").digest())
 CAROL = KeyPair.from_seed(hashlib.sha256(b"carol").digest())
+DAVE = KeyPair.from_seed(hashlib.sha256(b"dave").digest())
 
 
 @asynccontextmanager
@@ -249,6 +250,29 @@ def test_the_same_funds_spent_twice_through_two_servers_apply_once(tmp_path: Pat
                 b for b, _, _ in await balances(net, CAROL)
             }
             assert alice == {200} and paid == {0, 800}
+
+            # Replays of one payment through all three servers at once: it applies once, a
+            # copy already remembered is refused at the door, and a copy that reached the log
+            # does not replace the recorded outcome (api.md, GET /tx).
+            gift = pay(net.faucet, DAVE, 50)
+            replays = await asyncio.gather(
+                *(net.post(i, "/transact", gift.encode()) for i in range(3))
+            )
+            for code, body in replays:
+                assert code == 202 or (
+                    code == 400
+                    and body["results"][0]["reason"] == "duplicate of a recent transaction"
+                ), body
+            decided = await settle(net, gift)
+            assert decided["status"] == "accepted"
+            await wait_certified(net, decided["round"])
+            again = await net.post(1, "/transact", gift.encode())
+            assert again[0] == 400
+            assert again[1]["results"][0]["reason"] == "duplicate of a recent transaction"
+            for i in range(3):
+                code, body = await net.get(i, f"/tx/{gift.tx_id.hex()}")
+                assert code == 200 and body["status"] == "accepted", body
+            assert {b for b, _, _ in await balances(net, DAVE)} == {50}
 
     asyncio.run(scenario())
 
