@@ -57,6 +57,8 @@ SERVER_UNCHOKE_SLOTS = 1
 SERVER_SEED_PIECE_QUOTA = 1000
 DEFAULT_TIMEOUT_S = 30.0
 DHT_GET_TIMEOUT_S = 10.0
+# How often a session that does not announce looks its torrents' peers up (protocol §8.6).
+PEER_LOOKUP_INTERVAL_S = 2.0
 DHT_PUT_TIMEOUT_S = 15.0
 HASH_CHUNK_BYTES = 1 << 20
 
@@ -96,7 +98,13 @@ class SwarmConfig:
     alert_queue_size: int = 100_000
     # BEP 43 read-only DHT node: it queries but others keep it out of their routing tables,
     # for short-lived clients, whose departed nodes would otherwise stall others' lookups.
+    # Such a session also never announces the torrents it fetches (protocol §8.6): libtorrent
+    # puts any node whose announce_peer carries a valid token into its routing table.
     dht_read_only: bool = False
+    # A BEP 44 get answers with the newest item once no newer one has come for this long:
+    # the traversal itself ends only when every queried node has answered or timed out, and
+    # one departed node costs it libtorrent's full 15 s request timeout.
+    dht_get_settle_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.public_dht:
@@ -143,6 +151,10 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
         # Every node of a loopback DHT shares 127.0.0.1: the per-IP flood guard (5 packets/s,
         # then a 5-minute block) would cut nodes off from each other mid-lookup.
         "dht_block_ratelimit": 5 if config.public_dht else 1_000_000,
+        # A private DHT's nodes are few, so each is among the closest to every target, and a
+        # lookup waits out every dead one in its table; loopback loses no packets, so three
+        # failed requests in a row (not 20) mean the node is gone.
+        "dht_max_fail_count": 20 if config.public_dht else 3,
         "dht_upload_rate_limit": 8_000 if config.public_dht else 10_000_000,
         # Plain TCP: uTP's delay-based congestion control crawls on loopback.
         "enable_outgoing_utp": False,
@@ -291,6 +303,13 @@ class _Get:
     salt: bytes
     future: asyncio.Future[SignedItem | None]
     best: SignedItem | None = None
+    settle: asyncio.TimerHandle | None = None  # answers with ``best`` unless a newer one comes
+
+    def answer(self, item: SignedItem | None) -> None:
+        if self.settle is not None:
+            self.settle.cancel()
+        if not self.future.done():
+            self.future.set_result(item)
 
 
 @dataclass
@@ -396,6 +415,8 @@ class Swarm:
                 self._dht_ready.set_result(None)
         elif isinstance(alert, lt.dht_put_alert):
             self._on_put(alert)
+        elif isinstance(alert, lt.dht_get_peers_reply_alert):
+            self._on_peers_found(alert)
         elif isinstance(alert, lt.dht_mutable_item_alert):
             self._on_mutable_item(alert)
         elif isinstance(alert, lt.torrent_alert):
@@ -440,14 +461,18 @@ class Swarm:
             for pending in waiting:
                 if pending.best is None or item.seq > pending.best.seq:
                     pending.best = item
+                    if pending.settle is not None:
+                        pending.settle.cancel()
+                    pending.settle = self._loop.call_later(
+                        self.config.dht_get_settle_s, self._settle, pending
+                    )
         if not alert.authoritative:
             return
         waiting = self._gets.pop((public, salt), [])
         if waiting:
             # The traversal for this key is over: everyone asking for it gets the best.
             for pending in waiting:
-                if not pending.future.done():
-                    pending.future.set_result(pending.best)
+                pending.answer(pending.best)
             return
         if any(public):
             return  # a late answer to a get already answered or timed out
@@ -462,8 +487,43 @@ class Swarm:
                 self._gets[(pending.public, pending.salt)].remove(pending)
                 if not self._gets[(pending.public, pending.salt)]:
                     del self._gets[(pending.public, pending.salt)]
-                if not pending.future.done():
-                    pending.future.set_result(None)
+                pending.answer(None)
+
+    def _on_peers_found(self, alert: Any) -> None:
+        """Dial the peers our own lookup found (sessions that do not announce, §8.6)."""
+        handle = self._session.find_torrent(alert.info_hash)
+        if not handle.is_valid():
+            return
+        for host, port in alert.peers():
+            if self.config.public_dht or is_loopback(host):
+                handle.connect_peer((host, port))
+
+    def _start_lookups(self, infohash: bytes) -> asyncio.Task[None] | None:
+        """The peer lookups of one fetch, in a session that does not announce; the fetch
+        stops them when it ends (they live no longer than the call that started them)."""
+        if not self.config.dht_read_only:
+            return None
+        return self._loop.create_task(self._look_up_peers(infohash))
+
+    async def _look_up_peers(self, infohash: bytes) -> None:
+        """While a fetch runs in a session that does not announce: find the torrent's peers
+        with a BEP 5 get_peers of our own, now and every ``PEER_LOOKUP_INTERVAL_S``."""
+        while True:
+            self._session.dht_get_peers(lt.sha1_hash(infohash))
+            await asyncio.sleep(PEER_LOOKUP_INTERVAL_S)  # a period, not a wait for an event
+
+    def _settle(self, pending: _Get) -> None:
+        """No newer item for ``dht_get_settle_s``: answer with the best one; the traversal
+        goes on without this get (its late answers find no one waiting)."""
+        self._forget_get(pending)
+        pending.answer(pending.best)
+
+    def _forget_get(self, pending: _Get) -> None:
+        gets = self._gets.get((pending.public, pending.salt), [])
+        if pending in gets:
+            gets.remove(pending)
+            if not gets:
+                del self._gets[(pending.public, pending.salt)]
 
     def _watch(self, infohash: bytes, callback: Callable[[Any], None]) -> Callable[[], None]:
         watch = self._torrents.setdefault(infohash, _TorrentWatch())
@@ -538,8 +598,8 @@ class Swarm:
     ) -> SignedItem | None:
         """The newest BEP 44 item under (public, salt), unverified; None if none was found.
 
-        On timeout, the best item seen so far (possibly None): a get that found something but
-        did not finish its traversal still returns it.
+        Answers once the traversal ends, or ``dht_get_settle_s`` after the newest item came
+        if nothing newer follows; on timeout, the best item seen so far (possibly None).
         """
         future: asyncio.Future[SignedItem | None] = self._loop.create_future()
         pending = _Get(public, salt, future)
@@ -548,11 +608,8 @@ class Swarm:
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError:
-            gets = self._gets.get((public, salt), [])
-            if pending in gets:
-                gets.remove(pending)
-                if not gets:
-                    del self._gets[(public, salt)]
+            self._forget_get(pending)
+            pending.answer(pending.best)
             return pending.best
 
     async def get_items(
@@ -702,8 +759,11 @@ class Swarm:
         params.flags = (params.flags | lt.torrent_flags.upload_mode) & ~(
             lt.torrent_flags.auto_managed | lt.torrent_flags.paused
         )
+        if self.config.dht_read_only:
+            params.flags |= lt.torrent_flags.disable_dht  # no announce: _look_up_peers
         state = _FetchState(self._loop, infohash, on_progress)
         unwatch = self._watch(infohash, state.on_alert)
+        lookups = self._start_lookups(infohash)
         succeeded = False
         try:
             handle = await self._add(params, infohash)
@@ -787,6 +847,7 @@ class Swarm:
             )
         finally:
             unwatch()
+            await _stop(lookups)
             if not succeeded and not self._closed:
                 # Neither half-fetched nor unverified data is seeded on; files stay for reuse.
                 await self.remove(infohash)
@@ -818,6 +879,7 @@ class Swarm:
         state.handle = handle
         state.wanted = _wanted_pieces(handle.torrent_file(), None, None, pieces)
         unwatch = self._watch(infohash, state.on_alert)
+        lookups = self._start_lookups(infohash)
         try:
             for index in state.wanted:
                 handle.piece_priority(index, 4)
@@ -829,6 +891,7 @@ class Swarm:
             return int(handle.status().total_payload_download)
         finally:
             unwatch()
+            await _stop(lookups)
 
 
 class Publisher:
@@ -1018,6 +1081,12 @@ def _copy_reusable(previous_round: Path, round_dir: Path) -> bool:
     round_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return True
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.wait([task])  # unlike awaiting it, never swallows our own cancellation
 
 
 async def _deadline(awaitable: asyncio.Future[_T], timeout_s: float, what: str) -> _T:

@@ -6,11 +6,13 @@ import asyncio
 import hashlib
 import shutil
 from pathlib import Path
+from typing import Any
 
+import libtorrent as lt
 import pytest
 
 from scryp.core import bencode, snapshot
-from scryp.swarm import FetchFailed, Progress, build_round_torrent, file_sha256
+from scryp.swarm import FetchFailed, Progress, Swarm, SwarmConfig, build_round_torrent, file_sha256
 
 from .conftest import RECORD, PrivateDHT, make_balances, write_round
 
@@ -81,6 +83,46 @@ def test_ten_clients_fetch_a_snapshot_and_verify_it(dht: PrivateDHT, tmp_path: P
             total = len(balances) + len(TRANSACTIONS)
             # The clients traded pieces among themselves: the seed sent well under 10 copies.
             assert stats.payload_bytes_uploaded < 10 * total
+
+    asyncio.run(body())
+
+
+def routing_table_ports(swarm: Swarm) -> set[int]:
+    """The ports of the nodes in a session's DHT routing table (from its saved DHT state)."""
+    state = swarm._session.session_state(lt.save_state_flags_t.save_dht_state)
+    decoded: Any = lt.bdecode(lt.write_session_params_buf(state))
+    nodes: list[bytes] = decoded[b"dht state"][b"nodes"]
+    return {int.from_bytes(node[4:6], "big") for node in nodes}
+
+
+def test_a_read_only_client_fetches_but_joins_no_routing_table(
+    dht: PrivateDHT, tmp_path: Path
+) -> None:
+    """protocol §8.6: a client finds the seeders with get_peers of its own and announces
+    nothing; an announce would put its node, gone once the client exits, into the routing
+    tables of the DHT (libtorrent adds any announcer), where it stalls every later lookup."""
+    balances = make_balances(2000)
+    round_dir = write_round(tmp_path / "seed", 3, balances, b"")
+
+    async def body() -> None:
+        async with dht(4) as swarms:
+            torrent = await swarms[0].seed(round_dir)
+            client = Swarm(SwarmConfig(bootstrap=(swarms[1].address,), dht_read_only=True))
+            try:
+                await client.wait_listening()
+                await client.wait_dht_ready()
+                result = await client.fetch(
+                    torrent.infohash,
+                    tmp_path / "client",
+                    expect_state_hash=hashlib.sha256(balances).digest(),
+                    timeout_s=30,
+                )
+                assert (result.round_dir / snapshot.BALANCES).read_bytes() == balances
+                assert swarms[1].port in routing_table_ports(swarms[0])  # the probe works
+                for swarm in swarms:
+                    assert client.port not in routing_table_ports(swarm)
+            finally:
+                await client.close()
 
     asyncio.run(body())
 
