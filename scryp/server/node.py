@@ -43,9 +43,8 @@ from scryp.core.raft import (
     Role,
     SnapshotMeta,
 )
-from scryp.core.raft.apply import apply_entry
+from scryp.core.raft.apply import apply_entry, decode_payments
 from scryp.core.raft.codec import decode_message, encode_message
-from scryp.core.tx import Transaction
 from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share, decode_frame, encode_frame
 from scryp.crypto import KeyPair, verify
 from scryp.errors import MalformedInput, RemoteError, invariant
@@ -333,12 +332,11 @@ class ServerNode:
         API, and the sealed round written to disk and certified."""
         ledger = self.ledger
         assert ledger is not None
-        prechecked = None
+        prechecked = decoded = None
         if isinstance(entry.payload, Payments):
-            prechecked = await precheck_parallel(
-                [Transaction.decode(raw) for raw in entry.payload.txs]
-            )
-        applied = apply_entry(ledger, entry, prechecked)
+            decoded = decode_payments(entry.payload)
+            prechecked = await precheck_parallel(decoded)
+        applied = apply_entry(ledger, entry, prechecked, decoded)
         open_round = self._sealed[-1].round + 1
         for tx, outcome in zip(applied.txs, applied.outcomes, strict=True):
             if outcome.accepted:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 
 from scryp.core.ledger import Reason, precheck_all
 from scryp.core.tx import Transaction
@@ -15,7 +16,7 @@ from scryp.core.tx import Transaction
 CHUNK_TXS_MIN = 64  # below this, one thread: handing work over costs more than it saves
 
 
-async def precheck_parallel(txs: list[Transaction]) -> list[Reason | None]:
+async def precheck_parallel(txs: Sequence[Transaction]) -> list[Reason | None]:
     """``precheck_all(txs)``, split across up to one thread per core."""
     workers = min(os.cpu_count() or 1, max(1, len(txs) // CHUNK_TXS_MIN))
     if workers == 1:

@@ -33,9 +33,13 @@ class EntryApplied:
 
 
 def apply_entry(
-    ledger: Ledger, entry: Entry, prechecked: Sequence[Reason | None] | None = None
+    ledger: Ledger,
+    entry: Entry,
+    prechecked: Sequence[Reason | None] | None = None,
+    decoded: Sequence[Transaction] | None = None,
 ) -> EntryApplied:
-    """Apply one committed entry; ``prechecked`` as for ``Ledger.apply`` (payments only)."""
+    """Apply one committed entry; ``prechecked`` as for ``Ledger.apply`` and ``decoded``
+    (``decode_payments`` of the entry, if the caller already has it): payments only."""
     match entry.payload:
         case NoOp():
             ledger.advance_stamp(entry.stamp_ms)
@@ -45,9 +49,13 @@ def apply_entry(
             return EntryApplied(
                 index=entry.index, sealed_round=round_number, state_hash=ledger.state_hash()
             )
-        case Payments(txs=raw_txs):
-            # Every payment in a log entry is exactly 140 bytes (the entry codec checks), so
-            # decoding cannot fail here; validity is the ledger's business (§6).
-            txs = tuple(Transaction.decode(raw) for raw in raw_txs)
+        case Payments():
+            txs = tuple(decoded) if decoded is not None else decode_payments(entry.payload)
             outcomes = ledger.apply(txs, entry.stamp_ms, prechecked)
             return EntryApplied(index=entry.index, txs=txs, outcomes=tuple(outcomes))
+
+
+def decode_payments(payload: Payments) -> tuple[Transaction, ...]:
+    """The entry's payments, decoded. Every payment in a log entry is exactly 140 bytes (the
+    entry codec checks), so decoding cannot fail here; validity is the ledger's business (§6)."""
+    return tuple(Transaction.decode(raw) for raw in payload.txs)

@@ -275,37 +275,33 @@ class RaftNode:
 
     def _pre_campaign(self) -> None:
         """Ask whether we could win before disturbing anyone with a new term (§9.6)."""
-        self.role = Role.PRE_CANDIDATE
-        self.leader_id = None
-        self._progress.clear()
-        self._pending_payments.clear()
-        self._votes = {self.id: True}
-        self._reset_election_deadline()
-        if vote_won(1, self.config.majority):
-            self._campaign()
-            return
-        for peer in self.config.peers:
-            self._send(
-                RequestVote(
-                    self.term + 1, self.id, peer, self.log.last_index, self.log.last_term, True
-                )
-            )
+        self._start_election(Role.PRE_CANDIDATE)
 
     def _campaign(self) -> None:
-        self.role = Role.CANDIDATE
+        """§5.2: a new term, our own vote, and a vote request to every peer."""
         self.term += 1
         self.voted_for = self.id
+        self._start_election(Role.CANDIDATE)
+
+    def _start_election(self, role: Role) -> None:
+        pre_vote = role is Role.PRE_CANDIDATE
+        self.role = role
         self.leader_id = None
         self._progress.clear()
         self._pending_payments.clear()
         self._votes = {self.id: True}
         self._reset_election_deadline()
-        if vote_won(1, self.config.majority):
-            self._become_leader()
+        if vote_won(1, self.config.majority):  # a quorum of one
+            if pre_vote:
+                self._campaign()
+            else:
+                self._become_leader()
             return
+        # A pre-vote asks about the term we would take; a vote is for the term we took.
+        term = self.term + 1 if pre_vote else self.term
         for peer in self.config.peers:
             self._send(
-                RequestVote(self.term, self.id, peer, self.log.last_index, self.log.last_term)
+                RequestVote(term, self.id, peer, self.log.last_index, self.log.last_term, pre_vote)
             )
 
     def _on_request_vote(self, message: RequestVote) -> None:
