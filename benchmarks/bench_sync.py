@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import shutil
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from scryp.client.network import Network
-from scryp.client.sync import Client
+from scryp.client.session import open_client
 from scryp.client.synthetic import build_rounds, payer_keys, publish, server_keys
 from scryp.swarm import Swarm, SwarmConfig
 
@@ -39,18 +38,11 @@ NETWORK_ID = bytes(range(32))
 
 
 async def client_run(
-    stack: contextlib.AsyncExitStack,
-    network: Network,
-    data: Path,
-    mode: str,
-    account: bytes | None,
+    network: Network, data: Path, mode: str, account: bytes | None
 ) -> dict[str, Any]:
-    # Sessions stay open to the end: a closed one would linger in the others' routing
-    # tables and stall their DHT traversals until it timed out.
-    swarm = await stack.enter_async_context(Swarm.start(SwarmConfig(bootstrap=network.bootstrap)))
-    await swarm.wait_dht_ready()
-    if True:
-        client = Client(network, data, swarm)
+    """One client, as ``python -m scryp.client balance`` runs it: its own read-only session
+    (protocol §8.6), closed at the end; a client that leaves stalls nobody's lookups."""
+    async with open_client(network, data) as client:
         started = time.monotonic()
         verified = await client.latest()
         synced = await asyncio.wait_for(client.sync(verified, mode, account), FETCH_BUDGET_S)
@@ -74,7 +66,6 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     build_s = time.monotonic() - started
     snapshot_bytes = (rounds[1].round_dir / "balances").stat().st_size
     async with (
-        contextlib.AsyncExitStack() as stack,
         Swarm.start(SwarmConfig()) as boot,
         Swarm.start(SwarmConfig(bootstrap=(boot.address,))) as server,
     ):
@@ -89,20 +80,18 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             network_id=NETWORK_ID,
         )
         await publish(server, NETWORK_ID, rounds, keys, upto=1)
-        held = await client_run(stack, network, work / "incremental", "full", None)
+        held = await client_run(network, work / "incremental", "full", None)
         await publish(server, NETWORK_ID, rounds, keys, upto=2)
         shutil.copytree(work / "incremental", work / "reuse")
         filler = bytes.fromhex((rounds[1].round_dir / "balances").read_bytes()[:32].hex())
         results: dict[str, dict[str, Any]] = {
-            "full": await client_run(stack, network, work / "full", "full", payers[0].public),
-            "light_payer": await client_run(stack, network, work / "l1", "light", payers[0].public),
-            "light_filler": await client_run(stack, network, work / "l2", "light", filler),
+            "full": await client_run(network, work / "full", "full", payers[0].public),
+            "light_payer": await client_run(network, work / "l1", "light", payers[0].public),
+            "light_filler": await client_run(network, work / "l2", "light", filler),
             "incremental": await client_run(
-                stack, network, work / "incremental", "incremental", payers[0].public
+                network, work / "incremental", "incremental", payers[0].public
             ),
-            "full_reuse": await client_run(
-                stack, network, work / "reuse", "full", payers[0].public
-            ),
+            "full_reuse": await client_run(network, work / "reuse", "full", payers[0].public),
         }
     balances = {r["balance"] for k, r in results.items() if k != "light_filler"}
     return {

@@ -163,6 +163,12 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
         # files (which drops every peer); libtorrent then waits min_reconnect_time (60 s by
         # default) before dialling the same seed again. In a private network, 1 s.
         "min_reconnect_time": 60 if config.public_dht else 1,
+        # A client that holds all it wants so far is "upload only", and so is a seed: libtorrent
+        # closes such connections as redundant, and the client's next want (the pieces after
+        # the metadata, a light sync's next probe) then waits min_reconnect_time. Keep them.
+        "close_redundant_connections": False,
+        # Peers given by connect_peer are dialled on the next tick; 500 ms by default.
+        "tick_interval": 500 if config.public_dht else 100,
         "upload_rate_limit": config.upload_rate_limit_bytes_per_s,
         "unchoke_slots_limit": config.unchoke_slots,
         "seeding_piece_quota": config.seed_piece_quota,
@@ -763,11 +769,12 @@ class Swarm:
             params.flags |= lt.torrent_flags.disable_dht  # no announce: _look_up_peers
         state = _FetchState(self._loop, infohash, on_progress)
         unwatch = self._watch(infohash, state.on_alert)
-        lookups = self._start_lookups(infohash)
+        lookups = None
         succeeded = False
         try:
             handle = await self._add(params, infohash)
             state.handle = handle
+            lookups = self._start_lookups(infohash)  # once the torrent is there to dial from
             for host, port in peers:
                 handle.connect_peer((host, port))
             if handle.status().has_metadata and not state.metadata.done():

@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             listen_port=args.port,
             bootstrap=tuple(args.bootstrap),
             public_dht=args.public_dht,
+            dht_read_only=True,  # a one-shot downloader leaves no node behind (protocol §8.6)
         )
     except LocalError as error:  # a non-loopback address without --public-dht
         parser.error(str(error))
