@@ -164,3 +164,24 @@ def test_libtorrent_secret_form_is_stored_and_pynacl_form_is_not(dht: PrivateDHT
             assert leaked is None, (leaked.value, leaked.seq)
 
     asyncio.run(body())
+
+
+def test_a_get_answers_though_a_departed_node_holds_up_its_lookup(dht: PrivateDHT) -> None:
+    """protocol §8.6: a lookup that queried a node which has left ends only when libtorrent
+    gives up on it (15 s); the get answers once no newer item has come for dht_get_settle_s."""
+    key = server_key(0)
+    get_timeout_s = 12.0
+
+    async def body() -> None:
+        async with dht(5) as swarms:
+            put = await swarms[1].put_pointer(key, encode_record(record(3)))
+            assert put.num_success > 0
+            await swarms[4].close()  # every table holds it: a five-node DHT
+            started = asyncio.get_running_loop().time()
+            item = await swarms[2].get_item(key.public, timeout_s=get_timeout_s)
+            elapsed_s = asyncio.get_running_loop().time() - started
+            assert item is not None and item.value == encode_record(record(3))
+            # Not a speed target: without the settle rule this get ends at its timeout.
+            assert elapsed_s < get_timeout_s / 2, elapsed_s
+
+    asyncio.run(body())
