@@ -281,9 +281,17 @@ class ServerNode:
             peer, frame = self._inbox.popleft()
             self._step(peer, frame)
         while self._proposals:
+            if raft.role is not Role.LEADER:
+                # Taken while we led; we lost office since (protocol §9.3): hand them to the
+                # new leader, or hold them until one is known (submit takes no more meanwhile).
+                if raft.leader_id is None:
+                    break
+                forward = Forward(tuple(self._proposals.popleft()))
+                self.hub.send(raft.leader_id, encode_frame(forward))
+                continue
             txs = self._proposals.popleft()
             if raft.propose(txs) is not ProposeResult.QUEUED:
-                log.warning("dropped %d payments: not leader or queue full", len(txs))
+                log.warning("dropped %d payments: the core's queue is full", len(txs))
         while self._offers:
             raft.offer(self._offers.popleft())
         while raft.has_ready():
