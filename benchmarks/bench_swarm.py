@@ -1,7 +1,8 @@
 """Server upload and time-to-all when N clients fetch one snapshot: torrent vs plain HTTP.
 
     .venv/bin/python -m benchmarks.bench_swarm [--clients 1,5,20] [--accounts 1000000]
-                                               [--cap-mb-s 10] [--json PATH]
+                                               [--cap-mb-s 10] [--json PATH] [--repeat R]
+                                               [--methods torrent,torrent-1slot,light,http]
 
 For each N it runs, in one process on 127.0.0.1 only:
 - torrent: one server session seeds the round (balances + an empty transactions file) and is
@@ -9,15 +10,23 @@ For each N it runs, in one process on 127.0.0.1 only:
   and fetch concurrently, trading pieces among themselves. Server upload = the seed's payload
   upload as libtorrent counts it.
 - torrent-1slot: the same with the server profile of scryp.swarm: it unchokes one peer at a
-  time (libtorrent's default is 8) and rotates every 1000 pieces (default 20).
+  time (libtorrent's default is 8), quota 1000 pieces (default 20), and rotates its one
+  (optimistic) unchoke every second (default 30 s).
+- light: a light client behind a busy server. The server (server profile, as torrent-1slot)
+  seeds; N full fetchers start; ``--light-delay-s`` later, ``--light-clients`` light clients
+  (read-only DHT sessions, as scryp.client opens them, given the server as a peer as the
+  client is) each fetch ``--light-pieces`` random pieces of ``balances``. Reported: each light
+  client's time from its fetch call to verified pieces on disk, and the full fetchers' time.
 - torrent-super: as torrent, with the server in BEP 16 super-seeding mode (it reveals to
   each peer only pieces no other peer has yet).
 - HTTP: an aiohttp server serves the same balances file; N aiohttp clients download it
   concurrently. Server upload = the bytes the server wrote.
-Both are run uncapped and with the server's upload capped at ``--cap-mb-s`` (libtorrent's
-upload_rate_limit with loopback peers mapped to the global peer class, DESIGN §5; a shared
-token bucket for HTTP). Every client verifies the SHA-256 of what it got. Bounded: every fetch
-has a deadline, and the whole run stops at ``--budget-s``.
+``--server-slots``, ``--server-quota`` and ``--server-opt-interval-s`` replace the server
+profile's unchoke slots, seeding piece quota and optimistic unchoke interval, to measure
+candidates. Both are run uncapped and with the server's upload capped at ``--cap-mb-s``
+(libtorrent's upload_rate_limit with loopback peers mapped to the global peer class, DESIGN
+§5; a shared token bucket for HTTP). Every client verifies the SHA-256 of what it got.
+Bounded: every fetch has a deadline, and the whole run stops at ``--budget-s``.
 """
 
 from __future__ import annotations
@@ -26,18 +35,22 @@ import argparse
 import asyncio
 import hashlib
 import json
+import random
 import shutil
 import struct
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, web
 
 from scryp.core import snapshot
 from scryp.swarm import (
+    SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
     SERVER_UNCHOKE_SLOTS,
     Swarm,
@@ -48,6 +61,7 @@ from scryp.swarm import (
 LOOPBACK = "127.0.0.1"
 CHUNK_BYTES = 64 * 1024
 FETCH_TIMEOUT_S = 240.0
+LIGHT_TIMEOUT_S = 60.0
 RECORD = struct.Struct(">32sI")
 
 
@@ -60,9 +74,32 @@ class Run:
     server_upload_bytes: int
     seconds_until_all: float
 
+    light_seconds: tuple[float, ...] = ()  # the light method: each light client's time
+
     @property
     def upload_ratio(self) -> float:
         return self.server_upload_bytes / self.snapshot_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The server's choking settings (scryp.swarm's server profile unless overridden)."""
+
+    unchoke_slots: int = SERVER_UNCHOKE_SLOTS
+    seed_piece_quota: int = SERVER_SEED_PIECE_QUOTA
+    optimistic_unchoke_interval_s: int = SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S
+
+    def config(self, cap: int) -> SwarmConfig:
+        return SwarmConfig(
+            upload_rate_limit_bytes_per_s=cap,
+            rate_limit_loopback=bool(cap),
+            unchoke_slots=self.unchoke_slots,
+            seed_piece_quota=self.seed_piece_quota,
+            optimistic_unchoke_interval_s=self.optimistic_unchoke_interval_s,
+        )
+
+
+DEFAULTS = Profile(unchoke_slots=8, seed_piece_quota=20)  # libtorrent's seeding defaults
 
 
 def make_round(root: Path, accounts: int) -> Path:
@@ -84,18 +121,12 @@ async def torrent_run(
     cap_mb_s: float | None,
     *,
     super_seed: bool = False,
-    server_profile: bool = False,
+    profile: Profile = DEFAULTS,
 ) -> Run:
     size = (round_dir / snapshot.BALANCES).stat().st_size
     expected = await asyncio.to_thread(file_sha256, round_dir / snapshot.BALANCES)
     cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
-    server_config = SwarmConfig(
-        upload_rate_limit_bytes_per_s=cap,
-        rate_limit_loopback=bool(cap),
-        unchoke_slots=SERVER_UNCHOKE_SLOTS if server_profile else 8,
-        seed_piece_quota=SERVER_SEED_PIECE_QUOTA if server_profile else 20,
-    )
-    async with Swarm.start(server_config) as server:
+    async with Swarm.start(profile.config(cap)) as server:
         swarms = [Swarm(SwarmConfig(bootstrap=(server.address,))) for _ in range(clients)]
         try:
             for swarm in swarms:
@@ -153,9 +184,87 @@ async def plain_torrent_run(
     return await torrent_run(round_dir, work, clients, cap_mb_s)
 
 
-async def one_slot_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:
-    run = await torrent_run(round_dir, work, clients, cap_mb_s, server_profile=True)
+async def one_slot_run(
+    round_dir: Path, work: Path, clients: int, cap_mb_s: float | None, *, profile: Profile
+) -> Run:
+    run = await torrent_run(round_dir, work, clients, cap_mb_s, profile=profile)
     return replace(run, method="torrent-1slot")
+
+
+async def light_run(
+    round_dir: Path,
+    work: Path,
+    clients: int,
+    cap_mb_s: float | None,
+    *,
+    profile: Profile,
+    light: argparse.Namespace,
+) -> Run:
+    """N full fetchers keep the server busy; light clients then fetch a few pieces each."""
+    size = (round_dir / snapshot.BALANCES).stat().st_size
+    expected = await asyncio.to_thread(file_sha256, round_dir / snapshot.BALANCES)
+    cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
+    rng = random.Random(light.seed)
+    async with Swarm.start(profile.config(cap)) as server:
+        full = [Swarm(SwarmConfig(bootstrap=(server.address,))) for _ in range(clients)]
+        lights = [
+            Swarm(SwarmConfig(bootstrap=(server.address,), dht_read_only=True))
+            for _ in range(light.light_clients)
+        ]
+        try:
+            for swarm in full + lights:
+                await swarm.wait_listening()
+                server.add_dht_node(*swarm.address)
+            torrent = await server.seed(round_dir)
+            pieces = torrent.torrent_info().num_pieces()
+            for swarm in full + lights:
+                await swarm.wait_dht_ready()
+            started = time.monotonic()
+            fetches = [
+                asyncio.ensure_future(
+                    swarm.fetch(
+                        torrent.infohash,
+                        work / f"full-{i}",
+                        expect_state_hash=expected,
+                        timeout_s=FETCH_TIMEOUT_S,
+                    )
+                )
+                for i, swarm in enumerate(full)
+            ]
+            await asyncio.sleep(light.light_delay_s)  # the server is busy by now
+
+            async def fetch_light(i: int, swarm: Swarm, wanted: list[int]) -> float:
+                result = await swarm.fetch(
+                    torrent.infohash,
+                    work / f"light-{i}",
+                    pieces=wanted,
+                    peers=(server.address,),
+                    timeout_s=LIGHT_TIMEOUT_S,
+                )
+                return result.seconds
+
+            light_seconds = await asyncio.gather(
+                *(
+                    fetch_light(i, swarm, rng.sample(range(pieces), light.light_pieces))
+                    for i, swarm in enumerate(lights)
+                )
+            )
+            await asyncio.gather(*fetches)
+            seconds = time.monotonic() - started
+            stats = server.stats(torrent.infohash)
+            assert stats is not None
+        finally:
+            for swarm in full + lights:
+                await swarm.close()
+    return Run(
+        "light",
+        clients,
+        cap_mb_s,
+        size,
+        stats.payload_bytes_uploaded,
+        seconds,
+        tuple(light_seconds),
+    )
 
 
 async def http_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:
@@ -216,9 +325,16 @@ async def main_async(args: argparse.Namespace) -> list[Run]:
         made = time.monotonic()
         round_dir = await asyncio.to_thread(make_round, root / "server", args.accounts)
         print(f"snapshot: {args.accounts} accounts in {time.monotonic() - made:.1f} s", flush=True)
-        methods = {
+        profile = Profile(
+            unchoke_slots=args.server_slots,
+            seed_piece_quota=args.server_quota,
+            optimistic_unchoke_interval_s=args.server_opt_interval_s,
+        )
+        print(f"server profile: {profile}", flush=True)
+        methods: dict[str, Callable[[Path, Path, int, float | None], Awaitable[Run]]] = {
             "torrent": plain_torrent_run,
-            "torrent-1slot": one_slot_run,
+            "torrent-1slot": partial(one_slot_run, profile=profile),
+            "light": partial(light_run, profile=profile, light=args),
             "torrent-super": super_seeded_run,
             "http": http_run,
         }
@@ -227,17 +343,23 @@ async def main_async(args: argparse.Namespace) -> list[Run]:
             cap = caps[cap_name]
             for clients in args.clients:
                 for name in args.methods:
-                    work = root / "work"
-                    work.mkdir()
-                    run = await methods[name](round_dir, work, clients, cap)
-                    await asyncio.to_thread(shutil.rmtree, work)
-                    runs.append(run)
-                    print(
-                        f"{run.method:13s} N={run.clients:3d} cap={cap or '-'!s:>4} MB/s: "
-                        f"server upload {run.server_upload_bytes / 1e6:8.1f} MB "
-                        f"({run.upload_ratio:5.2f}x), all done in {run.seconds_until_all:6.2f} s",
-                        flush=True,
-                    )
+                    for _ in range(args.repeat):
+                        work = root / "work"
+                        work.mkdir()
+                        run = await methods[name](round_dir, work, clients, cap)
+                        await asyncio.to_thread(shutil.rmtree, work)
+                        runs.append(run)
+                        light = ""
+                        if run.light_seconds:
+                            times = " ".join(f"{t:.2f}" for t in run.light_seconds)
+                            light = f"; light clients: {times} s (max {max(run.light_seconds):.2f})"
+                        print(
+                            f"{run.method:13s} N={run.clients:3d} cap={cap or '-'!s:>4} MB/s: "
+                            f"server upload {run.server_upload_bytes / 1e6:8.1f} MB "
+                            f"({run.upload_ratio:5.2f}x), "
+                            f"all done in {run.seconds_until_all:6.2f} s{light}",
+                            flush=True,
+                        )
     finally:
         await asyncio.to_thread(shutil.rmtree, root, True)
     return runs
@@ -254,10 +376,21 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda s: s.split(","),
         default=["torrent", "torrent-1slot", "http"],
         help="torrent (libtorrent defaults), torrent-1slot (server profile), "
+        "light (light clients behind a server busy with N full fetchers), "
         "torrent-super (BEP 16 super seeding: slow, one client took 240 s), http",
     )
     parser.add_argument("--caps", type=lambda s: s.split(","), default=["none", "capped"])
     parser.add_argument("--cap-mb-s", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
+    parser.add_argument("--server-slots", type=int, default=SERVER_UNCHOKE_SLOTS)
+    parser.add_argument("--server-quota", type=int, default=SERVER_SEED_PIECE_QUOTA)
+    parser.add_argument(
+        "--server-opt-interval-s", type=int, default=SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S
+    )
+    parser.add_argument("--light-clients", type=int, default=5, help="light method")
+    parser.add_argument("--light-pieces", type=int, default=2, help="pieces per light client")
+    parser.add_argument("--light-delay-s", type=float, default=1.0, help="after the fetchers")
+    parser.add_argument("--seed", type=int, default=1, help="random pieces of light clients")
     parser.add_argument("--budget-s", type=float, default=600.0, help="stop the whole run")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args(argv)

@@ -55,6 +55,13 @@ SERVER_UNCHOKE_SLOTS = 1
 # With a quota of 20 pieces (320 KiB) the lone unchoked peer is choked and re-unchoked over
 # and over, which stalls a single client; 1000 pieces (16 MiB) per turn does not.
 SERVER_SEED_PIECE_QUOTA = 1000
+# With one unchoke slot libtorrent's regular unchoke round (every unchoke_interval) keeps that
+# slot for an optimistic unchoke: it chokes the peer holding it and unchokes nobody, so the
+# seed then serves only through optimistic unchokes (every optimistic_unchoke_interval, 30 s
+# by default), which stalled a fetch for ~30 s whenever a round fell inside it. Rotating the
+# optimistic unchoke every second hands the slot on at once, to the peer that has waited
+# longest (a newcomer such as a light client first) (docs/BENCHMARKS.md, "Swarm").
+SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S = 1
 DEFAULT_TIMEOUT_S = 30.0
 DHT_GET_TIMEOUT_S = 10.0
 # How often a session that does not announce looks its torrents' peers up (protocol §8.6).
@@ -95,6 +102,9 @@ class SwarmConfig:
     # uploaded instead of 2.5x, and sooner).
     unchoke_slots: int = 8
     seed_piece_quota: int = 20
+    # Seconds between optimistic unchokes (libtorrent's default: 30); a server with one
+    # unchoke slot needs SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S (see there).
+    optimistic_unchoke_interval_s: int = 30
     alert_queue_size: int = 100_000
     # BEP 43 read-only DHT node: it queries but others keep it out of their routing tables,
     # for short-lived clients, whose departed nodes would otherwise stall others' lookups.
@@ -172,6 +182,7 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
         "upload_rate_limit": config.upload_rate_limit_bytes_per_s,
         "unchoke_slots_limit": config.unchoke_slots,
         "seeding_piece_quota": config.seed_piece_quota,
+        "optimistic_unchoke_interval": config.optimistic_unchoke_interval_s,
         # Announce new torrents to the DHT at once rather than on the 15-minute cycle.
         "dht_announce_interval": 60,
         # Rounds are seeded side by side; do not let the queue stop old ones.

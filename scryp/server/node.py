@@ -54,6 +54,7 @@ from scryp.server.config import ServerConfig
 from scryp.server.rounds import RoundStore, StoredRound
 from scryp.server.verify import precheck_parallel
 from scryp.swarm import (
+    SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
     SERVER_UNCHOKE_SLOTS,
     Publisher,
@@ -199,6 +200,7 @@ class ServerNode:
             # make clients trade pieces among themselves (docs/BENCHMARKS.md, swarm).
             unchoke_slots=SERVER_UNCHOKE_SLOTS,
             seed_piece_quota=SERVER_SEED_PIECE_QUOTA,
+            optimistic_unchoke_interval_s=SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
         )
         swarm = Swarm(swarm_config)
         try:
