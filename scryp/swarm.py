@@ -175,8 +175,10 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
         "min_reconnect_time": 60 if config.public_dht else 1,
         # A client that holds all it wants so far is "upload only", and so is a seed: libtorrent
         # closes such connections as redundant, and the client's next want (the pieces after
-        # the metadata, a light sync's next probe) then waits min_reconnect_time. Keep them.
-        "close_redundant_connections": False,
+        # the metadata, a light sync's next probe) then waited min_reconnect_time. Clients
+        # (read-only sessions) keep them; servers and seeders keep libtorrent's default, which
+        # measured 0.7 s faster for a capped full fetch (docs/BENCHMARKS.md).
+        "close_redundant_connections": not config.dht_read_only,
         # Peers given by connect_peer are dialled on the next tick; 500 ms by default.
         "tick_interval": 500 if config.public_dht else 100,
         "upload_rate_limit": config.upload_rate_limit_bytes_per_s,
