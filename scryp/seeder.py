@@ -30,6 +30,7 @@ from scryp.core import snapshot
 from scryp.core.certificate import majority
 from scryp.core.pointer import PointerRecord, agreed
 from scryp.errors import LocalError
+from scryp.hostport import hostport_arg
 from scryp.keyfile import read_quorum
 from scryp.swarm import (
     LOOPBACK,
@@ -168,17 +169,10 @@ class Seeder:
                 await asyncio.wait_for(stop.wait(), self.config.poll_s)
 
 
-def parse_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scryp.seeder", description=__doc__)
     parser.add_argument("--keys", type=Path, default=Path(".keys"), help="the quorum file")
-    parser.add_argument("--bootstrap", type=parse_hostport, action="append", default=[])
+    parser.add_argument("--bootstrap", type=hostport_arg, action="append", default=[])
     parser.add_argument("--rounds-kept", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path("seeder"))
     parser.add_argument("--port", type=int, default=0, help="listen port (0: any)")

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from scryp.core.snapshot import PIECE_BYTES
 from scryp.errors import LocalError, MalformedInput, RemoteError
+from scryp.hostport import hostport_arg
 from scryp.swarm import (
     LOOPBACK,
     Progress,
@@ -35,13 +36,6 @@ EXIT_USAGE = 2
 DEFAULT_TIMEOUT_S = 120.0
 TIMEOUT_MAX_S = 24 * 3600.0
 BAR_CELLS = 30
-
-
-def parse_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
 
 
 class ProgressBar:
@@ -75,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("infohash", help="40 hex digits; a run of several means the last one")
     parser.add_argument(
         "--bootstrap",
-        type=parse_hostport,
+        type=hostport_arg,
         action="append",
         default=[],
         metavar="HOST:PORT",
@@ -83,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--peer",
-        type=parse_hostport,
+        type=hostport_arg,
         action="append",
         default=[],
         metavar="HOST:PORT",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scryp.errors import ConfigError
+from scryp.hostport import split_hostport
 from scryp.keyfile import read_quorum
 from scryp.swarm import is_loopback
 
@@ -33,22 +34,23 @@ class Network:
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
+    """``split_hostport`` for what the user gave: a malformed address is a ConfigError."""
+    try:
+        return split_hostport(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def api_url(text: str) -> str:
-    """``http://host:port`` from a URL or a bare ``host:port`` (a pointer's ``api`` field)."""
-    bare = text.removeprefix("http://").rstrip("/")
-    host, port = parse_hostport(bare)
+    """``http://host:port`` from a URL or a bare ``host:port`` (a pointer's ``api`` field);
+    ValueError if it is neither: the caller knows whether a user or a server wrote it."""
+    host, port = split_hostport(text.removeprefix("http://").rstrip("/"))
     return f"http://{host}:{port}"
 
 
 def api_allowed(url: str, public_dht: bool) -> bool:
     """Only loopback addresses unless the user opted out of the loopback rule (DESIGN §6)."""
-    host, _ = parse_hostport(url.removeprefix("http://"))
+    host, _ = split_hostport(url.removeprefix("http://"))
     return public_dht or is_loopback(host)
 
 

@@ -48,7 +48,10 @@ def network_from(args: argparse.Namespace) -> Network:
     bootstrap = tuple(parse_hostport(b) for b in args.bootstrap) or (base.bootstrap if base else ())
     if not bootstrap:
         raise ConfigError("give --testnet DIR or --bootstrap HOST:PORT (a DHT node to join)")
-    apis = tuple(api_url(s) for s in args.server) + (base.apis if base else ())
+    try:
+        apis = tuple(api_url(s) for s in args.server) + (base.apis if base else ())
+    except ValueError as error:
+        raise ConfigError(f"--server: {error}") from None
     return Network(
         quorum=quorum,
         bootstrap=bootstrap,

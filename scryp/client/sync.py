@@ -108,8 +108,8 @@ class Client:
             if record.api:
                 try:
                     url = api_url(record.api)
-                except RemoteError:
-                    continue
+                except ValueError:
+                    continue  # a server's pointer names no usable address: the server's fault
                 if api_allowed(url, self.network.public_dht):
                     apis.append(url)
         self.pointer_apis = tuple(apis)

@@ -21,6 +21,7 @@ from aiohttp import web
 from scryp.core.genesis import Genesis
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, MalformedInput
+from scryp.hostport import hostport_arg
 from scryp.keyfile import read_quorum, read_seed
 from scryp.server.api import make_app
 from scryp.server.config import ServerConfig
@@ -29,18 +30,11 @@ from scryp.server.node import ServerNode
 log = logging.getLogger("scryp.server")
 
 
-def host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
 def peer(text: str) -> tuple[int, str]:
     index, sep, address = text.partition("=")
     if not sep or not index.isdigit():
         raise argparse.ArgumentTypeError(f"expected INDEX=HOST:PORT, got {text!r}")
-    host_port(address)
+    hostport_arg(address)
     return int(index), address
 
 
@@ -55,7 +49,7 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
         "--bootstrap",
-        type=host_port,
+        type=hostport_arg,
         action="append",
         default=[],
         metavar="HOST:PORT",
