@@ -3,12 +3,16 @@
     ScrypError
     ├── RemoteError            the peer's or client's fault: reject with a reason, log, go on
     │   ├── MalformedInput     bytes that do not decode (wrong length, bad hex, bad field)
-    │   └── BadSignature       a signature that does not verify
+    │   ├── BadSignature       a signature that does not verify
+    │   └── HandshakeFailed    a peer link that failed authentication (protocol §9.2)
+    ├── NotAvailable           not available now: retry later or report; nobody's bug
+    │   └── TimedOut           a deadline passed (swarm, DHT, a peer's answer)
     └── LocalError             our bug or our environment: fail loudly
         ├── InvariantViolated  a checked invariant of the core does not hold
         └── ConfigError        a missing or malformed local file (key, .keys, genesis)
 
-A server never crashes on a RemoteError; it never catches an InvariantViolated.
+A server never crashes on a RemoteError or a NotAvailable; it never catches an
+InvariantViolated.
 """
 
 from __future__ import annotations
@@ -28,6 +32,19 @@ class MalformedInput(RemoteError):
 
 class BadSignature(RemoteError):
     """A signature that does not verify under the claimed key."""
+
+
+class HandshakeFailed(RemoteError):
+    """A peer link's handshake or a sealed frame failed authentication (protocol §9.2)."""
+
+
+class NotAvailable(ScrypError):
+    """Something we need is not available now (unreachable, closed, too slow): retry or
+    report it; neither the peer's fault nor our bug."""
+
+
+class TimedOut(NotAvailable):
+    """A deadline passed before the awaited event (a torrent, a DHT item, a peer's answer)."""
 
 
 class LocalError(ScrypError):

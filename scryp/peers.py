@@ -39,6 +39,7 @@ import nacl.secret
 from aiohttp import web
 
 from scryp.crypto import KeyPair, verify
+from scryp.errors import HandshakeFailed
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,6 @@ class PeerLimits:
     heartbeat_s: float = 5.0
     reconnect_delay_min_s: float = 0.05
     reconnect_delay_max_s: float = 2.0
-
-
-class HandshakeFailed(Exception):
-    """The other side is not who it should be, or broke the protocol."""
 
 
 class _Channel:

@@ -43,7 +43,7 @@ from scryp.core.pointer import (
     verify_item,
 )
 from scryp.crypto import KeyPair
-from scryp.errors import LocalError, MalformedInput, RemoteError, invariant
+from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut, invariant
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -70,7 +70,7 @@ DHT_PUT_TIMEOUT_S = 15.0
 HASH_CHUNK_BYTES = 1 << 20
 
 
-class SwarmTimeout(LocalError):
+class SwarmTimeout(TimedOut):
     """Nothing answered within the deadline (no peers, no DHT nodes, no item)."""
 
 

@@ -47,7 +47,7 @@ from scryp.core.raft.apply import apply_entry, decode_payments
 from scryp.core.raft.codec import decode_message, encode_message
 from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share, decode_frame, encode_frame
 from scryp.crypto import KeyPair, verify
-from scryp.errors import MalformedInput, RemoteError, invariant
+from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut, invariant
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
 from scryp.server.config import ServerConfig
@@ -562,7 +562,7 @@ class ServerNode:
         log.info("far behind: catching up to round %d through the swarm", meta.round)
         try:
             await asyncio.wait_for(self._fetch_round(meta), self.config.limits.catch_up_timeout_s)
-        except (TimeoutError, SwarmTimeout, RemoteError, OSError) as error:
+        except (TimeoutError, NotAvailable, RemoteError, OSError) as error:
             log.warning("catching up to round %d failed: %s; will retry", meta.round, error)
         finally:
             self._catching_up = False
@@ -580,7 +580,7 @@ class ServerNode:
         try:
             sender, share = await asyncio.wait_for(waiter, self.config.limits.ask_timeout_s)
         except TimeoutError:
-            raise SwarmTimeout(f"no server named round {meta.round}'s torrent") from None
+            raise TimedOut(f"no server named round {meta.round}'s torrent") from None
         log.info("round %d is torrent %s; fetching", meta.round, share.infohash.hex())
         if share.state_hash != meta.state_hash:
             raise MalformedInput("a peer's share of the round differs from the leader's")

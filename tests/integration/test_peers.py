@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 
 from scryp.crypto import KeyPair
-from scryp.peers import PEER_PATH, HandshakeFailed, PeerHub, _Channel, _receive_exact
+from scryp.errors import HandshakeFailed
+from scryp.peers import PEER_PATH, PeerHub, _Channel, _receive_exact
 
 NETWORK = hashlib.sha256(b"peers test network").digest()
 KEYS = [KeyPair.from_seed(hashlib.sha256(b"peer %d" % i).digest()) for i in range(4)]
