@@ -76,7 +76,7 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
 
 
 def libtorrent_secret_from_seed(seed: bytes) -> bytes:
-    """libtorrent's "expanded" ed25519 secret key for a seed (DESIGN §5, protocol §2.3).
+    """libtorrent's "expanded" ed25519 secret key for a seed (protocol §2.3).
 
     libtorrent (orlp/ed25519) stores SHA-512(seed) with the scalar half clamped as in
     RFC 8032 §5.1.5: clear the 3 low bits of byte 0, clear the top bit and set the second

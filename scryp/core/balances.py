@@ -61,7 +61,7 @@ def decode_balances(data: bytes | bytearray) -> list[tuple[bytes, int]]:
 
 
 def check_balances_file(data: bytes | bytearray) -> int:
-    """Validate a balances file (§4.1) and return the sum of its balances."""
+    """Validate a balances file (protocol §4.1) and return the sum of its balances."""
     if len(data) % RECORD_BYTES:
         raise MalformedInput(
             f"a balances file is a whole number of {RECORD_BYTES}-byte records, "
@@ -189,7 +189,7 @@ class BalanceTable:
         return True
 
     def compact(self) -> None:
-        """Merge the overlay into the records and drop zero balances (§4.1).
+        """Merge the overlay into the records and drop zero balances (protocol §4.1).
 
         Costs one copy of the records (memcpy-speed slices) plus O(k log n) work for the k
         accounts created or emptied since the last compaction.

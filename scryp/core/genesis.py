@@ -1,7 +1,7 @@
 """The genesis: round 0's balances, which fix the supply and name the network (protocol §5).
 
 Owns: validation of a genesis file and the network id.
-Invariants: a genesis is a canonical balances file (§4.1) whose balances sum to exactly
+Invariants: a genesis is a canonical balances file (protocol §4.1) whose balances sum to exactly
 ``TOTAL_SUPPLY`` = 2**32-1; the network id is its SHA-256, which is also round 0's state hash.
 There is no minting, so every later state sums to the same total.
 """
@@ -43,7 +43,7 @@ class Genesis:
 
     @classmethod
     def single(cls, account: bytes) -> Genesis:
-        """The whole supply to one account (the local test network's faucet, §5.2)."""
+        """The whole supply to one account (the local test network's faucet, protocol §5.2)."""
         if len(account) != ACCOUNT_ID_BYTES:
             raise MalformedInput(f"an account id is 32 bytes, got {len(account)}")
         return cls.from_allocations({account: TOTAL_SUPPLY})

@@ -57,7 +57,7 @@ _REJECTED = {reason: Outcome(accepted=False, reason=reason) for reason in Reason
 
 
 def precheck(tx: Transaction) -> Reason | None:
-    """The checks that need no ledger state: signature, amount, self-payment (§6.1).
+    """The checks that need no ledger state: signature, amount, self-payment (protocol §6.1).
 
     Separate from ``Ledger.apply`` so a server can run them in parallel, once, before a
     transaction enters the log; every server still gets the same answer, as these are pure.
@@ -68,7 +68,7 @@ def precheck(tx: Transaction) -> Reason | None:
 
 
 def precheck_fields(tx: Transaction) -> Reason | None:
-    """The stateless checks other than the signature (cheap; §6.1 steps 2-3)."""
+    """The stateless checks other than the signature (cheap; protocol §6.1 steps 2-3)."""
     if tx.amount == 0:
         return Reason.ZERO_AMOUNT
     if tx.payer == tx.payee:
@@ -132,7 +132,7 @@ class Ledger:
         return tx_id in self._recent
 
     def recent(self) -> list[tuple[int, bytes]]:
-        """The remembered (timestamp, tx id) pairs, sorted: part of a checkpoint (§6.4)."""
+        """The remembered (timestamp, tx id) pairs, sorted: part of a checkpoint (protocol §6.4)."""
         return sorted((ts, tx_id) for tx_id, ts in self._recent.items())
 
     # -- the transition ------------------------------------------------------------------
@@ -143,7 +143,8 @@ class Ledger:
         stamp_ms: int,
         prechecked: Sequence[Reason | None] | None = None,
     ) -> list[Outcome]:
-        """Apply an ordered batch at the leader's stamp; one outcome per transaction (§6.3).
+        """Apply an ordered batch at the leader's stamp; one outcome per transaction
+        (protocol §6.3).
 
         ``prechecked`` holds ``precheck`` results computed earlier (possibly in parallel);
         without it the signatures are checked here.
@@ -151,7 +152,7 @@ class Ledger:
         if prechecked is None:
             prechecked = precheck_all(txs)
         invariant(len(prechecked) == len(txs), "one precheck result per transaction")
-        # A new leader's clock may lag the old one's: never let the window move back (§6.3).
+        # A new leader's clock may lag the old one's: the window never moves back (protocol §6.3).
         stamp = max(stamp_ms, self._last_stamp_ms)
         self._last_stamp_ms = stamp
         window = self.window_ms
@@ -174,7 +175,7 @@ class Ledger:
                 append(_REJECTED[Reason.DUPLICATE])
                 continue
             # Remembered whatever the outcome below: a rejected payment stays rejected and
-            # cannot be replayed into acceptance while its timestamp is valid (§6.2).
+            # cannot be replayed into acceptance while its timestamp is valid (protocol §6.2).
             recent[tx_id] = timestamp
             heapq.heappush(heap, (timestamp, tx_id))
             if transfer(tx.payer, tx.payee, tx.amount):
@@ -197,7 +198,7 @@ class Ledger:
     # -- checkpoints ---------------------------------------------------------------------
 
     def encode_window(self) -> bytes:
-        """The duplicate window as bytes (§6.4): last effective stamp (8), then the
+        """The duplicate window as bytes (protocol §6.4): last effective stamp (8), then the
         remembered (timestamp 8, tx id 32) records, sorted."""
         records = b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in self.recent())
         return _STAMP.pack(self._last_stamp_ms) + records
@@ -206,7 +207,7 @@ class Ledger:
     def from_checkpoint(
         cls, balances_file: bytes, window: bytes, *, window_ms: int = WINDOW_MS_DEFAULT
     ) -> Ledger:
-        """A ledger restored from a round's balances and window files (§6.4)."""
+        """A ledger restored from a round's balances and window files (protocol §6.4)."""
         last_stamp_ms, recent = decode_window(window)
         return cls(balances_file, window_ms=window_ms, last_stamp_ms=last_stamp_ms, recent=recent)
 

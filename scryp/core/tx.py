@@ -3,8 +3,8 @@
 Owns: the byte layout, its strict decoder, the signed prefix and the transaction id.
 Invariants: ``Transaction.decode(t.encode()) == t`` for every transaction; ``encode`` is always
 exactly ``TX_BYTES`` long; a decoded transaction has not been checked for validity (signature,
-amount, balances): that is the ledger's job (§6), so that signature checks can run apart from
-``Ledger.apply`` and in parallel.
+amount, balances): that is the ledger's job (protocol §6), so that signature checks can run
+apart from ``Ledger.apply`` and in parallel.
 
 Layout, all integers big-endian:
 

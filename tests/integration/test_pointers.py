@@ -144,7 +144,7 @@ def test_unknown_key_bad_signature_and_oversized_are_refused(dht: PrivateDHT) ->
 
 
 def test_libtorrent_secret_form_is_stored_and_pynacl_form_is_not(dht: PrivateDHT) -> None:
-    """DESIGN §5: dht_put_mutable_item wants the expanded secret, not seed || public."""
+    """protocol §2.3: dht_put_mutable_item wants the expanded secret, not seed || public."""
     key = server_key(7)
     other = server_key(8)
 

@@ -314,7 +314,7 @@ def test_seals_one_round_per_boundary_consecutively() -> None:
         net.tick(0, advance_ms=advance_ms)
     seals = [e.payload for e in net.applied[0] if isinstance(e.payload, Seal)]
     assert seals == [Seal(1), Seal(2), Seal(3)]
-    # Reference: DESIGN §2 (a seal at each round boundary).
+    # Reference: protocol §7.3 (a seal at each round boundary).
 
 
 def test_restart_from_disk_reapplies_committed_entries() -> None:

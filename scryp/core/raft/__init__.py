@@ -5,6 +5,10 @@ Modules, each with one job: ``entries`` (what the log holds), ``messages`` and `
 servers say, and its bytes), ``log`` (one server's log), ``progress`` and ``quorum`` (the
 leader's bookkeeping), ``config`` (limits), ``ready`` (the driver contract), ``node`` (the
 state machine that ties them together).
+
+Citations: "Raft §N" is a section of that paper (extended version); "Raft thesis §N" of
+Ongaro's dissertation ("Consensus: Bridging Theory and Practice", 2014: PreVote §9.6,
+check-quorum §6.2); "protocol §N" is ``docs/protocol.md``.
 """
 
 from scryp.core.raft.config import RaftConfig

@@ -1,4 +1,4 @@
-"""How a committed log entry changes the ledger: the state machine's transition (§7.2).
+"""How a committed log entry changes the ledger: the state machine's transition (protocol §7.2).
 
 Owns: ``apply_entry``, the one mapping from entry kinds to ``Ledger`` calls, shared by servers
 and the simulator so both apply entries the same way.
@@ -57,5 +57,6 @@ def apply_entry(
 
 def decode_payments(payload: Payments) -> tuple[Transaction, ...]:
     """The entry's payments, decoded. Every payment in a log entry is exactly 140 bytes (the
-    entry codec checks), so decoding cannot fail here; validity is the ledger's business (§6)."""
+    entry codec checks), so decoding cannot fail here; validity is the ledger's business
+    (protocol §6)."""
     return tuple(Transaction.decode(raw) for raw in payload.txs)

@@ -23,7 +23,7 @@ class RaftConfig:
     election_timeout_ms_min: int = 300
     election_timeout_ms_max: int = 600
     heartbeat_interval_ms: int = 50
-    # The leader seals a round at every multiple of this interval (DESIGN §2).
+    # The leader seals a round at every multiple of this interval (protocol §7.3).
     round_interval_ms: int = 1_000
     # Batching: payments wait in the leader for at most one tick, then go out together.
     payments_per_entry_max: int = 1_024

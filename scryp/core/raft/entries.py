@@ -9,7 +9,7 @@ Invariants:
   byte: trailing bytes, unknown kinds and oversized counts raise ``MalformedInput``.
 - An entry is opaque to Raft: payments are 140-byte strings here; the ledger decodes them.
 - A ``SnapshotMeta`` always names a seal entry: compaction happens only at round boundaries,
-  so "catch up from round r" fully describes the state a lagging server must load (§7).
+  so "catch up from round r" fully describes the state a lagging server must load (Raft §7).
 """
 
 from __future__ import annotations

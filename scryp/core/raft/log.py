@@ -1,7 +1,7 @@
 """The Raft log of one server: a snapshot (a sealed round) followed by entries.
 
 Owns: entry storage in memory, term lookup, conflict resolution on append (Raft §5.3),
-compaction to a round snapshot (§7), and the commit and apply indices.
+compaction to a round snapshot (Raft §7), and the commit and apply indices.
 
 Invariants (checked by ``check``):
 - ``entries[i].index == snapshot.index + 1 + i``: the log is contiguous after the snapshot;
@@ -107,7 +107,7 @@ class RaftLog:
         for position, entry in enumerate(entries):
             index = prev_index + 1 + position
             if index <= self.snapshot.index:
-                continue  # compacted, hence committed, hence identical (§5.4.3)
+                continue  # compacted, hence committed, hence identical (Raft §5.4.3)
             term = self.term_at(index)
             if term == entry.term:
                 continue
@@ -142,7 +142,7 @@ class RaftLog:
         self.stable_index = max(self.stable_index, snapshot.index)
 
     def restore(self, snapshot: SnapshotMeta) -> None:
-        """Start the log from a round loaded from elsewhere (catch-up, Raft §7).
+        """Start the log from a round loaded from elsewhere (catch-up, §7).
 
         Entries after the round survive only if we hold its seal entry with its term (then
         they extend the same prefix, by Log Matching); otherwise the whole log goes. Storage

@@ -5,13 +5,13 @@ Owns: the vocabulary of the agreement protocol. Every message names its ``term``
 Never subclass these; dispatch with ``match``. Byte layouts live in ``codec.py``.
 
 - ``RequestVote``/``VoteResponse``: leader election (Raft §5.2, restriction §5.4.1). With
-  ``pre_vote`` set they are the PreVote round (§9.6): "would you vote for me in ``term``?",
-  asked without anyone changing term, so a server cut off from the others cannot inflate its
-  term and depose a healthy leader when it returns.
-- ``AppendEntries``/``AppendResponse``: log replication and heartbeats (§5.3); a rejection
+  ``pre_vote`` set they are the PreVote round (Raft thesis §9.6): "would you vote for me in
+  ``term``?", asked without anyone changing term, so a server cut off from the others cannot
+  inflate its term and depose a healthy leader when it returns.
+- ``AppendEntries``/``AppendResponse``: log replication and heartbeats (Raft §5.3); a rejection
   carries a hint so the leader skips a whole divergent suffix at once instead of one entry
   per round trip.
-- ``CatchUp``: the leader's "catch up from round r" (the InstallSnapshot of §7, carrying only
+- ``CatchUp``: the leader's "catch up from round r" (the InstallSnapshot of Raft §7, carrying only
   the round's metadata: the bytes come through the torrent swarm, not from the leader).
 """
 

@@ -1,10 +1,11 @@
 """One Raft server as a pure state machine: messages and ticks in, ``Ready`` batches out.
 
-Owns: roles and terms (Raft §5.1), elections (§5.2, §5.4.1) preceded by a PreVote round
-(§9.6), replication and commitment
-(§5.3, §5.4.2), the leader's no-op at the start of its term (§8), batching of proposals,
-sealing rounds, compaction to and catch-up from sealed rounds (§7), and check-quorum (§6.2 of
-Ongaro's thesis: a leader that cannot reach a majority steps down).
+Owns: roles and terms (Raft §5.1), elections (§5.2, §5.4.1) preceded by a PreVote
+round (Raft thesis §9.6), replication and commitment (paper §5.3, §5.4.2), the leader's
+no-op at the start of its term (paper §8), batching of proposals, sealing rounds, compaction
+to and catch-up from sealed rounds (paper §7), and check-quorum (thesis §6.2: a leader that
+cannot reach a majority steps down). "Raft paper" is Ongaro and Ousterhout's extended paper,
+"Raft thesis" Ongaro's dissertation; "protocol §N" is docs/protocol.md.
 
 Never sees the network, the disk, the clock or global randomness: time arrives as ``now_ms``
 in ``tick``; randomness is the ``random.Random`` passed in; output waits in a ``Ready``.
@@ -12,7 +13,7 @@ in ``tick``; randomness is the ``random.Random`` passed in; output waits in a ``
 Invariants:
 - at most one vote per term, persisted before the vote is sent (``Ready`` contract);
 - a leader never overwrites or deletes entries in its own log (Leader Append-Only, §5.3);
-- a leader commits only entries of its own term by counting replicas (§5.4.2);
+- a leader commits only entries of its own term by counting replicas (Raft §5.4.2);
 - the seals in any leader's log are consecutive rounds, because each new seal is numbered
   from the last seal already in that log and a committed log is a prefix of leaders' logs;
 - ``step``/``tick``/``propose``/``restore``/``compact`` are never called while a ``Ready``
@@ -53,7 +54,7 @@ from scryp.errors import MalformedInput, invariant
 
 class Role(StrEnum):
     FOLLOWER = "follower"
-    PRE_CANDIDATE = "pre-candidate"  # asking "would you vote for me?" (§9.6), term unchanged
+    PRE_CANDIDATE = "pre-candidate"  # "would you vote for me?" (Raft thesis §9.6); same term
     CANDIDATE = "candidate"
     LEADER = "leader"
 
@@ -132,7 +133,7 @@ class RaftNode:
             raise MalformedInput(f"message {message.source}->{message.target} is not for us")
         if message.term > self.term:
             if _is_pre_vote_not_a_term(message):
-                pass  # §9.6: a pre-vote (or a grant of one) changes nobody's term
+                pass  # Raft thesis §9.6: a pre-vote (or a grant of one) changes nobody's term
             else:
                 # Raft §5.1: a higher term makes anyone a follower. Only appends and catch-ups
                 # come from a leader; a vote request's sender is merely a candidate.
@@ -140,10 +141,10 @@ class RaftNode:
                 self._become_follower(message.term, message.source if is_from_leader else None)
         elif message.term < self.term:
             if isinstance(message, AppendEntries | CatchUp):
-                # Tell a stale leader our term so it steps down (§5.1).
+                # Tell a stale leader our term so it steps down (Raft §5.1).
                 self._send(AppendResponse(self.term, self.id, message.source, False, 0))
             elif isinstance(message, RequestVote) and message.pre_vote:
-                # Tell a lagging pre-candidate our term, so it stops asking (§9.6).
+                # Tell a lagging pre-candidate our term, so it stops asking (Raft thesis §9.6).
                 self._send(VoteResponse(self.term, self.id, message.source, False, True))
             return
         match message:
@@ -209,7 +210,7 @@ class RaftNode:
         )
 
     def restore(self, snapshot: SnapshotMeta) -> bool:
-        """Round ``snapshot.round`` arrived (from the swarm): start the log from it (§7).
+        """Round ``snapshot.round`` arrived (from the swarm): start the log from it (Raft §7).
 
         Call once the round's files are stored and their hash checked against
         ``snapshot.state_hash``; load them into the state machine only if this returns True.
@@ -271,14 +272,14 @@ class RaftNode:
             invariant(ready.committed[0].index == self.log.applied + 1, "apply gap")
             self.log.applied = ready.committed[-1].index
 
-    # -- elections (Raft §5.2, PreVote §9.6) ---------------------------------------------
+    # -- elections (Raft §5.2, PreVote: Raft thesis §9.6) ------------------------------
 
     def _pre_campaign(self) -> None:
-        """Ask whether we could win before disturbing anyone with a new term (§9.6)."""
+        """Ask whether we could win before disturbing anyone with a new term (Raft thesis §9.6)."""
         self._start_election(Role.PRE_CANDIDATE)
 
     def _campaign(self) -> None:
-        """§5.2: a new term, our own vote, and a vote request to every peer."""
+        """Raft §5.2: a new term, our own vote, and a vote request to every peer."""
         self.term += 1
         self.voted_for = self.id
         self._start_election(Role.CANDIDATE)
@@ -308,7 +309,7 @@ class RaftNode:
         if message.pre_vote:
             self._on_pre_vote(message)
             return
-        # §5.2: one vote per term, first come first served; §5.4.1: only for a candidate whose
+        # Raft §5.2: one vote per term, first come first served; §5.4.1: only for a candidate whose
         # log is at least as up-to-date as ours, so a leader always holds every committed entry.
         granted = self.voted_for in (None, message.source) and self.log.is_up_to_date(
             message.last_log_index, message.last_log_term
@@ -319,7 +320,7 @@ class RaftNode:
         self._send(VoteResponse(self.term, self.id, message.source, granted))
 
     def _on_pre_vote(self, message: RequestVote) -> None:
-        # §9.6: grant if the candidate could win: its term would be newer and its log is up
+        # Raft thesis §9.6: grant if the candidate could win: its term would be newer, its log up
         # to date, and we have not heard from a live leader within the minimum election
         # timeout (otherwise a server that merely lost touch could depose a working leader).
         in_lease = self.role is Role.LEADER or (
@@ -374,8 +375,8 @@ class RaftNode:
         self._progress = {peer: Progress(next_index=next_index) for peer in self.config.peers}
         self._heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms
         self._quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms_min
-        # §8: a no-op of the new term lets the leader commit (and learn) everything before it,
-        # since §5.4.2 forbids committing older terms' entries by counting replicas.
+        # Raft §8: a no-op of the new term lets the leader commit (and learn) everything before it,
+        # since Raft §5.4.2 forbids committing older terms' entries by counting replicas.
         self._append(NoOp())
 
     def _reset_election_deadline(self) -> None:
@@ -400,7 +401,7 @@ class RaftNode:
         self._leader_heard_ms = self.now_ms
         log = self.log
         if message.prev_log_index < log.committed:
-            # Everything up to our commit index matches any leader's log (§5.4.3).
+            # Everything up to our commit index matches any leader's log (Raft §5.4.3).
             self._reply_append(message.source, True, log.committed)
             return
         if log.term_at(message.prev_log_index) != message.prev_log_term:
@@ -440,7 +441,7 @@ class RaftNode:
             self.log.commit_to(snapshot.index)
             self._reply_append(message.source, True, snapshot.index)
         else:
-            # §7: our log cannot be repaired by appends; ask the driver to load the round.
+            # Raft §7: our log cannot be repaired by appends; ask the driver to load the round.
             self._catch_up = snapshot
 
     # -- replication, leader side (Raft §5.3, §5.4.2) --------------------------------------
@@ -471,7 +472,7 @@ class RaftNode:
         matches = [progress.match_index for progress in self._progress.values()]
         matches.append(self.log.last_index)
         candidate = committed_index(matches, self.config.majority)
-        # §5.4.2: only an entry of the current term is committed by counting replicas;
+        # Raft §5.4.2: only an entry of the current term is committed by counting replicas;
         # earlier entries are committed with it, by Log Matching.
         if candidate > self.log.committed and self.log.term_at(candidate) == self.term:
             return self.log.commit_to(candidate)
@@ -535,7 +536,7 @@ class RaftNode:
         prev_index = progress.next_index - 1
         prev_term = log.term_at(prev_index)
         if prev_term is None:
-            # §7: what it needs is compacted; tell it to catch up from our latest round.
+            # Raft §7: what it needs is compacted; tell it to catch up from our latest round.
             invariant(prev_index < log.snapshot.index, "prev index beyond our log")
             target = self._catch_up_target()
             self._catch_up_sent[peer] = target
@@ -566,7 +567,7 @@ class RaftNode:
     # -- helpers ---------------------------------------------------------------------------
 
     def _refuse_a_second_leader(self, message: AppendEntries | CatchUp) -> None:
-        """Election Safety (§5.2) makes this impossible among correct servers: a peer that
+        """Election Safety (Raft §5.2) makes this impossible among correct servers: a peer that
         claims to lead our term is broken; refuse its message rather than crash on it."""
         if self.role is Role.LEADER:
             raise MalformedInput(f"s{message.source} claims to lead term {self.term}, as we do")
@@ -582,7 +583,7 @@ class RaftNode:
 
 
 def _is_pre_vote_not_a_term(message: Message) -> bool:
-    """A pre-vote request, or a grant of one, carries a term nobody is in yet (§9.6)."""
+    """A pre-vote request, or a grant of one, carries a term nobody is in yet (Raft thesis §9.6)."""
     match message:
         case RequestVote(pre_vote=True):
             return True
