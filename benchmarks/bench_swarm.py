@@ -25,7 +25,8 @@ For each N it runs, in one process on 127.0.0.1 only:
 profile's unchoke slots, seeding piece quota and optimistic unchoke interval, to measure
 candidates. Both are run uncapped and with the server's upload capped at ``--cap-mb-s``
 (libtorrent's upload_rate_limit with loopback peers mapped to the global peer class, see
-docs/BENCHMARKS.md; a shared token bucket for HTTP). Every client verifies the SHA-256 of what it got.
+docs/BENCHMARKS.md; a shared token bucket for HTTP). Every client verifies the SHA-256 of what
+it got.
 Bounded: every fetch has a deadline, and the whole run stops at ``--budget-s``.
 """
 
