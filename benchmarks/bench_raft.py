@@ -48,9 +48,9 @@ class Figures:
         )
 
 
-def run(servers: int, steps: int, payments_per_step: int, payments_per_entry_max: int) -> Figures:
+def make_nodes(servers: int, payments_per_entry_max: int) -> list[RaftNode]:
     ids = tuple(range(servers))
-    nodes = [
+    return [
         RaftNode(
             RaftConfig(
                 server_id=i,
@@ -66,6 +66,11 @@ def run(servers: int, steps: int, payments_per_step: int, payments_per_entry_max
         )
         for i in ids
     ]
+
+
+def run(servers: int, steps: int, payments_per_step: int, payments_per_entry_max: int) -> Figures:
+    nodes = make_nodes(servers, payments_per_entry_max)
+    ids = tuple(range(servers))
     disks: list[list[object]] = [[] for _ in ids]
     wire: deque[bytes] = deque()
     applied = {"entries": 0, "payments": 0}

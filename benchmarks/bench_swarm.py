@@ -192,6 +192,17 @@ async def one_slot_run(
     return replace(run, method="torrent-1slot")
 
 
+def _sessions(server: Swarm, count: int, *, read_only: bool) -> list[Swarm]:
+    config = SwarmConfig(bootstrap=(server.address,), dht_read_only=read_only)
+    return [Swarm(config) for _ in range(count)]
+
+
+async def _join(server: Swarm, swarms: list[Swarm]) -> None:
+    for swarm in swarms:
+        await swarm.wait_listening()
+        server.add_dht_node(*swarm.address)
+
+
 async def light_run(
     round_dir: Path,
     work: Path,
@@ -207,15 +218,10 @@ async def light_run(
     cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
     rng = random.Random(light.seed)
     async with Swarm.start(profile.config(cap)) as server:
-        full = [Swarm(SwarmConfig(bootstrap=(server.address,))) for _ in range(clients)]
-        lights = [
-            Swarm(SwarmConfig(bootstrap=(server.address,), dht_read_only=True))
-            for _ in range(light.light_clients)
-        ]
+        full = _sessions(server, clients, read_only=False)
+        lights = _sessions(server, light.light_clients, read_only=True)
         try:
-            for swarm in full + lights:
-                await swarm.wait_listening()
-                server.add_dht_node(*swarm.address)
+            await _join(server, full + lights)
             torrent = await server.seed(round_dir)
             pieces = torrent.torrent_info().num_pieces()
             for swarm in full + lights:
