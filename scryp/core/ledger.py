@@ -209,6 +209,11 @@ class Ledger:
     ) -> Ledger:
         """A ledger restored from a round's balances and window files (protocol §6.4)."""
         last_stamp_ms, recent = decode_window(window)
+        # A sealed window holds only ids whose timestamps the window still covers: older ones
+        # expired before the seal, later ones were never remembered (protocol §6.2, §6.4).
+        lowest, highest = last_stamp_ms - window_ms, last_stamp_ms + window_ms
+        if recent and not (lowest <= recent[0][0] and recent[-1][0] <= highest):
+            raise MalformedInput("a window record's timestamp is outside the window")
         return cls(balances_file, window_ms=window_ms, last_stamp_ms=last_stamp_ms, recent=recent)
 
     def check(self) -> None:
@@ -226,4 +231,6 @@ def decode_window(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:
     entries = list(_RECENT_ENTRY.iter_unpack(memoryview(data)[_STAMP.size :]))
     if any(a >= b for a, b in pairwise(entries)):
         raise MalformedInput("window records are not strictly increasing")
+    if len({tx_id for _, tx_id in entries}) != len(entries):
+        raise MalformedInput("a transaction id is remembered twice in the window")
     return last_stamp_ms, [(ts, bytes(tx_id)) for ts, tx_id in entries]
