@@ -15,6 +15,13 @@ Handshake (all fixed-size binary WebSocket messages):
 where transcript = network | acceptor key | dialer key | nonce_a | nonce_d | ephemeral_a |
 ephemeral_d. Both signatures cover both fresh nonces, so neither can be replayed.
 
+A frame travels as one or more WebSocket messages of at most ``message_bytes_max``, each
+sealed on its own, with a one-byte flag (more / last) in front of its part of the frame. So
+nobody can make a server hold more than one small message before proving who they are (a
+WebSocket message is refused from its header when it is too long), and an authenticated peer
+at most one frame of ``frame_bytes_max`` being reassembled. At most ``handshakes_pending_max``
+handshakes run at once; further upgrades are refused with 503 (protocol §9.2).
+
 Frames sent by the dialer go dialer → acceptor; each server sends only on links it dialed and
 receives on links it accepted, so there is exactly one link per direction and no tie-breaking.
 Outgoing queues are bounded in size and age; when one is full the oldest frame is dropped, and
@@ -28,6 +35,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,11 +60,17 @@ _AUTH_BYTES = 32 * 3 + 64
 _NONCE_BYTES = nacl.secret.SecretBox.NONCE_SIZE
 _DIALER_TO_ACCEPTOR = b"\x00"
 _ACCEPTOR_TO_DIALER = b"\x01"
+_MORE, _LAST = 0, 1  # the flag in front of each sealed part of a frame
+_SEAL_OVERHEAD_BYTES = 64  # above the MAC (16) and the flag (1): aiohttp refuses a message at its max
 
 
 @dataclass(frozen=True, slots=True)
 class PeerLimits:
     frame_bytes_max: int = 16 * 1024 * 1024
+    # One WebSocket message, before and after the handshake: what an unauthenticated
+    # connection can make us buffer (a frame is split into messages of this size).
+    message_bytes_max: int = 64 * 1024
+    handshakes_pending_max: int = 16
     queue_frames_max: int = 1024
     # A frame that waited longer than this for a link is dropped: after an outage the peer
     # wants what is current (a stale heartbeat or append only delays it), Raft resends.
@@ -132,8 +146,16 @@ class PeerHub:
             if i != self.index
         }
         self.connected_out: set[int] = set()
-        self.connected_in: set[int] = set()
+        # A peer may have two inbound links for a moment (a reconnect before the old link's
+        # close is seen): count them, so the old one closing does not hide the new one.
+        self._links_in: Counter[int] = Counter()
+        self._handshakes_pending = 0
         self.refused = 0
+
+    @property
+    def connected_in(self) -> set[int]:
+        """Servers with at least one authenticated inbound link."""
+        return {peer for peer, links in self._links_in.items() if links > 0}
 
     # -- sending -------------------------------------------------------------------------
 
@@ -171,7 +193,7 @@ class PeerHub:
         limits = self.limits
         async with session.ws_connect(
             f"http://{address}{PEER_PATH}",
-            max_msg_size=limits.frame_bytes_max + 64,
+            max_msg_size=limits.message_bytes_max + _SEAL_OVERHEAD_BYTES,
             heartbeat=limits.heartbeat_s,
             timeout=aiohttp.ClientWSTimeout(ws_close=limits.connect_timeout_s),
         ) as ws:
@@ -193,7 +215,8 @@ class PeerHub:
                         return
                     queued_s, frame = getter.result()
                     if time.monotonic() - queued_s <= limits.frame_age_max_s:
-                        await ws.send_bytes(channel.seal(frame))
+                        for message in _seal_frame(channel, frame, limits.message_bytes_max):
+                            await ws.send_bytes(message)
             finally:
                 closed.cancel()
 
@@ -225,31 +248,54 @@ class PeerHub:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(PEER_PATH, self._accept)
 
-    async def _accept(self, request: web.Request) -> web.WebSocketResponse:
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
         limits = self.limits
+        if self._handshakes_pending >= limits.handshakes_pending_max:
+            self.refused += 1
+            return web.Response(status=503, text="too many peer handshakes; retry shortly")
         ws = web.WebSocketResponse(
-            max_msg_size=limits.frame_bytes_max + 64, heartbeat=limits.heartbeat_s
+            max_msg_size=limits.message_bytes_max + _SEAL_OVERHEAD_BYTES,
+            heartbeat=limits.heartbeat_s,
         )
-        await ws.prepare(request)
         peer: int | None = None
+        self._handshakes_pending += 1
         try:
+            await ws.prepare(request)
             linked, channel = await asyncio.wait_for(
                 self._acceptor_handshake(ws), limits.handshake_timeout_s
             )
+            self._handshakes_pending -= 1
             peer = linked
-            self.connected_in.add(linked)
-            async for message in ws:
-                if message.type is not aiohttp.WSMsgType.BINARY:
-                    raise HandshakeFailed(f"unexpected {message.type.name} message")
-                self._on_frame(linked, channel.open(message.data))
+            self._links_in[linked] += 1
+            await self._receive_frames(ws, linked, channel)
         except (HandshakeFailed, TimeoutError) as error:
             self.refused += 1
             log.warning("peer link from %s refused: %s", request.remote, error or "timeout")
         finally:
-            if peer is not None:
-                self.connected_in.discard(peer)
+            if peer is None:
+                self._handshakes_pending -= 1
+            else:
+                self._links_in[peer] -= 1
             await ws.close()
         return ws
+
+    async def _receive_frames(
+        self, ws: web.WebSocketResponse, peer: int, channel: _Channel
+    ) -> None:
+        """Reassemble sealed parts into frames (at most ``frame_bytes_max``) and hand them on."""
+        frame = bytearray()
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.BINARY:
+                raise HandshakeFailed(f"unexpected {message.type.name} message")
+            part = channel.open(message.data)
+            if not part or part[0] not in (_MORE, _LAST):
+                raise HandshakeFailed("a frame part without its flag")
+            frame += memoryview(part)[1:]
+            if len(frame) > self.limits.frame_bytes_max:
+                raise HandshakeFailed(f"a frame over {self.limits.frame_bytes_max} bytes")
+            if part[0] == _LAST:
+                self._on_frame(peer, bytes(frame))
+                frame.clear()
 
     async def _acceptor_handshake(self, ws: web.WebSocketResponse) -> tuple[int, _Channel]:
         nonce_a = os.urandom(32)
@@ -276,6 +322,16 @@ class PeerHub:
         await ws.send_bytes(self.keypair.sign(_ACCEPT_CONTEXT + transcript))
         key = _session_key(ephemeral, ephemeral_d, transcript)
         return self.quorum.index(dialer), _Channel(key, _DIALER_TO_ACCEPTOR)
+
+
+def _seal_frame(channel: _Channel, frame: bytes, part_bytes_max: int) -> list[bytes]:
+    """A frame as sealed messages: parts of at most ``part_bytes_max``, the last flagged."""
+    parts = [frame[at : at + part_bytes_max] for at in range(0, len(frame), part_bytes_max)]
+    parts = parts or [b""]
+    return [
+        channel.seal(bytes([_LAST if i == len(parts) - 1 else _MORE]) + part)
+        for i, part in enumerate(parts)
+    ]
 
 
 async def _receive_exact(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -13,7 +14,16 @@ from aiohttp import web
 
 from scryp.crypto import KeyPair
 from scryp.errors import HandshakeFailed
-from scryp.peers import PEER_PATH, PeerHub, _Channel, _receive_exact
+from scryp.peers import (
+    _AUTH_CONTEXT,
+    _MAGIC,
+    PEER_PATH,
+    PeerHub,
+    PeerLimits,
+    _Channel,
+    _receive_exact,
+    _seal_frame,
+)
 
 NETWORK = hashlib.sha256(b"peers test network").digest()
 KEYS = [KeyPair.from_seed(hashlib.sha256(b"peer %d" % i).digest()) for i in range(4)]
@@ -26,7 +36,12 @@ class Node:
     """A hub, its aiohttp server on an ephemeral loopback port, and what it received."""
 
     def __init__(
-        self, keypair: KeyPair, quorum: list[bytes], network: bytes, book: dict[int, str]
+        self,
+        keypair: KeyPair,
+        quorum: list[bytes],
+        network: bytes,
+        book: dict[int, str],
+        limits: PeerLimits | None = None,
     ) -> None:
         self.received: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self.hub = PeerHub(
@@ -35,6 +50,7 @@ class Node:
             network,
             on_frame=lambda peer, frame: self.received.put_nowait((peer, frame)),
             address_of=book.get,
+            limits=limits,
         )
         self.runner: web.AppRunner | None = None
         self.address = ""
@@ -55,9 +71,11 @@ class Node:
 
 
 @contextlib.asynccontextmanager
-async def cluster(keys: list[KeyPair], quorum: list[bytes]) -> AsyncIterator[list[Node]]:
+async def cluster(
+    keys: list[KeyPair], quorum: list[bytes], limits: PeerLimits | None = None
+) -> AsyncIterator[list[Node]]:
     book: dict[int, str] = {}
-    nodes = [Node(k, quorum, NETWORK, book) for k in keys]
+    nodes = [Node(k, quorum, NETWORK, book, limits) for k in keys]
     for index, node in enumerate(nodes):
         await node.start()
         book[quorum.index(keys[index].public)] = node.address
@@ -172,7 +190,7 @@ def test_forged_replayed_or_garbled_frames_close_the_link() -> None:
                     nodes[0].address, KEYS[1], QUORUM[0], NETWORK, QUORUM
                 )
                 try:
-                    sealed = channel.seal(b"a genuine frame")
+                    (sealed,) = _seal_frame(channel, b"a genuine frame", 1024)
                     await ws.send_bytes(sealed)
                     assert await receive(nodes[0]) == (1, b"a genuine frame")
                     if attack == "garbage":
@@ -216,5 +234,148 @@ def test_send_drops_the_oldest_frame_when_a_queue_is_full() -> None:
         assert queue.get_nowait()[1] == b"3"
         with pytest.raises(ValueError, match="frame_bytes_max"):
             hub.send(1, bytes(hub.limits.frame_bytes_max + 1))
+
+    asyncio.run(scenario())
+
+
+def test_an_impostor_who_knows_a_servers_public_key_is_refused() -> None:
+    """The acceptor checks the dialer's signature (protocol §9.2): claiming server 1's key
+    without its secret gets nowhere. Fails if that check is removed."""
+
+    async def scenario() -> None:
+        async with cluster(KEYS[:1], QUORUM) as nodes:
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(f"http://{nodes[0].address}{PEER_PATH}")
+                hello = await _receive_exact(ws, len(_MAGIC) + 128)
+                body = hello[len(_MAGIC) :]
+                network, acceptor, nonce_a, ephemeral_a = (
+                    body[i : i + 32] for i in (0, 32, 64, 96)
+                )
+                nonce_d, ephemeral_d = os.urandom(32), os.urandom(32)
+                transcript = network + acceptor + QUORUM[1] + nonce_a + nonce_d
+                transcript += ephemeral_a + ephemeral_d
+                forged = STRANGER.sign(_AUTH_CONTEXT + transcript)
+                await ws.send_bytes(QUORUM[1] + nonce_d + ephemeral_d + forged)
+                closing = await asyncio.wait_for(ws.receive(), DEADLINE_S)
+                assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert nodes[0].hub.refused == 1
+            assert nodes[0].hub.connected_in == set()
+
+    asyncio.run(scenario())
+
+
+def test_a_fake_acceptor_with_a_servers_public_key_is_refused_by_the_dialer() -> None:
+    """The dialer checks the acceptor's signature (protocol §9.2): a listener that presents
+    server 0's public key without its secret is not linked to. Fails without that check."""
+
+    async def fake_acceptor(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_bytes(_MAGIC + NETWORK + QUORUM[0] + os.urandom(32) + os.urandom(32))
+        await ws.receive()
+        await ws.send_bytes(STRANGER.sign(b"anything at all"))
+        await ws.receive()
+        return ws
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get(PEER_PATH, fake_acceptor)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        try:
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(f"http://{host}:{port}{PEER_PATH}")
+                dialer = PeerHub(
+                    KEYS[1], QUORUM, NETWORK, on_frame=lambda p, f: None, address_of=lambda p: None
+                )
+                with pytest.raises(HandshakeFailed, match="acceptor's signature"):
+                    await dialer._dialer_handshake(ws, 0)
+                await ws.close()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_an_oversized_message_before_the_handshake_is_refused_unread() -> None:
+    """Memory before authentication is bounded by message_bytes_max: a 16 MiB first message
+    closes the link (aiohttp refuses it from its header) and nothing is linked."""
+
+    async def scenario() -> None:
+        async with cluster(KEYS[:1], QUORUM) as nodes:
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(f"http://{nodes[0].address}{PEER_PATH}")
+                await _receive_exact(ws, len(_MAGIC) + 128)
+                with contextlib.suppress(aiohttp.ClientError, ConnectionError):
+                    await ws.send_bytes(bytes(16 * 1024 * 1024))
+                closing = await asyncio.wait_for(ws.receive(), DEADLINE_S)
+                assert closing.type in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR,
+                )
+            assert nodes[0].hub.refused == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_frame_over_the_limit_closes_the_link_and_is_not_delivered() -> None:
+    limits = PeerLimits(frame_bytes_max=4096, message_bytes_max=1024)
+
+    async def scenario() -> None:
+        async with cluster(KEYS[:1], QUORUM, limits) as nodes:
+            session, ws, channel = await raw_dial(
+                nodes[0].address, KEYS[1], QUORUM[0], NETWORK, QUORUM
+            )
+            try:
+                for message in _seal_frame(channel, bytes(3000), 1024):
+                    await ws.send_bytes(message)
+                assert await receive(nodes[0]) == (1, bytes(3000))  # three parts, one frame
+                for message in _seal_frame(channel, bytes(5000), 1024):
+                    await ws.send_bytes(message)
+                closing = await asyncio.wait_for(ws.receive(), DEADLINE_S)
+                assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            finally:
+                await session.close()
+            assert nodes[0].received.empty()
+
+    asyncio.run(scenario())
+
+
+def test_pending_handshakes_are_bounded() -> None:
+    limits = PeerLimits(handshakes_pending_max=2, handshake_timeout_s=30.0)
+
+    async def scenario() -> None:
+        async with cluster(KEYS[:1], QUORUM, limits) as nodes, aiohttp.ClientSession() as session:
+            url = f"http://{nodes[0].address}{PEER_PATH}"
+            idle = [await session.ws_connect(url) for _ in range(2)]  # never authenticate
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(url)
+            assert refused.value.status == 503
+            for ws in idle:
+                await ws.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_old_inbound_link_closing_does_not_hide_the_new_one() -> None:
+    """Regression: a peer that reconnected before its old link's close was seen was dropped
+    from ``connected_in`` when the old link closed, though the new link was up."""
+
+    async def scenario() -> None:
+        async with cluster(KEYS[:1], QUORUM) as nodes:
+            hub = nodes[0].hub
+            old = await raw_dial(nodes[0].address, KEYS[1], QUORUM[0], NETWORK, QUORUM)
+            new = await raw_dial(nodes[0].address, KEYS[1], QUORUM[0], NETWORK, QUORUM)
+            await old[0].close()
+            deadline = asyncio.get_running_loop().time() + DEADLINE_S
+            while hub._links_in[1] != 1:  # the old link's close reaches the hub
+                assert asyncio.get_running_loop().time() < deadline, "old link never closed"
+                await asyncio.sleep(0.01)
+            assert hub.connected_in == {1}
+            await new[0].close()
 
     asyncio.run(scenario())
