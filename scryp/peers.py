@@ -61,7 +61,8 @@ _NONCE_BYTES = nacl.secret.SecretBox.NONCE_SIZE
 _DIALER_TO_ACCEPTOR = b"\x00"
 _ACCEPTOR_TO_DIALER = b"\x01"
 _MORE, _LAST = 0, 1  # the flag in front of each sealed part of a frame
-_SEAL_OVERHEAD_BYTES = 64  # above the MAC (16) and the flag (1): aiohttp refuses a message at its max
+# Room for the MAC (16) and the flag (1), with slack: aiohttp refuses a message of its max size.
+_SEAL_OVERHEAD_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
