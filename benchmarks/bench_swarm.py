@@ -49,16 +49,16 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, web
 
 from scryp.core import snapshot
+from scryp.files import file_sha256
+from scryp.hostport import LOOPBACK
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
     SERVER_UNCHOKE_SLOTS,
     Swarm,
     SwarmConfig,
-    file_sha256,
 )
 
-LOOPBACK = "127.0.0.1"
 CHUNK_BYTES = 64 * 1024
 FETCH_TIMEOUT_S = 240.0
 LIGHT_TIMEOUT_S = 60.0

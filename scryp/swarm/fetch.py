@@ -183,7 +183,9 @@ def _copy_reusable(previous_round: Path, round_dir: Path) -> bool:
 def _real_files(layout: Any) -> list[int]:
     """Indices of a torrent's files, without the pad files libtorrent aligns pieces with."""
     return [
-        i for i in range(layout.num_files()) if not layout.file_flags(i) & lt.file_storage.flag_pad_file
+        i
+        for i in range(layout.num_files())
+        if not layout.file_flags(i) & lt.file_storage.flag_pad_file
     ]
 
 

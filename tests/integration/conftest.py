@@ -1,7 +1,7 @@
 """Fixtures for the real-process tier: private loopback DHTs of real libtorrent sessions.
 
 Every session here listens on 127.0.0.1, bootstraps only from the other sessions of its test
-and has LSD/UPnP/NAT-PMP off (scryp.swarm's defaults, DESIGN §6).
+and has LSD/UPnP/NAT-PMP off (scryp.swarm's defaults, protocol §8.8).
 """
 
 from __future__ import annotations

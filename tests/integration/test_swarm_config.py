@@ -1,14 +1,15 @@
-"""Network safety of the session settings (DESIGN §6, protocol §8.8) and infohash parsing.
+"""Network safety of the session settings (protocol §8.8).
 
-No session is started here: these check what a session would be constructed with.
+No session is started here: these check what a session would be constructed with. The pure
+helpers (loopback test, infohash parsing) are tested in tests/unit without libtorrent.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from scryp.errors import LocalError, MalformedInput
-from scryp.swarm import SwarmConfig, is_loopback, parse_infohash, settings_for
+from scryp.errors import LocalError
+from scryp.swarm import SwarmConfig, settings_for
 
 
 def test_default_settings_stay_on_loopback() -> None:
@@ -42,18 +43,3 @@ def test_public_mode_is_explicit() -> None:
     assert "router" in settings["dht_bootstrap_nodes"]
     assert settings["dht_restrict_routing_ips"] is True
     assert settings["enable_lsd"] is False
-
-
-def test_is_loopback() -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("127.1.1.1")
-    assert not is_loopback("128.0.0.1") and not is_loopback("::1") and not is_loopback("x")
-
-
-def test_parse_infohash() -> None:
-    one, two = "ab" * 20, "CD" * 20
-    assert parse_infohash(one) == bytes.fromhex(one)
-    assert parse_infohash(one + two) == bytes.fromhex(two)  # a run means the last one
-    assert parse_infohash(f" {one}\n{two} ") == bytes.fromhex(two)
-    for bad in ("", "ab" * 19, "ab" * 21, "zz" * 20):
-        with pytest.raises(MalformedInput):
-            parse_infohash(bad)
