@@ -24,8 +24,8 @@ For each N it runs, in one process on 127.0.0.1 only:
 ``--server-slots``, ``--server-quota`` and ``--server-opt-interval-s`` replace the server
 profile's unchoke slots, seeding piece quota and optimistic unchoke interval, to measure
 candidates. Both are run uncapped and with the server's upload capped at ``--cap-mb-s``
-(libtorrent's upload_rate_limit with loopback peers mapped to the global peer class, DESIGN
-§5; a shared token bucket for HTTP). Every client verifies the SHA-256 of what it got.
+(libtorrent's upload_rate_limit with loopback peers mapped to the global peer class; a
+shared token bucket for HTTP). Every client verifies the SHA-256 of what it got.
 Bounded: every fetch has a deadline, and the whole run stops at ``--budget-s``.
 """
 
@@ -191,6 +191,16 @@ async def one_slot_run(
     return replace(run, method="torrent-1slot")
 
 
+async def fetch_light(
+    swarm: Swarm, infohash: bytes, save_dir: Path, wanted: list[int], server: tuple[str, int]
+) -> float:
+    """A light client's fetch of a few pieces, dialling the server directly; its seconds."""
+    result = await swarm.fetch(
+        infohash, save_dir, pieces=wanted, peers=(server,), timeout_s=LIGHT_TIMEOUT_S
+    )
+    return result.seconds
+
+
 async def light_run(
     round_dir: Path,
     work: Path,
@@ -232,20 +242,15 @@ async def light_run(
                 for i, swarm in enumerate(full)
             ]
             await asyncio.sleep(light.light_delay_s)  # the server is busy by now
-
-            async def fetch_light(i: int, swarm: Swarm, wanted: list[int]) -> float:
-                result = await swarm.fetch(
-                    torrent.infohash,
-                    work / f"light-{i}",
-                    pieces=wanted,
-                    peers=(server.address,),
-                    timeout_s=LIGHT_TIMEOUT_S,
-                )
-                return result.seconds
-
             light_seconds = await asyncio.gather(
                 *(
-                    fetch_light(i, swarm, rng.sample(range(pieces), light.light_pieces))
+                    fetch_light(
+                        swarm,
+                        torrent.infohash,
+                        work / f"light-{i}",
+                        rng.sample(range(pieces), light.light_pieces),
+                        server.address,
+                    )
                     for i, swarm in enumerate(lights)
                 )
             )
