@@ -24,9 +24,8 @@ For each N it runs, in one process on 127.0.0.1 only:
 ``--server-slots``, ``--server-quota`` and ``--server-opt-interval-s`` replace the server
 profile's unchoke slots, seeding piece quota and optimistic unchoke interval, to measure
 candidates. Both are run uncapped and with the server's upload capped at ``--cap-mb-s``
-(libtorrent's upload_rate_limit with loopback peers mapped to the global peer class, see
-docs/BENCHMARKS.md; a shared token bucket for HTTP). Every client verifies the SHA-256 of what
-it got.
+(libtorrent's upload_rate_limit with loopback peers mapped to the global peer class; a
+shared token bucket for HTTP). Every client verifies the SHA-256 of what it got.
 Bounded: every fetch has a deadline, and the whole run stops at ``--budget-s``.
 """
 
@@ -50,16 +49,16 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, web
 
 from scryp.core import snapshot
+from scryp.files import file_sha256
+from scryp.hostport import LOOPBACK
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
     SERVER_UNCHOKE_SLOTS,
     Swarm,
     SwarmConfig,
-    file_sha256,
 )
 
-LOOPBACK = "127.0.0.1"
 CHUNK_BYTES = 64 * 1024
 FETCH_TIMEOUT_S = 240.0
 LIGHT_TIMEOUT_S = 60.0
@@ -192,15 +191,14 @@ async def one_slot_run(
     return replace(run, method="torrent-1slot")
 
 
-def _sessions(server: Swarm, count: int, *, read_only: bool) -> list[Swarm]:
-    config = SwarmConfig(bootstrap=(server.address,), dht_read_only=read_only)
-    return [Swarm(config) for _ in range(count)]
-
-
-async def _join(server: Swarm, swarms: list[Swarm]) -> None:
-    for swarm in swarms:
-        await swarm.wait_listening()
-        server.add_dht_node(*swarm.address)
+async def fetch_light(
+    swarm: Swarm, infohash: bytes, save_dir: Path, wanted: list[int], server: tuple[str, int]
+) -> float:
+    """A light client's fetch of a few pieces, dialling the server directly; its seconds."""
+    result = await swarm.fetch(
+        infohash, save_dir, pieces=wanted, peers=(server,), timeout_s=LIGHT_TIMEOUT_S
+    )
+    return result.seconds
 
 
 async def light_run(
@@ -218,10 +216,15 @@ async def light_run(
     cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
     rng = random.Random(light.seed)
     async with Swarm.start(profile.config(cap)) as server:
-        full = _sessions(server, clients, read_only=False)
-        lights = _sessions(server, light.light_clients, read_only=True)
+        full = [Swarm(SwarmConfig(bootstrap=(server.address,))) for _ in range(clients)]
+        lights = [
+            Swarm(SwarmConfig(bootstrap=(server.address,), dht_read_only=True))
+            for _ in range(light.light_clients)
+        ]
         try:
-            await _join(server, full + lights)
+            for swarm in full + lights:
+                await swarm.wait_listening()
+                server.add_dht_node(*swarm.address)
             torrent = await server.seed(round_dir)
             pieces = torrent.torrent_info().num_pieces()
             for swarm in full + lights:
@@ -239,20 +242,15 @@ async def light_run(
                 for i, swarm in enumerate(full)
             ]
             await asyncio.sleep(light.light_delay_s)  # the server is busy by now
-
-            async def fetch_light(i: int, swarm: Swarm, wanted: list[int]) -> float:
-                result = await swarm.fetch(
-                    torrent.infohash,
-                    work / f"light-{i}",
-                    pieces=wanted,
-                    peers=(server.address,),
-                    timeout_s=LIGHT_TIMEOUT_S,
-                )
-                return result.seconds
-
             light_seconds = await asyncio.gather(
                 *(
-                    fetch_light(i, swarm, rng.sample(range(pieces), light.light_pieces))
+                    fetch_light(
+                        swarm,
+                        torrent.infohash,
+                        work / f"light-{i}",
+                        rng.sample(range(pieces), light.light_pieces),
+                        server.address,
+                    )
                     for i, swarm in enumerate(lights)
                 )
             )

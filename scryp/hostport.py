@@ -1,5 +1,6 @@
-"""``HOST:PORT`` text: the one parser for the addresses given on command lines, written in
-files, and carried in pointers (protocol §8.3, §9.6).
+"""Addresses: the one ``HOST:PORT`` parser for the addresses given on command lines, written
+in files, and carried in pointers (protocol §8.3, §9.6), and the loopback test that keeps every
+default run on 127.0.0.0/8 (protocol §8.8).
 
 A malformed address raises ValueError; each caller says whose fault it is (a usage error,
 a bad file, or a peer's bad record).
@@ -8,8 +9,11 @@ a bad file, or a peer's bad record).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 
 PORT_MAX = 65_535
+# Where everything listens unless public_dht=True (protocol §8.8).
+LOOPBACK = "127.0.0.1"
 
 
 def split_hostport(text: str) -> tuple[str, int]:
@@ -26,3 +30,13 @@ def hostport_arg(text: str) -> tuple[str, int]:
         return split_hostport(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an IPv4 address in 127.0.0.0/8 (a name never is: it could resolve
+    anywhere, and resolving it is already traffic)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == 4 and address.is_loopback

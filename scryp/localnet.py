@@ -25,10 +25,10 @@ import aiohttp
 
 from scryp.core.genesis import Genesis
 from scryp.crypto import KeyPair
+from scryp.hostport import LOOPBACK
 from scryp.keyfile import atomic_write
 from scryp.keytool import NetworkFiles, init_network
 
-LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 HTTP_TIMEOUT_S = 5.0

@@ -29,16 +29,10 @@ from pathlib import Path
 from scryp.core import snapshot
 from scryp.core.certificate import majority
 from scryp.core.pointer import PointerRecord, agreed
-from scryp.errors import LocalError
-from scryp.hostport import hostport_arg
+from scryp.errors import LocalError, NotAvailable
+from scryp.hostport import LOOPBACK, hostport_arg
 from scryp.keyfile import read_quorum
-from scryp.swarm import (
-    LOOPBACK,
-    FetchFailed,
-    Swarm,
-    SwarmConfig,
-    SwarmTimeout,
-)
+from scryp.swarm import FetchFailed, Swarm, SwarmConfig
 
 log = logging.getLogger("scryp.seeder")
 
@@ -136,7 +130,7 @@ class Seeder:
         except FetchFailed as error:
             log.warning("round %d refused: %s", target.round, error)
             return None
-        except SwarmTimeout as error:
+        except NotAvailable as error:
             log.warning("round %d not fetched yet: %s", target.round, error)
             return None
         if result.round_dir.name != snapshot.round_dir_name(target.round):

@@ -29,9 +29,8 @@ from scryp.client.store import Payment
 from scryp.client.sync import MODES, Synced, read_balance
 from scryp.core.tx import AMOUNT_MAX, Transaction
 from scryp.crypto import KeyPair, new_seed, parse_public_key_hex
-from scryp.errors import ConfigError, MalformedInput, RemoteError
+from scryp.errors import ConfigError, MalformedInput, NotAvailable, RemoteError
 from scryp.keyfile import write_seed
-from scryp.swarm import SwarmTimeout
 
 EXIT_OK = 0
 EXIT_NETWORK = 1
@@ -326,7 +325,7 @@ def main_for(command: str) -> Callable[[list[str]], int]:
             assert isinstance(result, dict)
         except (ConfigError, BadArguments, InsufficientFunds) as error:
             return fail(args, str(error), EXIT_USAGE)
-        except (RemoteError, SwarmTimeout) as error:
+        except (RemoteError, NotAvailable) as error:
             return fail(args, str(error), EXIT_NETWORK)
         except TimeoutError:
             return fail(args, f"gave up after {COMMAND_TIMEOUT_S:g} s", EXIT_NETWORK)

@@ -16,19 +16,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from scryp.core.infohash import parse_infohash
 from scryp.core.snapshot import PIECE_BYTES
-from scryp.errors import LocalError, MalformedInput, RemoteError
-from scryp.hostport import hostport_arg
-from scryp.swarm import (
-    LOOPBACK,
-    Progress,
-    Swarm,
-    SwarmConfig,
-    SwarmTimeout,
-    file_sha256,
-    is_loopback,
-    parse_infohash,
-)
+from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut
+from scryp.files import file_sha256
+from scryp.hostport import LOOPBACK, hostport_arg, is_loopback
+from scryp.swarm import Progress, Swarm, SwarmConfig
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -151,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 stderr=sys.stderr,
             )
         )
-    except SwarmTimeout as error:
+    except TimedOut as error:
         print(
             f"\nscryp: could not fetch torrent {infohash.hex()} within {args.timeout_s:g} s "
             f"({error}); is it seeded, and are the --bootstrap nodes up?",

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from scryp.errors import ConfigError
-from scryp.hostport import split_hostport
+from scryp.hostport import is_loopback, split_hostport
 from scryp.keyfile import read_quorum
-from scryp.swarm import is_loopback
 
 TESTNET_JSON = "testnet.json"
 TESTNET_JSON_BYTES_MAX = 1 << 20

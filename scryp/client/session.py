@@ -11,9 +11,10 @@ from pathlib import Path
 from scryp.client.network import Network, api_url, load_testnet, parse_hostport
 from scryp.client.sync import Client
 from scryp.crypto import KeyPair
-from scryp.errors import ConfigError
+from scryp.errors import ConfigError, TimedOut
+from scryp.hostport import LOOPBACK
 from scryp.keyfile import read_quorum, read_seed
-from scryp.swarm import LOOPBACK, Swarm, SwarmConfig, SwarmTimeout
+from scryp.swarm import Swarm, SwarmConfig
 
 # The first DHT bootstrap can stall on nodes that left (earlier clients); the servers'
 # own DHT nodes are added directly, so a late bootstrap is waited for only this long.
@@ -80,6 +81,6 @@ async def open_client(network: Network, data: Path) -> AsyncIterator[Client]:
     async with Swarm.start(config) as swarm:
         for host, port in network.torrent_peers:  # servers run DHT nodes on these ports
             swarm.add_dht_node(host, port)
-        with contextlib.suppress(SwarmTimeout):
+        with contextlib.suppress(TimedOut):
             await swarm.wait_dht_ready(DHT_READY_TIMEOUT_S)
         yield Client(network, data, swarm)

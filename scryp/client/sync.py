@@ -28,8 +28,8 @@ from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file, lookup
 from scryp.core.tx import Transaction, decode_many
-from scryp.errors import MalformedInput, RemoteError
-from scryp.swarm import FetchFailed, Swarm, SwarmTimeout
+from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
+from scryp.swarm import FetchFailed, Swarm
 
 Mode = Literal["light", "incremental", "full", "cached"]
 MODES = ("auto", "light", "incremental", "full")
@@ -133,7 +133,7 @@ class Client:
                 verified = await self.latest(held.round)
             try:
                 return await self.sync(verified, mode, account)
-            except SwarmTimeout:
+            except TimedOut:
                 if attempt == SYNC_ATTEMPTS_MAX:
                     raise
         raise AssertionError("unreachable")
@@ -172,7 +172,7 @@ class Client:
                     downloaded,
                     time.monotonic() - started,
                 )
-            except (RemoteError, SwarmTimeout) as error:
+            except (RemoteError, NotAvailable) as error:
                 fell_back = f"incremental failed ({error}); did a full sync"
         new, downloaded = await self.full(verified, held)
         return Synced(

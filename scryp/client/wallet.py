@@ -38,8 +38,7 @@ from scryp.client.session import add_common, data_dir, load_key, network_from, o
 from scryp.client.sync import Client, read_balance
 from scryp.client.wallet_page import PAGE
 from scryp.crypto import KeyPair
-from scryp.errors import ConfigError, RemoteError
-from scryp.swarm import SwarmTimeout
+from scryp.errors import ConfigError, NotAvailable, RemoteError
 
 SYNC_PERIOD_S = 1.0
 PAYMENTS_SHOWN_MAX = 500
@@ -87,7 +86,7 @@ class Wallet:
                 state["error"] = None
                 state["updated_ms"] = int(time.time() * 1000)
                 self.state = state
-            except (RemoteError, SwarmTimeout) as error:
+            except (RemoteError, NotAvailable) as error:
                 self.state = {**self.state, "error": str(error)}
 
     async def follow(self) -> None:

@@ -51,16 +51,15 @@ from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut, in
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
 from scryp.server.config import ServerConfig
+from scryp.server.publisher import Publisher
 from scryp.server.rounds import RoundStore, StoredRound
 from scryp.server.verify import precheck_parallel
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
     SERVER_UNCHOKE_SLOTS,
-    Publisher,
     Swarm,
     SwarmConfig,
-    SwarmTimeout,
     build_round_torrent,
 )
 
@@ -528,7 +527,7 @@ class ServerNode:
         if publisher is not None:
             try:
                 await publisher.publish(encode_record(record))
-            except SwarmTimeout as error:
+            except NotAvailable as error:
                 log.warning("publishing round %d: %s", info.round, error)
 
     def _prune_rounds(self) -> None:

@@ -12,7 +12,8 @@ import libtorrent as lt
 import pytest
 
 from scryp.core import bencode, snapshot
-from scryp.swarm import FetchFailed, Progress, Swarm, SwarmConfig, build_round_torrent, file_sha256
+from scryp.files import file_sha256
+from scryp.swarm import FetchFailed, Progress, Swarm, SwarmConfig, build_round_torrent
 
 from .conftest import RECORD, PrivateDHT, make_balances, write_round
 

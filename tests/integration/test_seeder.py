@@ -19,7 +19,8 @@ from scryp.core.pointer import PointerRecord, encode_record
 from scryp.crypto import KeyPair
 from scryp.keyfile import write_quorum
 from scryp.seeder import Seeder, SeederConfig
-from scryp.swarm import Publisher, PutResult, RoundTorrent, Swarm
+from scryp.server.publisher import Publisher
+from scryp.swarm import PutResult, RoundTorrent, Swarm
 
 from .conftest import RECORD, PrivateDHT, make_balances, write_round
 

@@ -1,14 +1,18 @@
-"""Network safety of the session settings (DESIGN §6, protocol §8.8) and infohash parsing.
+"""Network safety of the session settings (protocol §8.8).
 
-No session is started here: these check what a session would be constructed with.
+Most check what a session would be constructed with; one starts a loopback session. The pure
+helpers (loopback test, infohash parsing) are tested in tests/unit without libtorrent.
 """
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from scryp.errors import LocalError, MalformedInput
-from scryp.swarm import SwarmConfig, is_loopback, parse_infohash, settings_for
+from scryp.errors import LocalError, NotAvailable, TimedOut
+from scryp.swarm import Swarm, SwarmConfig, settings_for
 
 
 def test_default_settings_stay_on_loopback() -> None:
@@ -44,16 +48,49 @@ def test_public_mode_is_explicit() -> None:
     assert settings["enable_lsd"] is False
 
 
-def test_is_loopback() -> None:
-    assert is_loopback("127.0.0.1") and is_loopback("127.1.1.1")
-    assert not is_loopback("128.0.0.1") and not is_loopback("::1") and not is_loopback("x")
+def test_a_session_dials_only_loopback_unless_public() -> None:
+    assert SwarmConfig().allows("127.0.0.1") and SwarmConfig().allows("127.1.1.1")
+    for host in ("10.0.0.1", "192.168.1.1", "8.8.8.8", "localhost", "::1"):
+        assert not SwarmConfig().allows(host), host
+    assert SwarmConfig(listen_host="0.0.0.0", public_dht=True).allows("10.0.0.1")
 
 
-def test_parse_infohash() -> None:
-    one, two = "ab" * 20, "CD" * 20
-    assert parse_infohash(one) == bytes.fromhex(one)
-    assert parse_infohash(one + two) == bytes.fromhex(two)  # a run means the last one
-    assert parse_infohash(f" {one}\n{two} ") == bytes.fromhex(two)
-    for bad in ("", "ab" * 19, "ab" * 21, "zz" * 20):
-        with pytest.raises(MalformedInput):
-            parse_infohash(bad)
+def test_a_session_refuses_non_loopback_nodes_and_peers(tmp_path: Path) -> None:
+    """Refused before anything is sent: the address never reaches libtorrent."""
+
+    async def body() -> None:
+        async with Swarm.start(SwarmConfig()) as swarm:
+            with pytest.raises(LocalError, match="loopback"):
+                swarm.add_dht_node("10.0.0.1", 6881)
+            with pytest.raises(LocalError, match="loopback"):
+                await swarm.fetch(bytes(20), tmp_path, peers=[("10.0.0.1", 6881)], timeout_s=1)
+            assert swarm.infohashes() == []  # the fetch never added its torrent
+            assert swarm.handler_errors == 0
+
+    asyncio.run(body())
+
+
+def test_a_missed_deadline_is_timed_out_and_a_closed_swarm_not_available(tmp_path: Path) -> None:
+    """The error tree's third branch (scryp/errors.py): retry or report, nobody's bug."""
+
+    async def body() -> Swarm:
+        async with Swarm.start(SwarmConfig()) as swarm:
+            with pytest.raises(TimedOut, match="torrent metadata"):
+                await swarm.fetch(b"\x01" * 20, tmp_path, timeout_s=0.2)  # nobody seeds it
+            assert swarm.infohashes() == []  # the failed fetch dropped its torrent
+        return swarm
+
+    async def after_close(swarm: Swarm) -> None:
+        for call in (
+            swarm.get_item(bytes(32)),
+            swarm.put_raw(bytes(64), bytes(32), b"x"),
+            swarm.fetch(b"\x01" * 20, tmp_path),
+        ):
+            with pytest.raises(NotAvailable, match="swarm closed") as caught:
+                await call
+            assert not isinstance(caught.value, TimedOut)
+
+    async def both() -> None:
+        await after_close(await body())
+
+    asyncio.run(both())

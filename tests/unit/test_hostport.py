@@ -8,7 +8,7 @@ import pytest
 
 from scryp.client.network import api_url, parse_hostport
 from scryp.errors import ConfigError
-from scryp.hostport import hostport_arg, split_hostport
+from scryp.hostport import LOOPBACK, hostport_arg, is_loopback, split_hostport
 
 
 def test_split_hostport_accepts_host_and_port() -> None:
@@ -36,3 +36,10 @@ def test_a_pointers_unusable_api_is_a_value_error_not_a_local_one() -> None:
     with pytest.raises(ValueError) as raised:
         api_url("no-port-here")
     assert not isinstance(raised.value, ConfigError)
+
+
+def test_is_loopback() -> None:
+    assert is_loopback(LOOPBACK) and is_loopback("127.0.0.1") and is_loopback("127.1.1.1")
+    # IPv6 loopback and names are refused: a name could resolve anywhere (protocol §8.8).
+    for host in ("128.0.0.1", "::1", "x", "localhost", "127.example.com", "0.0.0.0", ""):
+        assert not is_loopback(host), host

@@ -1,0 +1,80 @@
+"""Keeping a server's BEP 44 pointer alive in the DHT (protocol §8.3).
+
+Owns: ``Publisher``, which puts the newest pointer record at once and again every
+``republish_s`` through the session's put (``Swarm.put_pointer``); it never touches libtorrent
+itself. Invariant: a pointer is republished at least hourly, since DHT nodes may forget items
+after two hours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from scryp.core.pointer import SALT
+from scryp.crypto import KeyPair
+from scryp.errors import NotAvailable, invariant
+from scryp.swarm import PutResult, Swarm
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Keeps one BEP 44 pointer alive: puts it at once, and again every ``republish_s``.
+
+    DHT nodes forget items after about two hours (protocol §8.3), so ``run`` republishes at
+    least hourly. Run it as a task of the owner's TaskGroup; cancel it to stop.
+    """
+
+    REPUBLISH_MAX_S = 3600.0
+
+    def __init__(
+        self,
+        swarm: Swarm,
+        key: KeyPair,
+        republish_s: float = 1800.0,
+        salt: bytes = SALT,
+        on_put: Callable[[PutResult], None] | None = None,
+    ) -> None:
+        if not 0 < republish_s <= self.REPUBLISH_MAX_S:
+            raise ValueError(f"republish_s must be in (0, {self.REPUBLISH_MAX_S:.0f}]")
+        self.swarm = swarm
+        self.key = key
+        self.republish_s = republish_s
+        self.salt = salt
+        self.value: bytes | None = None
+        self.puts = 0
+        self.last: PutResult | None = None
+        self.on_put = on_put
+        self._changed = asyncio.Event()
+
+    async def publish(self, value: bytes) -> PutResult:
+        """Put ``value`` now (ValueError if over 1000 bytes) and keep republishing it."""
+        self.value = value
+        self._changed.set()
+        return await self._put()
+
+    async def _put(self) -> PutResult:
+        invariant(self.value is not None, "put before anything was published")
+        assert self.value is not None
+        result = await self.swarm.put_pointer(self.key, self.value, self.salt)
+        self.puts += 1
+        self.last = result
+        if self.on_put is not None:
+            self.on_put(result)
+        if result.num_success == 0:
+            log.warning("pointer put reached no DHT node; retrying in %.0f s", self.republish_s)
+        return result
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), self.republish_s)
+            except TimeoutError:
+                if self.value is not None:
+                    try:
+                        await self._put()
+                    except NotAvailable as error:  # a put timed out, or the swarm is closing
+                        log.warning("pointer republish: %s", error)
