@@ -138,6 +138,7 @@ def _replay(genesis: bytes, rounds: Mapping[int, RoundOnDisk], report: Report) -
                 )
             if balances.get(tx.payer, 0) < tx.amount:
                 report.violate("overdraft", f"{tx.tx_id.hex()[:16]} in round {number}")
+                return applied_in  # balances past an overdraft mean nothing
             applied_in[tx.tx_id] = number
             balances[tx.payer] = balances.get(tx.payer, 0) - tx.amount
             balances[tx.payee] = balances.get(tx.payee, 0) + tx.amount

@@ -1,0 +1,111 @@
+"""The chaos checker (protocol §11.4) on planted records: each kind of wrong the bank test
+exists to catch is reported, and an honest record passes."""
+
+from __future__ import annotations
+
+import hashlib
+
+from scryp.chaos.checker import FinalAnswer, Observed, RoundOnDisk, check
+from scryp.chaos.workload import History, Kind, Seen
+from scryp.core.balances import TOTAL_SUPPLY, encode_balances
+from scryp.core.genesis import Genesis
+from scryp.core.tx import Transaction
+from scryp.crypto import KeyPair
+
+ALICE, BOB = (KeyPair.from_seed(hashlib.sha256(n).digest()) for n in (b"alice", b"bob"))
+GENESIS = Genesis.single(ALICE.public).balances_file
+
+
+def round_on_disk(number: int, balances: dict[bytes, int], txs: list[Transaction]) -> RoundOnDisk:
+    encoded = encode_balances(sorted((a, b) for a, b in balances.items() if b))
+    return RoundOnDisk(
+        number,
+        hashlib.sha256(encoded).digest(),
+        sum(balances.values()),
+        b"".join(t.encode() for t in txs),
+        True,
+    )
+
+
+def honest() -> tuple[dict[int, list[RoundOnDisk]], History, Transaction, Transaction]:
+    pay = Transaction.create(ALICE, BOB.public, 10, 1_000)
+    refused = Transaction.create(BOB, ALICE.public, 999, 1_001)  # bob has 10 then
+    history = History()
+    history.record(pay, Kind.PAY).seen.append(Seen(0, 1.0, "accepted", "", 1, True))
+    history.record(refused, Kind.PAY).seen.append(
+        Seen(1, 1.0, "rejected", "insufficient funds", 1, True)
+    )
+    r1 = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10}, [pay])
+    return {0: [r1], 1: [r1]}, history, pay, refused
+
+
+def observed(history: History, final: dict[bytes, dict[int, FinalAnswer]]) -> Observed:
+    return Observed(history, final, {0: (1, "h"), 1: (1, "h")}, [0.0, 1.0, 2.5])
+
+
+def answers(**by_server: FinalAnswer) -> dict[int, FinalAnswer]:
+    return {int(k[1:]): v for k, v in by_server.items()}
+
+
+def test_an_honest_record_passes() -> None:
+    copies, history, pay, refused = honest()
+    final = {
+        pay.tx_id: answers(s0=FinalAnswer(200, "accepted"), s1=FinalAnswer(200, "accepted")),
+        refused.tx_id: answers(s0=FinalAnswer(200, "rejected"), s1=FinalAnswer(200, "rejected")),
+    }
+    report = check(GENESIS, copies, observed(history, final))
+    assert report.ok, report.violations
+    assert (report.rounds, report.payments_applied, report.longest_stall_s) == (1, 1, 1.5)
+
+
+def test_an_outcome_that_lies_is_caught() -> None:
+    copies, history, pay, _ = honest()
+    history.sent[pay.tx_id].seen.append(Seen(2, 3.0, "rejected", "timestamp", 5, True))
+    report = check(GENESIS, copies, observed(history, {}))
+    assert "outcome lied" in report.violations
+
+
+def test_a_forgotten_outcome_is_caught() -> None:
+    copies, history, pay, _ = honest()
+    final = {pay.tx_id: answers(s0=FinalAnswer(200, "accepted"), s1=FinalAnswer(404))}
+    assert "outcome forgotten" in check(GENESIS, copies, observed(history, final)).violations
+
+
+def test_an_overdraft_and_a_bad_replay_are_caught() -> None:
+    _, history, pay, refused = honest()
+    wrong = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10}, [pay, refused])
+    assert "overdraft" in check(GENESIS, {0: [wrong]}, observed(history, {})).violations
+    minted = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 11}, [pay])
+    assert "replay differs" in check(GENESIS, {0: [minted]}, observed(history, {})).violations
+
+
+def test_differing_copies_and_a_changed_supply_are_caught() -> None:
+    copies, history, pay, _ = honest()
+    minted = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY, BOB.public: 10}, [pay])
+    report = check(GENESIS, {0: copies[0], 1: [minted]}, observed(history, {}))
+    assert {"round copies differ", "supply"} <= set(report.violations)
+
+
+def test_two_payments_of_a_double_spend_group_applied_are_caught() -> None:
+    first = Transaction.create(ALICE, BOB.public, 5, 2_000)
+    second = Transaction.create(ALICE, BOB.public, 6, 2_001)
+    history = History()
+    history.record(first, Kind.DOUBLE, group=3)
+    history.record(second, Kind.DOUBLE, group=3)
+    r1 = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY - 11, BOB.public: 11}, [first, second])
+    assert "double spend" in check(GENESIS, {0: [r1]}, observed(history, {})).violations
+
+
+def test_a_payment_applied_twice_and_a_gap_in_rounds_are_caught() -> None:
+    _, history, pay, _ = honest()
+    r1 = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10}, [pay])
+    r2 = round_on_disk(2, {ALICE.public: TOTAL_SUPPLY - 20, BOB.public: 20}, [pay])
+    assert "applied twice" in check(GENESIS, {0: [r1, r2]}, observed(history, {})).violations
+    r3 = round_on_disk(3, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10}, [])
+    assert "rounds missing" in check(GENESIS, {0: [r1, r3]}, observed(history, {})).violations
+
+
+def test_servers_that_end_apart_are_caught() -> None:
+    copies, history, _, _ = honest()
+    seen = Observed(history, {}, {0: (1, "h"), 1: (2, "g")}, [])
+    assert "final state" in check(GENESIS, copies, seen).violations
