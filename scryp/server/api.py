@@ -165,6 +165,8 @@ async def rounds(request: web.Request) -> web.Response:
         start = int(request.query.get("from", "0"))
     except ValueError:
         raise MalformedInput("from must be a round number") from None
+    if start < 0:
+        raise MalformedInput("from must be a round number")
     listed: list[dict[str, Any]] = []
     for number, info in node.round_infos.items():
         if number >= start and len(listed) < node.config.limits.rounds_listed_max:
