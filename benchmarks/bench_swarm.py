@@ -38,7 +38,6 @@ import hashlib
 import json
 import random
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, web
 
 from scryp.core import snapshot
+from scryp.core.balances import RECORD
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
@@ -63,7 +63,6 @@ LOOPBACK = "127.0.0.1"
 CHUNK_BYTES = 64 * 1024
 FETCH_TIMEOUT_S = 240.0
 LIGHT_TIMEOUT_S = 60.0
-RECORD = struct.Struct(">32sI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,15 +262,8 @@ async def light_run(
         finally:
             for swarm in full + lights:
                 await swarm.close()
-    return Run(
-        "light",
-        clients,
-        cap_mb_s,
-        size,
-        stats.payload_bytes_uploaded,
-        seconds,
-        tuple(light_seconds),
-    )
+    uploaded = stats.payload_bytes_uploaded
+    return Run("light", clients, cap_mb_s, size, uploaded, seconds, tuple(light_seconds))
 
 
 async def http_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:
