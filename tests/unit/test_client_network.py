@@ -27,8 +27,7 @@ def write_testnet(root: Path, **changes: object) -> Path:
         "bootstrap": "127.0.0.1:7000",
         "faucet_seed_file": str(root / "faucet.seed"),
         "servers": [
-            {"index": i, "api": f"127.0.0.1:{7100 + i}", "torrent_port": 7200 + i}
-            for i in range(3)
+            {"index": i, "api": f"127.0.0.1:{7100 + i}", "torrent_port": 7200 + i} for i in range(3)
         ],
         **changes,
     }

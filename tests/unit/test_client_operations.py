@@ -91,8 +91,7 @@ def test_a_payment_above_the_verified_balance_is_refused_with_where_it_was_read(
     with pytest.raises(InsufficientFunds) as refused:
         check_funds(at(99), 100)
     assert str(refused.value) == (
-        "insufficient funds: 99 scryp at round 5 (verified by 2 of 3), paying 100; "
-        "nothing was sent"
+        "insufficient funds: 99 scryp at round 5 (verified by 2 of 3), paying 100; nothing was sent"
     )
     with pytest.raises(InsufficientFunds, match="insufficient funds: 0 scryp"):
         check_funds(at(None), 1)  # no balance read (an absent account has none)
