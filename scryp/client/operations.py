@@ -27,7 +27,7 @@ from scryp.client.verify import VerifiedRound
 from scryp.core.pointer import PointerRecord
 from scryp.core.tx import AMOUNT_MAX, Transaction
 from scryp.crypto import KeyPair, parse_public_key_hex
-from scryp.errors import MalformedInput, RemoteError
+from scryp.errors import MalformedInput, RemoteError, invariant
 
 if TYPE_CHECKING:
     from scryp.client.sync import Client, Synced
@@ -361,6 +361,7 @@ async def pay(
     check_payee(payer.public, payee)
     if funds is None:
         funds = await spendable(client, payer.public, amount)
+    invariant(funds.account == payer.public, "funds checked for another account than the payer")
     check_funds(funds, amount)
     return await send_payment(client.apis, payer, payee, amount, timeout_s)
 
