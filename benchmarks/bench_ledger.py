@@ -16,14 +16,13 @@ import hashlib
 import os
 import platform
 import random
-import struct
 import tempfile
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from scryp.core.balances import TOTAL_SUPPLY
+from scryp.core.balances import RECORD, RECORD_BYTES, TOTAL_SUPPLY
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, precheck_all
 from scryp.core.tx import Transaction
@@ -51,14 +50,13 @@ def make_genesis(accounts: int, signers: list[KeyPair], rng: random.Random) -> b
 def make_transactions(
     count: int, signers: list[KeyPair], genesis_file: bytes, rng: random.Random, now_ms: int
 ) -> list[Transaction]:
-    accounts = len(genesis_file) // 36
+    accounts = len(genesis_file) // RECORD_BYTES
     txs = []
     for n in range(count):
         if n % 10 == 0:
             payee = rng.randbytes(32)  # a new account now and then
         else:
-            index = rng.randrange(accounts) * 36
-            payee = genesis_file[index : index + 32]
+            payee, _ = RECORD.unpack_from(genesis_file, rng.randrange(accounts) * RECORD_BYTES)
         payer = signers[n % len(signers)]
         txs.append(Transaction.create(payer, payee, rng.randint(1, 20), now_ms + n % 1000))
     return txs
@@ -99,7 +97,7 @@ def measure(accounts: int, tx_count: int, seed: int) -> dict[str, float]:
     tracemalloc.stop()
     results["ledger_rss_mb"] = (rss_bytes() - rss_before) / 1e6
     tracemalloc.start()
-    as_dict = {account: balance for account, balance in struct.iter_unpack(">32sI", genesis_file)}
+    as_dict = {account: balance for account, balance in RECORD.iter_unpack(genesis_file)}
     results["dict_state_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
     tracemalloc.stop()
     del as_dict

@@ -37,7 +37,6 @@ import hashlib
 import json
 import random
 import shutil
-import struct
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, web
 
 from scryp.core import snapshot
+from scryp.core.balances import RECORD
 from scryp.files import file_sha256
 from scryp.hostport import LOOPBACK
 from scryp.swarm import (
@@ -62,7 +62,6 @@ from scryp.swarm import (
 CHUNK_BYTES = 64 * 1024
 FETCH_TIMEOUT_S = 240.0
 LIGHT_TIMEOUT_S = 60.0
-RECORD = struct.Struct(">32sI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,15 +260,8 @@ async def light_run(
         finally:
             for swarm in full + lights:
                 await swarm.close()
-    return Run(
-        "light",
-        clients,
-        cap_mb_s,
-        size,
-        stats.payload_bytes_uploaded,
-        seconds,
-        tuple(light_seconds),
-    )
+    uploaded = stats.payload_bytes_uploaded
+    return Run("light", clients, cap_mb_s, size, uploaded, seconds, tuple(light_seconds))
 
 
 async def http_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_sync [--accounts 1000000] [--payments 1000]
                                               [--json PATH]
 
-One process, 127.0.0.1 only. A synthetic network (``scryp.client.synthetic``): round 1 holds
+One process, 127.0.0.1 only. A synthetic network (``tests.support.synthetic``): round 1 holds
 ``--accounts`` accounts, round 2 is round 1 after ``--payments`` signed payments. A "server"
 libtorrent session seeds both rounds and is the private DHT's bootstrap node; three test server
 keys publish BEP 44 pointers with a 2-of-3 certificate (made directly with the keys, not by
@@ -30,8 +30,9 @@ from typing import Any
 
 from scryp.client.network import Network
 from scryp.client.session import open_client
-from scryp.client.synthetic import build_rounds, payer_keys, publish, server_keys
-from scryp.swarm import Swarm, SwarmConfig
+from scryp.core.balances import RECORD
+from scryp.swarm import Swarm, SwarmConfig, build_round_torrent
+from tests.support.synthetic import build_rounds, payer_keys, publish, server_keys
 
 FETCH_BUDGET_S = 300.0
 NETWORK_ID = bytes(range(32))
@@ -61,7 +62,7 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     payers = payer_keys(10)
     started = time.monotonic()
     rounds = await asyncio.to_thread(
-        build_rounds, work / "server", args.accounts, payers, args.payments
+        build_rounds, work / "server", args.accounts, payers, args.payments, build_round_torrent
     )
     build_s = time.monotonic() - started
     snapshot_bytes = (rounds[1].round_dir / "balances").stat().st_size
@@ -83,7 +84,7 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         held = await client_run(network, work / "incremental", "full", None)
         await publish(server, NETWORK_ID, rounds, keys, upto=2)
         shutil.copytree(work / "incremental", work / "reuse")
-        filler = bytes.fromhex((rounds[1].round_dir / "balances").read_bytes()[:32].hex())
+        filler, _ = RECORD.unpack_from((rounds[1].round_dir / "balances").read_bytes())
         results: dict[str, dict[str, Any]] = {
             "full": await client_run(network, work / "full", "full", payers[0].public),
             "light_payer": await client_run(network, work / "l1", "light", payers[0].public),

@@ -1,5 +1,7 @@
 """The everyday subcommands: ``new-key``, ``id``, ``pay``, ``balance``, ``history``,
 ``status`` (protocol §10.6). Each prints a short text, or one JSON object with ``--json``.
+This module is the command line only (arguments, printing, exit status); the work is done by
+``scryp.client.operations``, which the wallet page uses too.
 
 Exit status: 0 done; 1 the network could not do it (no server answered, no majority
 certificate, payment refused or not certified in time); 2 bad arguments or local files.
@@ -11,12 +13,18 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from scryp.client import servers
+from scryp.client import operations
+from scryp.client.operations import (
+    BadArguments,
+    InsufficientFunds,
+    check_payee,
+    parse_account,
+    parse_amount,
+)
 from scryp.client.session import (
     KEY_FILE,
     add_common,
@@ -25,11 +33,10 @@ from scryp.client.session import (
     network_from,
     open_client,
 )
-from scryp.client.store import Payment
-from scryp.client.sync import MODES, Synced, read_balance
-from scryp.core.tx import AMOUNT_MAX, Transaction
-from scryp.crypto import KeyPair, new_seed, parse_public_key_hex
-from scryp.errors import ConfigError, MalformedInput, NotAvailable, RemoteError
+from scryp.client.sync import MODES
+from scryp.core.tx import AMOUNT_MAX
+from scryp.crypto import KeyPair, new_seed
+from scryp.errors import ConfigError, NotAvailable, RemoteError
 from scryp.keyfile import write_seed
 
 EXIT_OK = 0
@@ -39,71 +46,14 @@ PAY_TIMEOUT_S = 60.0
 COMMAND_TIMEOUT_S = 300.0  # above every inner deadline (pointer wait, fetches, payment)
 
 
-class BadArguments(MalformedInput):
-    """The user's own input is wrong (payee format, amount): nothing was sent."""
-
-
-class InsufficientFunds(MalformedInput):
-    """The verified balance cannot cover the payment: nothing was sent."""
-
-
-def parse_amount(text: str) -> int:
-    try:
-        amount = int(text)
-    except ValueError:
-        raise BadArguments(f"amount {text!r} is not a whole number of scryp") from None
-    if not 1 <= amount <= AMOUNT_MAX:
-        raise BadArguments(f"amount must be 1..{AMOUNT_MAX} scryp, got {amount}")
-    return amount
-
-
-def parse_account(text: str) -> bytes:
-    try:
-        return parse_public_key_hex(text.lower())
-    except MalformedInput as error:
-        raise BadArguments(f"account {text!r}: {error}") from None
-
-
-def synced_json(synced: Synced, account: bytes | None) -> dict[str, Any]:
-    verified = synced.round
-    return {
-        "account": account.hex() if account else None,
-        "balance": synced.balance,
-        "round": verified.round,
-        "state_hash": verified.record.state_hash.hex(),
-        "infohash": verified.record.infohash.hex(),
-        "network": verified.record.network.hex(),
-        "sync": synced.mode,
-        "fell_back": synced.fell_back or None,
-        "bytes_downloaded": synced.bytes_downloaded,
-        "seconds": round(synced.seconds, 3),
-        "signers": list(verified.signers),
-        "servers": verified.quorum_size,
-        "verified_by": f"{len(verified.signers)} of {verified.quorum_size} servers",
-    }
-
-
-def payment_json(account: bytes, payment: Payment) -> dict[str, Any]:
-    tx = payment.tx
-    outgoing = tx.payer == account
-    return {
-        "round": payment.round,
-        "id": tx.tx_id.hex(),
-        "timestamp_ms": tx.timestamp_ms,
-        "direction": "out" if outgoing else "in",
-        "amount": tx.amount,
-        "counterparty": (tx.payee if outgoing else tx.payer).hex(),
-    }
-
-
-# -- commands -----------------------------------------------------------------------------------
+# -- commands: arguments in, a JSON-able result out (scryp.client.operations does the work) ----
 
 
 async def run_balance(args: argparse.Namespace) -> dict[str, Any]:
     account = parse_account(args.account) if args.account else load_key(args).public
     async with open_client(network_from(args), data_dir(args)) as client:
-        synced = await client.sync_latest(args.sync, account, args.min_round)
-    return synced_json(synced, account)
+        found = await operations.verified_balance(client, account, args.sync, args.min_round)
+    return found.as_json()
 
 
 def text_balance(result: dict[str, Any]) -> str:
@@ -119,15 +69,8 @@ def text_balance(result: dict[str, Any]) -> str:
 async def run_history(args: argparse.Namespace) -> dict[str, Any]:
     account = parse_account(args.account) if args.account else load_key(args).public
     async with open_client(network_from(args), data_dir(args)) as client:
-        mode = args.sync
-        synced = await client.sync_latest(mode, None if mode == "auto" else account, args.min_round)
-        store = client.store(synced.round)
-        payments = [payment_json(account, p) for p in store.payments(account)]
-    result = synced_json(synced, account)
-    held = store.held()
-    result["balance"] = read_balance(held, account) if held else None
-    result["payments"] = payments
-    return result
+        found = await operations.history(client, account, args.sync, args.min_round)
+    return found.as_json()
 
 
 def text_history(result: dict[str, Any]) -> str:
@@ -144,45 +87,10 @@ async def run_pay(args: argparse.Namespace) -> dict[str, Any]:
     payee = parse_account(args.payee)
     amount = parse_amount(args.amount)
     payer = load_key(args)
-    if payee == payer.public:
-        raise BadArguments("payer and payee are the same account")
-    network = network_from(args)
-    async with open_client(network, data_dir(args)) as client:
-        synced = await client.sync_latest("auto", payer.public)
-        if (synced.balance or 0) < amount:
-            # DHT pointers can lag the servers by a few rounds: before refusing, wait for the
-            # round the servers say is certified (a hint only: the balance is still verified).
-            reported = [s.get("certified_round") for s in await servers.statuses(client.apis) if s]
-            newest = max((r for r in reported if isinstance(r, int)), default=0)
-            if newest > synced.round.round:
-                synced = await client.sync_latest("auto", payer.public, newest)
-        verified = synced.round
-        balance = synced.balance or 0
-        if balance < amount:
-            raise InsufficientFunds(
-                f"insufficient funds: {balance} scryp at round {verified.round} "
-                f"(verified by {len(verified.signers)} of {verified.quorum_size}), "
-                f"paying {amount}; nothing was sent"
-            )
-        return await pay_and_wait(client.apis, payer, payee, amount, args.timeout_s)
-
-
-async def pay_and_wait(
-    apis: tuple[str, ...], payer: KeyPair, payee: bytes, amount: int, timeout_s: float
-) -> dict[str, Any]:
-    tx = Transaction.create(payer, payee, amount, int(time.time() * 1000))
-    server = await servers.submit(apis, tx)
-    outcome = await servers.wait_certified(apis, tx, timeout_s)
-    return {
-        "id": tx.tx_id.hex(),
-        "payer": payer.account_id,
-        "payee": payee.hex(),
-        "amount": amount,
-        "status": "accepted" if outcome.accepted else "rejected",
-        "reason": outcome.reason,
-        "round": outcome.round,
-        "submitted_to": server,
-    }
+    check_payee(payer.public, payee)  # before opening a session: nothing to ask the network
+    async with open_client(network_from(args), data_dir(args)) as client:
+        paid = await operations.pay(client, payer, payee, amount, args.timeout_s)
+    return paid.as_json()
 
 
 def text_pay(result: dict[str, Any]) -> str:
@@ -195,50 +103,9 @@ def text_pay(result: dict[str, Any]) -> str:
 
 
 async def run_status(args: argparse.Namespace) -> dict[str, Any]:
-    network = network_from(args)
-    async with open_client(network, data_dir(args)) as client:
-        try:
-            verified = await client.latest()
-        except RemoteError:
-            verified = None
-        records, _ = await client.swarm.get_pointers(network.quorum)
-        apis = client.apis
-        statuses = await servers.statuses(apis)
-    pointers = []
-    for index, key in enumerate(network.quorum):
-        record = records.get(key)
-        pointers.append(
-            {
-                "index": index,
-                "public_key": key.hex(),
-                "round": record.round if record else None,
-                "state_hash": record.state_hash.hex() if record else None,
-                "certified": bool(record and record.certificate),
-                "api": record.api if record else None,
-                "refused": str(client.refused[key]) if key in client.refused else None,
-                "agrees": bool(
-                    verified and record and record.statement == verified.record.statement
-                ),
-            }
-        )
-    return {
-        "servers": len(network.quorum),
-        "certified_round": verified.round if verified else None,
-        "state_hash": verified.record.state_hash.hex() if verified else None,
-        "signers": list(verified.signers) if verified else [],
-        "agreeing": list(verified.vouching) if verified else [],
-        "pointers": pointers,
-        "apis": [
-            {
-                "api": api,
-                "up": status is not None,
-                "role": status.get("role") if status else None,
-                "round": status.get("round") if status else None,
-                "certified_round": status.get("certified_round") if status else None,
-            }
-            for api, status in zip(apis, statuses, strict=True)
-        ],
-    }
+    async with open_client(network_from(args), data_dir(args)) as client:
+        found = await operations.status(client)
+    return found.as_json()
 
 
 def text_status(result: dict[str, Any]) -> str:

@@ -1,14 +1,17 @@
 """Where a client finds the network: the quorum, DHT bootstrap nodes, server addresses
 (protocol §10.1).
 
-Everything comes from ``--testnet DIR`` (``DIR/testnet.json`` and its ``.keys``) or from
-``--keys``, ``--bootstrap`` and ``--server``. Only the quorum keys are trusted; addresses are
-just places to ask.
+``describe`` is the one place a ``Network`` is built, from ``--testnet DIR`` (``DIR/testnet.json``,
+protocol §9.1, and its quorum file) and/or the flags ``--keys``, ``--bootstrap`` and
+``--server``; every command and the wallet page go through it. Only the quorum keys are
+trusted; addresses are just places to ask, and without ``public_dht`` every one must be on
+127.0.0.0/8 (protocol §8.8).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from scryp.keyfile import read_quorum
 
 TESTNET_JSON = "testnet.json"
 TESTNET_JSON_BYTES_MAX = 1 << 20
+QUORUM_FILE = ".keys"  # next to testnet.json when the file names none
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,18 @@ class Network:
     network_id: bytes | None = None  # when known; else the certified records name it
     faucet_seed_file: Path | None = None
     public_dht: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFile:
+    """What ``DIR/testnet.json`` says (written by ``scryp.localnet``), not yet merged with flags."""
+
+    quorum_file: Path
+    bootstrap: tuple[tuple[str, int], ...]
+    apis: tuple[str, ...]
+    torrent_peers: tuple[tuple[str, int], ...]
+    network_id: bytes | None
+    faucet_seed_file: Path | None
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -48,12 +64,14 @@ def api_url(text: str) -> str:
 
 
 def api_allowed(url: str, public_dht: bool) -> bool:
-    """Only loopback addresses unless the user opted out of the loopback rule (DESIGN §6)."""
+    """Only loopback addresses unless the user opted out of the loopback rule (protocol §8.8)."""
     host, _ = split_hostport(url.removeprefix("http://"))
     return public_dht or is_loopback(host)
 
 
-def load_testnet(directory: Path) -> Network:
+def read_testnet(directory: Path) -> NetworkFile:
+    """``directory/testnet.json``; ConfigError if it cannot be read or is not what
+    ``scryp.localnet`` writes."""
     path = directory / TESTNET_JSON
     try:
         raw = path.read_bytes()[:TESTNET_JSON_BYTES_MAX]
@@ -62,15 +80,13 @@ def load_testnet(directory: Path) -> Network:
         raise ConfigError(f"cannot read {path}: {error}") from None
     if not isinstance(description, dict):
         raise ConfigError(f"{path} is not a JSON object")
-    quorum_file = Path(description.get("quorum_file") or directory / ".keys")
-    quorum = tuple(read_quorum(quorum_file))
     bootstrap = description.get("bootstrap")
     servers = description.get("servers") or []
     network_id = description.get("network_id")
     faucet = description.get("faucet_seed_file")
     try:
-        return Network(
-            quorum=quorum,
+        return NetworkFile(
+            quorum_file=Path(description.get("quorum_file") or directory / QUORUM_FILE),
             bootstrap=(parse_hostport(bootstrap),) if bootstrap else (),
             apis=tuple(api_url(str(s["api"])) for s in servers),
             torrent_peers=tuple(("127.0.0.1", int(s["torrent_port"])) for s in servers),
@@ -79,3 +95,56 @@ def load_testnet(directory: Path) -> Network:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{path}: unexpected content ({error})") from None
+
+
+def describe(
+    *,
+    testnet: Path | None = None,
+    keys: Path | None = None,
+    bootstrap: Sequence[str] = (),
+    servers: Sequence[str] = (),
+) -> Network:
+    """The network a client talks to: ``--keys`` and ``--bootstrap`` replace what
+    ``testnet.json`` says, ``--server`` URLs are asked before its servers. ConfigError when
+    the quorum or a DHT node to join is missing, or an address is malformed or not loopback."""
+    base = read_testnet(testnet) if testnet is not None else None
+    if keys is not None:
+        quorum = tuple(read_quorum(keys))
+    else:
+        quorum = tuple(read_quorum(base.quorum_file)) if base else ()
+    if not quorum:
+        raise ConfigError("give --testnet DIR or --keys FILE: the servers' public keys")
+    nodes = tuple(parse_hostport(b) for b in bootstrap) or (base.bootstrap if base else ())
+    if not nodes:
+        raise ConfigError("give --testnet DIR or --bootstrap HOST:PORT (a DHT node to join)")
+    try:
+        apis = tuple(api_url(s) for s in servers) + (base.apis if base else ())
+    except ValueError as error:
+        raise ConfigError(f"--server: {error}") from None
+    network = Network(
+        quorum=quorum,
+        bootstrap=nodes,
+        apis=apis,
+        torrent_peers=base.torrent_peers if base else (),
+        network_id=base.network_id if base else None,
+        faucet_seed_file=base.faucet_seed_file if base else None,
+    )
+    check_loopback(network)
+    return network
+
+
+def check_loopback(network: Network) -> None:
+    """Refuse, before any traffic, an address off this machine (protocol §8.8, §10.1)."""
+    if network.public_dht:
+        return
+    for host, port in network.bootstrap + network.torrent_peers:
+        if not is_loopback(host):
+            raise ConfigError(f"{host}:{port} is not a loopback address (127.0.0.0/8)")
+    for url in network.apis:
+        if not api_allowed(url, network.public_dht):
+            raise ConfigError(f"server {url} is not a loopback address (127.0.0.0/8)")
+
+
+def load_testnet(directory: Path) -> Network:
+    """The network ``directory/testnet.json`` describes, with no flags."""
+    return describe(testnet=directory)

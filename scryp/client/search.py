@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from scryp.core.balances import ACCOUNT_ID_BYTES, RECORD_BYTES
+from scryp.core.balances import ACCOUNT_ID_BYTES, RECORD, RECORD_BYTES
 from scryp.core.snapshot import PIECE_BYTES, piece_range
 from scryp.errors import MalformedInput
 
@@ -53,10 +53,10 @@ async def find_balance(
         for at in _complete_records(have, count):
             if not low <= at <= high:
                 continue
-            record = read(at * RECORD_BYTES, RECORD_BYTES)
-            found = int.from_bytes(record[:ACCOUNT_ID_BYTES], "big")
+            account_id, balance = RECORD.unpack(read(at * RECORD_BYTES, RECORD_BYTES))
+            found = int.from_bytes(account_id, "big")
             if found == target:
-                return int.from_bytes(record[ACCOUNT_ID_BYTES:], "big"), probes
+                return balance, probes
             if found < target and at >= low:
                 low, low_id = at + 1, found
             elif found > target and at <= high:

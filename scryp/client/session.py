@@ -8,12 +8,12 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from scryp.client.network import Network, api_url, load_testnet, parse_hostport
+from scryp.client.network import Network, describe
 from scryp.client.sync import Client
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, TimedOut
 from scryp.hostport import LOOPBACK
-from scryp.keyfile import read_quorum, read_seed
+from scryp.keyfile import read_seed
 from scryp.swarm import Swarm, SwarmConfig
 
 # The first DHT bootstrap can stall on nodes that left (earlier clients); the servers'
@@ -42,24 +42,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def network_from(args: argparse.Namespace) -> Network:
-    base = load_testnet(args.testnet) if args.testnet else None
-    quorum = tuple(read_quorum(args.keys)) if args.keys else (base.quorum if base else ())
-    if not quorum:
-        raise ConfigError("give --testnet DIR or --keys FILE: the servers' public keys")
-    bootstrap = tuple(parse_hostport(b) for b in args.bootstrap) or (base.bootstrap if base else ())
-    if not bootstrap:
-        raise ConfigError("give --testnet DIR or --bootstrap HOST:PORT (a DHT node to join)")
-    try:
-        apis = tuple(api_url(s) for s in args.server) + (base.apis if base else ())
-    except ValueError as error:
-        raise ConfigError(f"--server: {error}") from None
-    return Network(
-        quorum=quorum,
-        bootstrap=bootstrap,
-        apis=apis,
-        torrent_peers=base.torrent_peers if base else (),
-        network_id=base.network_id if base else None,
-        faucet_seed_file=base.faucet_seed_file if base else None,
+    """The network the common options describe (``network.describe``, protocol §10.1)."""
+    return describe(
+        testnet=args.testnet, keys=args.keys, bootstrap=args.bootstrap, servers=args.server
     )
 
 

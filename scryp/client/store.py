@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scryp.core import snapshot
+from scryp.core.balances import lookup
 from scryp.core.tx import TX_BYTES, Transaction
 from scryp.keyfile import atomic_write
 
@@ -97,3 +98,8 @@ class Store:
                 if account in (tx.payer, tx.payee):
                     found.append(Payment(number, tx))
         return found
+
+
+def read_balance(held: Held, account: bytes | None) -> int | None:
+    """``account``'s balance in a held (fully verified) round; None if no account asked."""
+    return None if account is None else lookup(held.balances_path.read_bytes(), account)

@@ -23,10 +23,10 @@ from scryp.client import servers
 from scryp.client.network import Network, api_allowed, api_url
 from scryp.client.replay import replay_to
 from scryp.client.search import find_balance
-from scryp.client.store import Held, Store
+from scryp.client.store import Held, Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
-from scryp.core.balances import check_balances_file, lookup
+from scryp.core.balances import check_balances_file
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
 from scryp.swarm import FetchFailed, Swarm
@@ -299,8 +299,3 @@ class Client:
         balance, _ = await find_balance(size, account, fetch, read)
         await self.swarm.remove(record.infohash)
         return balance, downloaded
-
-
-def read_balance(held: Held, account: bytes | None) -> int | None:
-    """``account``'s balance in a held (fully verified) round; None if no account asked."""
-    return None if account is None else lookup(held.balances_path.read_bytes(), account)

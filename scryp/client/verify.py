@@ -2,9 +2,9 @@
 
 Pure. A record counts only if its item was signed by a key in ``.keys`` (checked by
 ``scryp.core.pointer.verify_item``) and it carries a certificate that a strict majority of
-``.keys`` signed for its own statement (§8.4). Records with no certificate, with a
-certificate of a minority, or of another network are not followed, however many of them
-there are: the client follows certificates, not votes.
+``.keys`` signed for its own statement (§8.4, ``scryp.core.pointer.certificate_signers``).
+Records with no certificate, with a certificate of a minority, or of another network are not
+followed, however many of them there are: the client follows certificates, not votes.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scryp.core.certificate import Certificate, verify_certificate
-from scryp.core.pointer import PointerRecord
-from scryp.errors import RemoteError
+from scryp.core.pointer import PointerRecord, certificate_signers
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +25,6 @@ class VerifiedRound:
     @property
     def round(self) -> int:
         return self.record.round
-
-
-def certificate_signers(record: PointerRecord, quorum: Sequence[bytes]) -> tuple[int, ...]:
-    """The signers of ``record``'s certificate if it is a valid majority one; () otherwise."""
-    if not record.certificate:
-        return ()
-    try:
-        certificate = Certificate.from_bytes(record.certificate)
-        verify_certificate(certificate, record.statement, quorum)
-    except RemoteError:
-        return ()
-    return tuple(index for index, _ in certificate.signatures)
 
 
 def choose_certified(

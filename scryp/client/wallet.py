@@ -23,19 +23,11 @@ from typing import Any
 
 from aiohttp import web
 
-from scryp.client import servers
-from scryp.client.commands import (
-    BadArguments,
-    InsufficientFunds,
-    parse_account,
-    parse_amount,
-    pay_and_wait,
-    payment_json,
-    synced_json,
-)
+from scryp.client import operations
 from scryp.client.network import Network
+from scryp.client.operations import BadArguments, InsufficientFunds, VerifiedBalance
 from scryp.client.session import add_common, data_dir, load_key, network_from, open_client
-from scryp.client.sync import Client, read_balance
+from scryp.client.sync import Client
 from scryp.client.wallet_page import PAGE
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, NotAvailable, RemoteError
@@ -53,41 +45,25 @@ class Wallet:
         self.client = client
         self.key = key
         self.state: dict[str, Any] = {"account": key.account_id, "balance": None}
+        self.funds: VerifiedBalance | None = None  # the key's balance at the last sync
         self.wake = asyncio.Event()
-        self.lock = asyncio.Lock()  # one sync at a time
+        self.lock = asyncio.Lock()  # one sync at a time: they share the data directory
 
     async def refresh(self) -> None:
         async with self.lock:
-            client = self.client
             try:
-                synced = await client.sync_latest("auto", None)
-                verified = synced.round
-                store = client.store(verified)
-                held = store.held()
-                balance = read_balance(held, self.key.public) if held else None
-                payments = [
-                    payment_json(self.key.public, p) for p in store.payments(self.key.public)
-                ]
-                statuses = await servers.statuses(client.apis)
-                state = synced_json(synced, self.key.public)
-                state["balance"] = balance
-                state["payments"] = payments[::-1][:PAYMENTS_SHOWN_MAX]
-                state["network_servers"] = [
-                    {
-                        "api": api,
-                        "up": s is not None,
-                        "role": s.get("role") if s else None,
-                        "round": s.get("round") if s else None,
-                        "certified_round": s.get("certified_round") if s else None,
-                    }
-                    for api, s in zip(client.apis, statuses, strict=True)
-                ]
-                state["agreeing"] = list(verified.vouching)
-                state["error"] = None
-                state["updated_ms"] = int(time.time() * 1000)
-                self.state = state
+                history = await operations.history(self.client, self.key.public)
+                servers = await operations.server_states(self.client.apis)
             except (RemoteError, NotAvailable) as error:
                 self.state = {**self.state, "error": str(error)}
+                return
+            state = history.as_json(newest_first=True, limit=PAYMENTS_SHOWN_MAX)
+            state["network_servers"] = [s.as_json() for s in servers]
+            state["agreeing"] = list(history.at.verified.vouching)
+            state["error"] = None
+            state["updated_ms"] = int(time.time() * 1000)
+            self.funds = history.at
+            self.state = state
 
     async def follow(self) -> None:
         while True:
@@ -95,6 +71,18 @@ class Wallet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), SYNC_PERIOD_S)
             self.wake.clear()
+
+    async def pay(self, payee: bytes, amount: int) -> operations.PayResult:
+        """``operations.pay`` with the balance of the last sync when it covers the payment;
+        else a fresh one (a sync, so under the lock) before refusing."""
+        operations.check_payee(self.key.public, payee)
+        funds = self.funds
+        if funds is None or (funds.balance or 0) < amount:
+            async with self.lock:
+                funds = await operations.spendable(self.client, self.key.public, amount)
+        return await operations.pay(
+            self.client, self.key, payee, amount, PAY_TIMEOUT_S, funds=funds
+        )
 
 
 def make_app(wallet: Wallet) -> web.Application:
@@ -109,29 +97,20 @@ def make_app(wallet: Wallet) -> web.Application:
     async def pay(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            if not isinstance(body, dict):
-                raise BadArguments('expected {"payee": "<64 hex>", "amount": N}')
-            payee = parse_account(str(body.get("payee", "")))
-            amount = parse_amount(str(body.get("amount", "")))
-            if payee == wallet.key.public:
-                raise BadArguments("payer and payee are the same account")
-            balance = wallet.state.get("balance")
-            if isinstance(balance, int) and balance < amount:
-                raise InsufficientFunds(
-                    f"insufficient funds: {balance} scryp at round {wallet.state.get('round')}"
-                )
         except ValueError:
             return web.json_response({"error": "body is not JSON"}, status=400)
+        try:
+            if not isinstance(body, dict):
+                raise BadArguments('expected {"payee": "<64 hex>", "amount": N}')
+            payee = operations.parse_account(str(body.get("payee", "")))
+            amount = operations.parse_amount(str(body.get("amount", "")))
+            result = await wallet.pay(payee, amount)
         except (BadArguments, InsufficientFunds) as error:
             return web.json_response({"error": str(error)}, status=400)
-        try:
-            result = await pay_and_wait(
-                wallet.client.apis, wallet.key, payee, amount, PAY_TIMEOUT_S
-            )
-        except RemoteError as error:
+        except (RemoteError, NotAvailable) as error:
             return web.json_response({"error": str(error)}, status=502)
         wallet.wake.set()
-        return web.json_response(result)
+        return web.json_response(result.as_json())
 
     app.router.add_get("/", page)
     app.router.add_get("/api/wallet", state)

@@ -26,15 +26,20 @@ from itertools import pairwise
 
 from scryp.errors import MalformedInput, invariant
 
+# The account record, the one declaration of its layout (protocol §4.1): the account id (an
+# ed25519 public key), then its balance, big-endian. Everything else that reads or writes
+# records (the light sync's search, the replay, tests, benchmarks) uses these.
 ACCOUNT_ID_BYTES = 32
-RECORD_BYTES = 36
-BALANCE_MAX = 2**32 - 1
+BALANCE_BYTES = 4
+RECORD = struct.Struct(f">{ACCOUNT_ID_BYTES}sI")  # (account id, balance)
+RECORD_BYTES = RECORD.size  # 36
+BALANCE_OFFSET = ACCOUNT_ID_BYTES  # where the balance starts inside a record
+BALANCE = struct.Struct(">I")  # the balance field alone, at BALANCE_OFFSET
+BALANCE_MAX = 2 ** (8 * BALANCE_BYTES) - 1
 TOTAL_SUPPLY = 2**32 - 1
 
-_RECORD = struct.Struct(">32sI")
-_BALANCE = struct.Struct(">I")
-_PREFIX = struct.Struct(">Q28x")
-_ID_AND_BALANCE_SPLIT = struct.Struct(">32xI")
+_PREFIX = struct.Struct(f">Q{RECORD_BYTES - 8}x")  # the first 8 bytes of the id, as a number
+_BALANCE_ONLY = struct.Struct(f">{ACCOUNT_ID_BYTES}xI")
 
 
 def state_hash(balances_file: bytes | bytearray) -> bytes:
@@ -48,7 +53,7 @@ def encode_balances(balances: Iterable[tuple[bytes, int]]) -> bytes:
     for (left, _), (right, _) in pairwise(ordered):
         if left == right:
             raise MalformedInput(f"account {left.hex()} appears twice")
-    pack = _RECORD.pack
+    pack = RECORD.pack
     for account, balance in ordered:
         _check_record_fields(account, balance)
     return b"".join(pack(account, balance) for account, balance in ordered)
@@ -57,7 +62,7 @@ def encode_balances(balances: Iterable[tuple[bytes, int]]) -> bytes:
 def decode_balances(data: bytes | bytearray) -> list[tuple[bytes, int]]:
     """Every (id, balance) of a canonical balances file; MalformedInput if not canonical."""
     check_balances_file(data)
-    return list(_RECORD.iter_unpack(data))
+    return list(RECORD.iter_unpack(data))
 
 
 def check_balances_file(data: bytes | bytearray) -> int:
@@ -70,7 +75,7 @@ def check_balances_file(data: bytes | bytearray) -> int:
     view = memoryview(data)
     previous = b""
     total = 0
-    for index, (account, balance) in enumerate(_RECORD.iter_unpack(view)):
+    for index, (account, balance) in enumerate(RECORD.iter_unpack(view)):
         if account <= previous:
             raise MalformedInput(f"record {index}: ids are not strictly increasing")
         if balance == 0:
@@ -96,14 +101,14 @@ def lookup(balances_file: bytes | memoryview, account: bytes) -> int:
         elif found > account:
             high = middle
         else:
-            value: int = _BALANCE.unpack_from(view, start + ACCOUNT_ID_BYTES)[0]
+            value: int = BALANCE.unpack_from(view, start + BALANCE_OFFSET)[0]
             return value
     return 0
 
 
 def _check_record_fields(account: bytes, balance: int) -> None:
     if len(account) != ACCOUNT_ID_BYTES:
-        raise MalformedInput(f"an account id is 32 bytes, got {len(account)}")
+        raise MalformedInput(f"an account id is {ACCOUNT_ID_BYTES} bytes, got {len(account)}")
     if not 0 <= balance <= BALANCE_MAX:
         raise MalformedInput(f"balance {balance} does not fit in 4 bytes")
 
@@ -144,7 +149,7 @@ class BalanceTable:
         return -1
 
     def _balance_at(self, index: int) -> int:
-        value: int = _BALANCE.unpack_from(self._records, index * RECORD_BYTES + 32)[0]
+        value: int = BALANCE.unpack_from(self._records, index * RECORD_BYTES + BALANCE_OFFSET)[0]
         return value
 
     def get(self, account: bytes) -> int:
@@ -162,26 +167,26 @@ class BalanceTable:
         records = self._records
         payer_index = self._find(payer)
         if payer_index >= 0:
-            payer_offset = payer_index * RECORD_BYTES + 32
-            payer_balance: int = _BALANCE.unpack_from(records, payer_offset)[0]
+            payer_offset = payer_index * RECORD_BYTES + BALANCE_OFFSET
+            payer_balance: int = BALANCE.unpack_from(records, payer_offset)[0]
         else:
             payer_balance = self._overlay.get(payer, 0)
         if payer_balance < amount:
             return False
         payee_index = self._find(payee)
         if payee_index >= 0:
-            payee_offset = payee_index * RECORD_BYTES + 32
-            payee_balance: int = _BALANCE.unpack_from(records, payee_offset)[0] + amount
+            payee_offset = payee_index * RECORD_BYTES + BALANCE_OFFSET
+            payee_balance: int = BALANCE.unpack_from(records, payee_offset)[0] + amount
             # Supply is 2**32-1 in all, so no honest balance can overflow (protocol §4.3).
             invariant(payee_balance <= BALANCE_MAX, "balance overflow: supply not conserved")
-            _BALANCE.pack_into(records, payee_offset, payee_balance)
+            BALANCE.pack_into(records, payee_offset, payee_balance)
         else:
             payee_balance = self._overlay.get(payee, 0) + amount
             invariant(payee_balance <= BALANCE_MAX, "balance overflow: supply not conserved")
             self._overlay[payee] = payee_balance
         payer_balance -= amount
         if payer_index >= 0:
-            _BALANCE.pack_into(records, payer_offset, payer_balance)
+            BALANCE.pack_into(records, payer_offset, payer_balance)
             if payer_balance == 0:
                 self._zeroed.add(payer_index)
         else:
@@ -203,7 +208,7 @@ class BalanceTable:
         # Events in record order: ("insert before index i", record) or ("drop index i").
         events: list[tuple[int, int, bytes]] = [(i, 1, b"") for i in removals]
         for account, balance in additions:
-            events.append((self._insertion_point(account), 0, _RECORD.pack(account, balance)))
+            events.append((self._insertion_point(account), 0, RECORD.pack(account, balance)))
         events.sort()
         records, prefixes = self._records, self._prefixes
         new_records = bytearray()
@@ -247,11 +252,11 @@ class BalanceTable:
     def items(self) -> Iterator[tuple[bytes, int]]:
         """Every (id, balance) with a non-zero balance, in id order (compacts first)."""
         self.compact()
-        yield from _RECORD.iter_unpack(self._records)
+        yield from RECORD.iter_unpack(self._records)
 
     def total(self) -> int:
         """Sum of all balances: 2**32-1 for a ledger (O(n); for checks and tests)."""
-        in_records: int = sum(b for (b,) in _ID_AND_BALANCE_SPLIT.iter_unpack(self._records))
+        in_records: int = sum(b for (b,) in _BALANCE_ONLY.iter_unpack(self._records))
         return in_records + sum(self._overlay.values())
 
     def check(self) -> None:
@@ -259,7 +264,7 @@ class BalanceTable:
         invariant(len(self._records) % RECORD_BYTES == 0, "records not whole")
         invariant(len(self._prefixes) * RECORD_BYTES == len(self._records), "index size")
         previous = b""
-        for index, (account, balance) in enumerate(_RECORD.iter_unpack(self._records)):
+        for index, (account, balance) in enumerate(RECORD.iter_unpack(self._records)):
             invariant(account > previous, f"record {index} out of order")
             invariant(self._prefixes[index] == int.from_bytes(account[:8], "big"), "prefix")
             invariant(balance > 0 or index in self._zeroed, f"record {index} zero, untracked")

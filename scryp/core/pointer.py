@@ -169,15 +169,24 @@ def verify_item(item: SignedItem, quorum: Sequence[bytes], salt: bytes = SALT) -
     return decode_record(item.value)
 
 
+def certificate_signers(record: PointerRecord, quorum: Sequence[bytes]) -> tuple[int, ...]:
+    """The server indices (positions in ``quorum``) that signed ``record``'s certificate, if it
+    is a valid majority certificate of ``record``'s own statement (protocol §8.4); () if the
+    record has none, or one that does not verify: a bad certificate is the publisher's fault
+    and vouches for nothing, so the reader goes on with the other records."""
+    if not record.certificate:
+        return ()
+    try:
+        certificate = Certificate.from_bytes(record.certificate)
+        verify_certificate(certificate, record.statement, quorum)
+    except RemoteError:
+        return ()
+    return tuple(index for index, _ in certificate.signatures)
+
+
 def certified(record: PointerRecord, quorum: Sequence[bytes]) -> bool:
     """Whether ``record`` carries a certificate a majority of ``quorum`` signed."""
-    if not record.certificate:
-        return False
-    try:
-        verify_certificate(Certificate.from_bytes(record.certificate), record.statement, quorum)
-    except RemoteError:
-        return False
-    return True
+    return bool(certificate_signers(record, quorum))
 
 
 def agreed(

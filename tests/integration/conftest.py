@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import struct
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,8 @@ from typing import Any
 import pytest
 
 from scryp.core import snapshot
+from scryp.core.balances import RECORD
 from scryp.swarm import Swarm, SwarmConfig
-
-RECORD = struct.Struct(">32sI")
 
 
 def make_balances(accounts: int, tag: bytes = b"") -> bytes:

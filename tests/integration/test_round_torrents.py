@@ -12,10 +12,11 @@ import libtorrent as lt
 import pytest
 
 from scryp.core import bencode, snapshot
+from scryp.core.balances import BALANCE, BALANCE_OFFSET, RECORD
 from scryp.files import file_sha256
 from scryp.swarm import FetchFailed, Progress, Swarm, SwarmConfig, build_round_torrent
 
-from .conftest import RECORD, PrivateDHT, make_balances, write_round
+from .conftest import PrivateDHT, make_balances, write_round
 
 pytestmark = pytest.mark.slow
 
@@ -151,8 +152,7 @@ def test_previous_round_makes_only_changed_pieces_travel(dht: PrivateDHT, tmp_pa
     new = bytearray(old)
     changed_records = [10, 40_000, 40_001, 77_777, ACCOUNTS - 1]
     for index in changed_records:  # new balances for 5 accounts; ids and order unchanged
-        at = index * RECORD.size + 32
-        new[at : at + 4] = (123_456_789 + index).to_bytes(4, "big")
+        BALANCE.pack_into(new, index * RECORD.size + BALANCE_OFFSET, 123_456_789 + index)
     changed_pieces = {index * RECORD.size // snapshot.PIECE_BYTES for index in changed_records}
     round_1 = write_round(tmp_path / "seed", 1, bytes(old), TRANSACTIONS)
     round_2 = write_round(tmp_path / "seed", 2, bytes(new), TRANSACTIONS[::-1])
@@ -199,7 +199,7 @@ def test_fetch_only_chosen_pieces_or_files(dht: PrivateDHT, tmp_path: Path) -> N
             assert light.payload_bytes_downloaded <= 4 * snapshot.PIECE_BYTES
             with (light.round_dir / snapshot.BALANCES).open("rb") as f:
                 f.seek(50_000 * RECORD.size)
-                assert f.read(RECORD.size) == balances[50_000 * 36 : 50_001 * 36]
+                assert f.read(RECORD.size) == balances[50_000 * RECORD.size : 50_001 * RECORD.size]
             # Only the transactions file (the delta an incremental client replays).
             delta = await swarms[2].fetch(
                 torrent.infohash, tmp_path / "delta", files=[snapshot.TRANSACTIONS], timeout_s=60

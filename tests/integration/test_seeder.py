@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from scryp.core import snapshot
+from scryp.core.balances import BALANCE, BALANCE_OFFSET, RECORD
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.crypto import KeyPair
 from scryp.keyfile import write_quorum
@@ -22,7 +23,7 @@ from scryp.seeder import Seeder, SeederConfig
 from scryp.server.publisher import Publisher
 from scryp.swarm import PutResult, RoundTorrent, Swarm
 
-from .conftest import RECORD, PrivateDHT, make_balances, write_round
+from .conftest import PrivateDHT, make_balances, write_round
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +37,7 @@ def next_balances(previous: bytes, round_number: int) -> bytes:
     """The previous balances with three accounts' balances changed."""
     changed = bytearray(previous)
     for index in (round_number, 20_000 + round_number, ACCOUNTS - 1 - round_number):
-        at = index * RECORD.size + 32
-        changed[at : at + 4] = (1_000_000 + round_number).to_bytes(4, "big")
+        BALANCE.pack_into(changed, index * RECORD.size + BALANCE_OFFSET, 1_000_000 + round_number)
     return bytes(changed)
 
 

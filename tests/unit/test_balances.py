@@ -10,6 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scryp.core.balances import (
+    BALANCE,
+    BALANCE_OFFSET,
+    RECORD,
+    RECORD_BYTES,
     BalanceTable,
     check_balances_file,
     decode_balances,
@@ -21,7 +25,16 @@ from scryp.errors import MalformedInput
 
 
 def record(account: bytes, balance: int) -> bytes:
+    """Protocol §4.1 spelled out independently of the module: id (32) | balance (4, big-endian)."""
     return account + struct.pack(">I", balance)
+
+
+def test_the_record_layout_is_declared_as_the_protocol_says() -> None:
+    account = bytes(range(32))
+    assert RECORD_BYTES == 36 and BALANCE_OFFSET == 32
+    assert RECORD.pack(account, 0x01020304) == record(account, 0x01020304)
+    assert RECORD.unpack(record(account, 7)) == (account, 7)
+    assert BALANCE.unpack_from(record(account, 9), BALANCE_OFFSET) == (9,)
 
 
 def test_file_layout_is_sorted_records_without_zeros() -> None:

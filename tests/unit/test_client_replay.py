@@ -7,10 +7,9 @@ import hashlib
 import pytest
 
 from scryp.client.replay import replay, replay_to
-from scryp.client.synthetic import certified_record, payer_keys, server_keys
 from scryp.client.verify import choose_certified
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances, lookup, state_hash
-from scryp.core.certificate import Certificate
+from scryp.core.certificate import Certificate, Statement
 from scryp.core.pointer import (
     PointerRecord,
     SignedItem,
@@ -22,6 +21,7 @@ from scryp.core.pointer import (
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.errors import BadSignature, MalformedInput
+from tests.support.synthetic import certified_record, payer_keys, server_keys
 
 A, B = payer_keys(2)
 GENESIS = encode_balances([(A.public, TOTAL_SUPPLY)])
@@ -52,24 +52,10 @@ def test_replay_refuses_what_no_server_would_have_accepted() -> None:
         replay(GENESIS, [pay(A, A, 1)])
 
 
-class Round:
-    """Just enough of a SyntheticRound for certified_record."""
-
-    def __init__(self, number: int) -> None:
-        self.round = number
-        self.state_hash = hashlib.sha256(b"state %d" % number).digest()
-        self.torrent = type(
-            "T",
-            (),
-            {
-                "infohash": hashlib.sha1(b"%d" % number).digest(),
-                "infohash_v2": hashlib.sha256(b"ih %d" % number).digest(),
-            },
-        )()
-
-
 def record(number: int, signers: list[int], keys: list[KeyPair]) -> PointerRecord:
-    return certified_record(NETWORK, Round(number), [], keys, signers)  # type: ignore[arg-type]
+    state = hashlib.sha256(b"state %d" % number).digest()
+    statement = Statement(NETWORK, number, state, hashlib.sha256(b"ih %d" % number).digest())
+    return certified_record(statement, hashlib.sha1(b"%d" % number).digest(), keys, signers)
 
 
 def test_the_client_follows_only_majority_certificates_of_its_quorum() -> None:

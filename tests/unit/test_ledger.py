@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scryp.core.balances import TOTAL_SUPPLY
+from scryp.core.balances import RECORD, TOTAL_SUPPLY
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, Outcome, Reason, precheck, precheck_all
 from scryp.core.tx import Transaction
@@ -86,9 +86,10 @@ def check_invariants(
     ledger.check()
     assert ledger.total_supply() == TOTAL_SUPPLY
     file = ledger.balances_file()
-    ids = [file[i : i + 32] for i in range(0, len(file), 36)]
+    records = list(RECORD.iter_unpack(file))
+    ids = [account for account, _ in records]
     assert ids == sorted(set(ids))
-    assert all(file[i + 32 : i + 36] != bytes(4) for i in range(0, len(file), 36))
+    assert all(balance != 0 for _, balance in records)
     for tx, outcome in zip(batch, outcomes, strict=True):
         if outcome.accepted:
             assert tx.tx_id not in accepted_ids, "a payment was applied twice"

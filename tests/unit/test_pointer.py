@@ -18,6 +18,8 @@ from scryp.core.pointer import (
     SignedItem,
     UnknownKey,
     agreed,
+    certificate_signers,
+    certified,
     decode_record,
     encode_record,
     signed_bytes,
@@ -207,3 +209,29 @@ def test_agreed_needs_a_majority_or_a_certificate() -> None:
     assert agreed({quorum[0]: r8, quorum[1]: r8}, quorum, bytes(32)) is None
     # Keys outside the quorum do not vote.
     assert agreed({QUORUM[5]: r8, QUORUM[6]: r8, quorum[0]: r8}, quorum, NETWORK) is None
+
+
+def test_certificate_signers_are_those_of_a_valid_majority_certificate() -> None:
+    """protocol §8.4, §10.2: what a client shows as "verified by k of n servers"."""
+    quorum = QUORUM[:5]
+    r8 = record(8)
+
+    def signed_by(indices: list[int], keys: list[KeyPair] = KEYS, of: PointerRecord = r8) -> bytes:
+        return Certificate(tuple((i, of.statement.sign(keys[i])) for i in indices)).to_bytes()
+
+    three = record(8, certificate=signed_by([0, 2, 4]))
+    assert certificate_signers(three, quorum) == (0, 2, 4) and certified(three, quorum)
+    assert certificate_signers(record(8), quorum) == () and not certified(record(8), quorum)
+    # Two of five is a minority, however valid its signatures.
+    minority = record(8, certificate=signed_by([0, 1]))
+    assert certificate_signers(minority, quorum) == () and not certified(minority, quorum)
+    # A certificate for another statement (round 7) does not vouch for round 8.
+    other = record(8, certificate=signed_by([0, 1, 2], of=record(7)))
+    assert certificate_signers(other, quorum) == ()
+    # Signatures by keys outside the quorum, and one bad signature among good ones.
+    strangers = [KeyPair.from_seed(hashlib.sha256(b"stranger %d" % i).digest()) for i in range(5)]
+    assert certificate_signers(record(8, certificate=signed_by([0, 1, 2], strangers)), quorum) == ()
+    good = Certificate.from_bytes(signed_by([0, 1, 2])).signatures
+    one_bad = Certificate((*good[:2], (2, bytes(64)))).to_bytes()
+    assert certificate_signers(record(8, certificate=one_bad), quorum) == ()
+    assert certificate_signers(record(8, certificate=b"\x03junk"), quorum) == ()

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scryp.core.balances import RECORD_BYTES
 from scryp.core.snapshot import (
     PIECE_BYTES,
     ROUND_FILES,
@@ -43,9 +44,10 @@ def test_rounds_out_of_range(number: int) -> None:
 
 
 def test_piece_range() -> None:
-    assert piece_range(0, 36) == range(0, 1)
-    assert piece_range(PIECE_BYTES - 10, 36) == range(0, 2)  # a record straddling pieces
-    assert piece_range(455 * 36, 36) == range(0, 2)
-    assert piece_range(456 * 36, 36) == range(1, 2)
+    assert piece_range(0, RECORD_BYTES) == range(0, 1)
+    # A record straddling pieces: 16,384 bytes hold 455 whole records and 4 bytes of one more.
+    assert piece_range(PIECE_BYTES - 10, RECORD_BYTES) == range(0, 2)
+    assert piece_range(455 * RECORD_BYTES, RECORD_BYTES) == range(0, 2)
+    assert piece_range(456 * RECORD_BYTES, RECORD_BYTES) == range(1, 2)
     with pytest.raises(ValueError):
         piece_range(0, 0)

@@ -4,27 +4,33 @@ Round 1: ``accounts`` records (ids = SHA-256 of a counter, plus ``payers`` real 
 Round 2: round 1 after ``payments`` signed payments among the payers. One "server" session
 seeds both rounds and is the DHT's bootstrap node; each of the quorum's test keys publishes
 its BEP 44 pointer (protocol §8.3) with a majority certificate (§8.4) for round 2 (round 1
-for ``certify_round=1``). Nothing here runs the Raft servers: the rounds and certificates are
-made directly with the servers' keys. Loopback only.
+for ``upto=1``). Nothing here runs the Raft servers: the rounds and certificates are made
+directly with the servers' keys. Loopback only.
+
+The keys and records are pure; the torrents are made by the function the caller passes
+(``scryp.swarm.build_round_torrent``), so a unit test that only needs certified records
+does not load libtorrent.
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scryp.client.replay import replay
 from scryp.core import snapshot
-from scryp.core.balances import TOTAL_SUPPLY, state_hash
+from scryp.core.balances import TOTAL_SUPPLY, encode_balances, state_hash
 from scryp.core.certificate import Certificate, Statement, majority
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
-from scryp.swarm import RoundTorrent, Swarm, build_round_torrent
 
-RECORD = struct.Struct(">32sI")
+if TYPE_CHECKING:
+    from scryp.swarm import RoundTorrent, Swarm
+
 TIMESTAMP_MS = 1_700_000_000_000
 
 
@@ -51,8 +57,7 @@ def genesis_balances(accounts: int, payers: list[KeyPair]) -> bytes:
     rest = TOTAL_SUPPLY - sum(filler.values())
     for number, key in enumerate(payers):
         filler[key.public] = rest // len(payers) + (rest % len(payers) if number == 0 else 0)
-    ordered = sorted(filler.items())
-    return b"".join(RECORD.pack(account, balance) for account, balance in ordered)
+    return encode_balances(filler.items())
 
 
 def write_round(root: Path, number: int, balances: bytes, transactions: bytes) -> Path:
@@ -65,7 +70,11 @@ def write_round(root: Path, number: int, balances: bytes, transactions: bytes) -
 
 
 def build_rounds(
-    root: Path, accounts: int, payers: list[KeyPair], payments: int
+    root: Path,
+    accounts: int,
+    payers: list[KeyPair],
+    payments: int,
+    make_torrent: Callable[[Path], RoundTorrent],
 ) -> list[SyntheticRound]:
     first = genesis_balances(accounts, payers)
     txs = [
@@ -87,7 +96,7 @@ def build_rounds(
             SyntheticRound(
                 number,
                 round_dir,
-                build_round_torrent(round_dir),
+                make_torrent(round_dir),
                 state_hash(balances),
                 len(transactions),
             )
@@ -96,21 +105,22 @@ def build_rounds(
 
 
 def certified_record(
-    network: bytes,
-    chosen: SyntheticRound,
-    earlier: list[SyntheticRound],
-    keys: list[KeyPair],
-    signers: list[int],
+    statement: Statement,
+    infohash: bytes,
+    keys: Sequence[KeyPair],
+    signers: Sequence[int],
+    recent: tuple[bytes, ...] = (),
 ) -> PointerRecord:
-    statement = Statement(network, chosen.round, chosen.state_hash, chosen.torrent.infohash_v2)
+    """The pointer record of ``statement`` (v1 ``infohash``) with a certificate signed by the
+    ``keys`` at positions ``signers`` (a majority of them or not: the caller decides)."""
     certificate = Certificate(tuple((i, statement.sign(keys[i])) for i in sorted(signers)))
     return PointerRecord(
-        network=network,
-        round=chosen.round,
-        state_hash=chosen.state_hash,
-        infohash=chosen.torrent.infohash,
-        infohash_v2=chosen.torrent.infohash_v2,
-        recent=tuple(r.torrent.infohash for r in reversed(earlier)),
+        network=statement.network,
+        round=statement.round,
+        state_hash=statement.state_hash,
+        infohash=infohash,
+        infohash_v2=statement.infohash_v2,
+        recent=recent,
         certificate=certificate.to_bytes(),
     )
 
@@ -120,7 +130,10 @@ async def publish(
 ) -> None:
     """Every key's pointer names round ``upto`` with a majority certificate."""
     chosen = rounds[upto - 1]
-    signers = list(range(majority(len(keys))))
-    record = certified_record(network, chosen, rounds[: upto - 1], keys, signers)
+    torrent = chosen.torrent
+    statement = Statement(network, chosen.round, chosen.state_hash, torrent.infohash_v2)
+    signers = range(majority(len(keys)))
+    recent = tuple(r.torrent.infohash for r in reversed(rounds[: upto - 1]))
+    record = certified_record(statement, torrent.infohash, keys, signers, recent)
     for key in keys:
         await swarm.put_pointer(key, encode_record(record))

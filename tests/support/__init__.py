@@ -1,0 +1,1 @@
+"""Test and benchmark support that the product does not ship (synthetic networks)."""
