@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from scryp.core.certificate import majority
 from scryp.core.tx import Transaction
 from scryp.errors import RemoteError
 
@@ -85,7 +86,8 @@ async def submit(apis: Sequence[str], tx: Transaction) -> str:
 
 
 async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float) -> Outcome:
-    """Poll ``GET /tx/{id}`` until a server says a certified round decided ``tx``.
+    """Poll ``GET /tx/{id}`` until a majority of servers say a certified round decided ``tx``
+    the same way.
 
     While no server knows the payment, send the same bytes again every ``RESUBMIT_AFTER_S``
     (protocol §10.6): a leader that loses office drops the payments it had queued. Resending is
@@ -97,22 +99,30 @@ async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float)
     resubmitting = True
     unknown_since = time.monotonic()
     path = f"/tx/{tx.tx_id.hex()}"
+    needed = majority(len(apis))
     while time.monotonic() < deadline:
         replies = await asyncio.gather(*(get_json(api, path) for api in apis))
         known = False
+        votes: dict[tuple[bool, str | None], list[Outcome]] = {}
         for api, (code, body) in zip(apis, replies, strict=True):
             answered = answered or code != 0
             if code != 200 or not isinstance(body, dict):
                 continue
             known = True
             if body.get("certified"):
-                return Outcome(
+                outcome = Outcome(
                     tx.tx_id,
                     body.get("status") == "accepted",
                     body.get("reason"),
                     int(body["round"]),
                     api,
                 )
+                votes.setdefault((outcome.accepted, outcome.reason), []).append(outcome)
+        # What a majority of servers certified, so one server cannot tell a user a payment
+        # that went through was refused, or the reverse (protocol §10.6).
+        agreed = [outcomes for outcomes in votes.values() if len(outcomes) >= needed]
+        if agreed:
+            return agreed[0][0]
         now = time.monotonic()
         if known:
             unknown_since = now
