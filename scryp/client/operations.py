@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from scryp.client import servers
 from scryp.client.store import Payment, Store, read_balance
 from scryp.client.verify import VerifiedRound
-from scryp.core.pointer import PointerRecord
+from scryp.core.pointer import PointerRecord, certified
 from scryp.core.tx import AMOUNT_MAX, Transaction
 from scryp.crypto import KeyPair, parse_public_key_hex
 from scryp.errors import MalformedInput, RemoteError, invariant
@@ -211,6 +211,7 @@ class PointerState:
     record: PointerRecord | None
     refused: str | None  # why its item was refused, if it was
     agrees: bool  # it names the very statement the chosen certificate vouches for
+    certified: bool = False  # it carries a certificate that verifies against .keys (§8.4)
 
     def as_json(self) -> dict[str, Any]:
         record = self.record
@@ -219,7 +220,8 @@ class PointerState:
             "public_key": self.public_key.hex(),
             "round": record.round if record else None,
             "state_hash": record.state_hash.hex() if record else None,
-            "certified": bool(record and record.certificate),
+            # Checked, not just present: a forged certificate vouches for nothing (§8.4).
+            "certified": self.certified,
             "api": record.api if record else None,
             "refused": self.refused,
             "agrees": self.agrees,
@@ -238,7 +240,8 @@ def pointer_states(
         record = records.get(key)
         agrees = bool(verified and record and record.statement == verified.record.statement)
         reason = str(refused[key]) if key in refused else None
-        states.append(PointerState(index, key, record, reason, agrees))
+        signed = record is not None and certified(record, quorum)
+        states.append(PointerState(index, key, record, reason, agrees, signed))
     return tuple(states)
 
 

@@ -178,7 +178,10 @@ def test_each_pointer_is_shown_against_the_certified_round() -> None:
         "refused": "BEP 44 signature does not verify",
         "agrees": False,
     }
-    assert states[1].as_json()["certified"] and states[1].as_json()["round"] == 9
+    # "certified" means a certificate that verifies: server 1's one-signature claim is not one.
+    assert states[0].as_json()["certified"]
+    assert not states[1].as_json()["certified"] and states[1].as_json()["round"] == 9
+
     # With no certified round nothing agrees, and the status says so.
     nothing = pointer_states(QUORUM, records, {}, None)
     assert not any(s.agrees for s in nothing)
@@ -222,3 +225,15 @@ def test_server_states_and_payment_outcomes_keep_their_json_shape() -> None:
 def test_history_json_is_the_balance_json_plus_payments() -> None:
     empty = History(at(7), ())
     assert empty.as_json() == {**at(7).as_json(), "payments": []}
+
+
+def test_a_pointer_with_a_forged_certificate_is_not_shown_certified() -> None:
+    """Regression: a real server's pointer carrying a two-signature certificate made with
+    other keys showed "certified": true in `client status` (the balance ignored it)."""
+    state = hashlib.sha256(b"forged").digest()
+    statement = Statement(NETWORK, 11, state, hashlib.sha256(b"forged v2").digest())
+    forgers = server_keys(5)[3:] + server_keys(5)[:1]  # signatures at indices 0 and 1
+    forged = certified_record(statement, hashlib.sha1(b"forged").digest(), forgers, [0, 1])
+    assert forged.certificate
+    (shown,) = [s for s in pointer_states(QUORUM, {QUORUM[1]: forged}, {}, None) if s.record]
+    assert not shown.as_json()["certified"]
