@@ -214,6 +214,8 @@ class Driver:
         self._sealed: deque[SnapshotMeta] = deque([raft.log.snapshot])
         self._round_txs: list[bytes] = []
         self._fetching: int | None = None
+        # The round of the last snapshot made durable: a restart loads it, so it stays on disk.
+        self._durable_snapshot_round = raft.log.snapshot.round
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -338,6 +340,8 @@ class Driver:
     async def _handle(self, ready: Ready) -> None:
         raft = self.raft
         await self.io.persist(ready)  # 1. persist, before anything that promises it is sent
+        if ready.snapshot is not None:
+            self._durable_snapshot_round = ready.snapshot.round
         for message in ready.messages:  # 2. send
             self.io.send(message.target, RaftFrame(encode_message(message)))
         catch_up = ready.catch_up  # 3. fetch a round from the swarm, in the background
@@ -429,8 +433,11 @@ class Driver:
 
     async def _prune(self, certified: int) -> None:
         # Raft's compaction point and every round after it may be named in a catch-up (§9.5),
-        # and the certified round is what the API serves: keep them all (§9.4).
-        pruned = self.io.prune_rounds(min(self.compaction_point, certified))
+        # and the certified round is what the API serves: keep them all (§9.4). The snapshot
+        # made durable may still be older than the compaction point (persisted with the next
+        # Ready): a restart before that loads it, so it stays too.
+        keep_from = min(self.compaction_point, self._durable_snapshot_round, certified)
+        pruned = self.io.prune_rounds(keep_from)
         if pruned:
             await self._route(self.rounds.pruned(pruned))
 
