@@ -184,6 +184,7 @@ class RoundProtocol:
         self._pending: dict[int, dict[int, Share]] = {}  # round -> peer -> share, not seeded yet
         self.certified_round: int | None = None
         self._published_any = False
+        self._retries_due_ms: int | None = None  # the earliest failed seed to retry
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -252,16 +253,26 @@ class RoundProtocol:
         if info is not None and not info.seeded:
             info.seeding = False
             info.retry_at_ms = now_ms + self.config.seed_retry_ms
+            self._retry_at(info.retry_at_ms)
         return []
 
     def tick(self, now_ms: int) -> list[Action]:
         actions: list[Action] = []
+        if self._retries_due_ms is None or now_ms < self._retries_due_ms:
+            return actions
+        self._retries_due_ms = None
         for info in self.infos.values():
             due = info.retry_at_ms
             if due is not None and now_ms >= due and not info.seeding and not info.seeded:
                 info.retry_at_ms, info.seeding = None, True
                 actions.append(SeedRound(info.meta))
+            elif due is not None:
+                self._retry_at(due)
         return actions
+
+    def _retry_at(self, due_ms: int) -> None:
+        if self._retries_due_ms is None or due_ms < self._retries_due_ms:
+            self._retries_due_ms = due_ms
 
     def share_received(self, peer: int, share: Share) -> list[Action]:
         """A peer's share (protocol §9.3): checked against ``.keys``, then counted."""

@@ -48,6 +48,7 @@ class Checker:
     quorum: tuple[bytes, ...]
     certified: dict[int, bytes] = field(default_factory=dict)  # round -> state hash
     published: dict[int, int] = field(default_factory=dict)  # server -> newest certified record
+    verified: set[tuple[Statement, bytes]] = field(default_factory=set)  # checked once each
     leaders: dict[int, int] = field(default_factory=dict)  # term -> leader id
     positions: dict[tuple[int, int], tuple[Entry, int]] = field(default_factory=dict)
     committed: dict[int, Committed] = field(default_factory=dict)
@@ -125,8 +126,11 @@ class Checker:
             raise SafetyViolation(f"s{server.id} certified round {round_number} it does not know")
         self._check_certified(server, round_number, info.state_hash)
         statement = Statement(self.network, round_number, info.state_hash, info.infohash_v2)
+        if (statement, data) in self.verified:
+            return
         try:
             verify_certificate(Certificate.from_bytes(data), statement, self.quorum)
+            self.verified.add((statement, data))
         except RemoteError as error:
             raise SafetyViolation(
                 f"s{server.id} stored a certificate of round {round_number} that a client "
@@ -136,8 +140,10 @@ class Checker:
     def on_publish(self, server: SimServer, record: PointerRecord) -> None:
         if not record.certificate:
             return
-        if not certified(record, self.quorum):
-            raise SafetyViolation(f"s{server.id} published round {record.round} miscertified")
+        if (record.statement, record.certificate) not in self.verified:
+            if not certified(record, self.quorum):
+                raise SafetyViolation(f"s{server.id} published round {record.round} miscertified")
+            self.verified.add((record.statement, record.certificate))
         self._check_certified(server, record.round, record.state_hash)
         newest = self.published.get(server.id, -1)
         if record.round <= newest:
