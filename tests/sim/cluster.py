@@ -21,7 +21,7 @@ from scryp.core.raft.node import Role
 from scryp.core.raft.ready import HardState, Ready
 from scryp.core.rounds import Certified, Diverged, ShareRefused
 from scryp.core.tx import Transaction
-from scryp.core.wire import PeerFrame, Share, decode_frame, encode_frame
+from scryp.core.wire import PeerFrame, RaftFrame, Share, decode_frame, encode_frame
 from scryp.crypto import KeyPair
 from scryp.errors import MalformedInput
 from scryp.server.driver import BadFrame, CatchingUp, CaughtUp, Report
@@ -170,7 +170,10 @@ class Cluster(Hooks):
             self.malformed_frames += 1
             return
         server.driver.receive(source, frame)
-        self._process(server)
+        if isinstance(frame, RaftFrame):
+            self._process(server)
+        else:  # shares, asks and forwards never change a role: the leader checks can wait
+            server.process(self.now_ms)
 
     def _process(self, server: SimServer) -> None:
         server.process(self.now_ms)

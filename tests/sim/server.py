@@ -117,6 +117,7 @@ class SimServer:
     hooks: Hooks
     skew_ms: int = 0
     driver: Driver | None = None
+    node: RaftNode | None = None  # the driver's Raft core while alive (read by the checks)
     model: Model | None = None
     paused_until_ms: int = 0
     restart_at_ms: int | None = None
@@ -127,10 +128,6 @@ class SimServer:
     @property
     def alive(self) -> bool:
         return self.driver is not None
-
-    @property
-    def node(self) -> RaftNode | None:
-        return self.driver.raft if self.driver is not None else None
 
     @property
     def round(self) -> int:
@@ -169,6 +166,7 @@ class SimServer:
             proposals=ProposalQueue(PROPOSALS_QUEUED_MAX),
             io=SimIO(self),
         )
+        self.node = raft
         self.model = Model(store.snapshot.round, files.balances)
         self.incarnation += 1
         self.restart_at_ms = None
@@ -184,6 +182,7 @@ class SimServer:
 
     def crash(self, reason: str) -> None:
         self.driver = None
+        self.node = None
         self.model = None
         self.backlog.clear()
         self.hooks.on_crash(self, reason)
