@@ -322,12 +322,20 @@ class ServerNode:
             except SwarmTimeout as error:
                 log.warning("publishing round %d: %s", record.round, error)
 
-    async def fetch_round(self, meta: SnapshotMeta) -> None:
+    def start_fetch(self, meta: SnapshotMeta) -> None:
+        # Wait for a share of the round from now on: the driver has just asked every peer.
+        waiter: asyncio.Future[tuple[int, Share]] = asyncio.get_running_loop().create_future()
+        self._share_waiter = (meta.round, waiter)
+        self.spawn(self.fetch_round(meta, waiter))
+
+    async def fetch_round(
+        self, meta: SnapshotMeta, waiter: asyncio.Future[tuple[int, Share]]
+    ) -> None:
         """Catch up through the swarm (protocol §9.5); the driver restores from the result."""
         log.info("far behind: catching up to round %d through the swarm", meta.round)
         try:
             ledger = await asyncio.wait_for(
-                self._fetch_round(meta), self.config.limits.catch_up_timeout_s
+                self._fetch_round(meta, waiter), self.config.limits.catch_up_timeout_s
             )
         except (TimeoutError, NotAvailable, RemoteError, OSError) as error:
             self.post_and_wake(FetchFailed(meta, f"{type(error).__name__}: {error}"))
@@ -336,11 +344,11 @@ class ServerNode:
         finally:
             self._share_waiter = None
 
-    async def _fetch_round(self, meta: SnapshotMeta) -> Ledger:
+    async def _fetch_round(
+        self, meta: SnapshotMeta, waiter: asyncio.Future[tuple[int, Share]]
+    ) -> Ledger:
         swarm = self.swarm
         assert swarm is not None
-        waiter: asyncio.Future[tuple[int, Share]] = asyncio.get_running_loop().create_future()
-        self._share_waiter = (meta.round, waiter)  # the driver has asked every peer
         try:
             sender, share = await asyncio.wait_for(waiter, self.config.limits.ask_timeout_s)
         except TimeoutError:
@@ -435,7 +443,7 @@ class ServerIO:
         self.node.spawn(self.node.seed_round(meta))
 
     def start_fetch(self, meta: SnapshotMeta) -> None:
-        self.node.spawn(self.node.fetch_round(meta))
+        self.node.start_fetch(meta)
 
     def peer_seeds(self, peer: int, share: Share) -> None:
         self.node.peer_seeds(peer, share)
