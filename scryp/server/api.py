@@ -1,7 +1,7 @@
 """The HTTP API of a server (docs/api.md): JSON over aiohttp, bounded in every dimension.
 
-Handlers never touch the Raft core or the ledger directly: they precheck payments (in threads,
-in parallel), queue them with ``ServerNode.submit``, and read what the node publishes. Bad input
+Handlers never touch the Raft core, the ledger or the round protocol: they precheck payments
+(in threads, in parallel), queue them with ``ServerView.submit``, and read ``ServerView``. Bad input
 gets a 4xx with ``{"error": reason}`` and changes nothing.
 """
 
@@ -23,8 +23,9 @@ from scryp.crypto import parse_public_key_hex
 from scryp.errors import MalformedInput, RemoteError
 from scryp.server.node import ServerNode
 from scryp.server.verify import precheck_parallel
+from scryp.server.view import ServerView
 
-NODE = web.AppKey("node", ServerNode)
+VIEW = web.AppKey("view", ServerView)
 CLIENTS_TRACKED_MAX = 10_000
 
 
@@ -104,20 +105,20 @@ async def parse_transactions(request: web.Request, count_max: int) -> list[Trans
 
 
 async def transact(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    txs = await parse_transactions(request, node.config.limits.batch_txs_max)
+    view = request.app[VIEW]
+    txs = await parse_transactions(request, view.limits.batch_txs_max)
     if not txs:
         raise MalformedInput("no transactions in the body")
     reasons = await precheck_parallel(txs)
     now_ms = int(time.time() * 1000)
-    window_ms = node.config.window_ms
+    window_ms = view.window_ms
     results: list[dict[str, Any]] = []
     pending: list[bytes] = []
     for tx, precheck in zip(txs, reasons, strict=True):
         reason = precheck
         if reason is None and abs(tx.timestamp_ms - now_ms) > window_ms:
             reason = Reason.TIMESTAMP_OUT_OF_WINDOW  # the ledger would refuse it too (§6.2)
-        if reason is None and node.ledger is not None and node.ledger.remembers(tx.tx_id):
+        if reason is None and view.remembers(tx.tx_id):
             reason = Reason.DUPLICATE  # a replay of an applied payment (§6.2); queue nothing
         if reason is None:
             pending.append(tx.raw)
@@ -125,7 +126,7 @@ async def transact(request: web.Request) -> web.Response:
         else:
             results.append({"id": tx.tx_id.hex(), "status": "rejected", "reason": str(reason)})
     if pending:
-        refusal = node.submit(pending)
+        refusal = view.submit(pending)
         if refusal is not None:
             raise error(web.HTTPServiceUnavailable, refusal)
     status = 202 if pending else 400
@@ -137,30 +138,28 @@ def account_from(request: web.Request) -> bytes:
 
 
 async def query(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    view = request.app[VIEW]
     account = account_from(request)
-    found = await asyncio.to_thread(node.balance_at_certified, account)
+    found = await asyncio.to_thread(view.balance_at_certified, account)
     if found is None:
         raise error(web.HTTPServiceUnavailable, "no certified round yet")
-    balance, stored = found
-    info = node.round_infos.get(stored.round)
     return web.json_response(
         {
             "account": account.hex(),
-            "balance": balance,
-            "round": stored.round,
-            "state_hash": stored.meta.state_hash.hex(),
-            "signers": sorted(info.shares) if info else [],
+            "balance": found.balance,
+            "round": found.round,
+            "state_hash": found.state_hash.hex(),
+            "signers": list(found.signers),
         }
     )
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[NODE].status())
+    return web.json_response(request.app[VIEW].status())
 
 
 async def rounds(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    view = request.app[VIEW]
     try:
         start = int(request.query.get("from", "0"))
     except ValueError:
@@ -168,24 +167,23 @@ async def rounds(request: web.Request) -> web.Response:
     if start < 0:
         raise MalformedInput("from must be a round number")
     listed: list[dict[str, Any]] = []
-    for number, info in node.round_infos.items():
-        if number >= start and len(listed) < node.config.limits.rounds_listed_max:
-            listed.append(
-                {
-                    "round": number,
-                    "state_hash": info.state_hash.hex(),
-                    "infohash": info.infohash.hex(),
-                    "infohash_v2": info.infohash_v2.hex(),
-                    "transactions": info.transactions,
-                    "signers": sorted(info.shares),
-                    "certified": bool(info.certificate),
-                }
-            )
+    for info in view.rounds(start, view.limits.rounds_listed_max):
+        listed.append(
+            {
+                "round": info.round,
+                "state_hash": info.state_hash.hex(),
+                "infohash": info.infohash.hex(),
+                "infohash_v2": info.infohash_v2.hex(),
+                "transactions": info.transactions,
+                "signers": sorted(info.shares),
+                "certified": bool(info.certificate),
+            }
+        )
     return web.json_response({"rounds": listed})
 
 
 async def transaction(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    view = request.app[VIEW]
     text = request.match_info["id"]
     try:
         tx_id = bytes.fromhex(text)
@@ -193,31 +191,30 @@ async def transaction(request: web.Request) -> web.Response:
         raise MalformedInput("a transaction id is 64 hex digits") from None
     if len(tx_id) != 32:
         raise MalformedInput("a transaction id is 64 hex digits")
-    found = node.tx_status.get(tx_id)
+    found = view.tx(tx_id)
     if found is None:
         raise error(web.HTTPNotFound, "unknown transaction (not committed here, or forgotten)")
-    certified = node.certified_round is not None and node.certified_round.round >= found.round
+    outcome = found.status.outcome
     return web.json_response(
         {
             "id": tx_id.hex(),
-            "status": "accepted" if found.outcome.accepted else "rejected",
-            "reason": str(found.outcome.reason) if found.outcome.reason else None,
-            "round": found.round,
-            "certified": certified,
+            "status": "accepted" if outcome.accepted else "rejected",
+            "reason": str(outcome.reason) if outcome.reason else None,
+            "round": found.status.round,
+            "certified": found.certified,
         }
     )
 
 
 async def record(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    stored = node.certified_round
-    info = node.round_infos.get(stored.round) if stored else None
-    if stored is None or info is None:
+    view = request.app[VIEW]
+    info = view.certified()
+    if info is None:
         raise error(web.HTTPServiceUnavailable, "no certified round yet")
     return web.json_response(
         {
-            "network": node.network.hex(),
-            "round": stored.round,
+            "network": view.network.hex(),
+            "round": info.round,
             "state_hash": info.state_hash.hex(),
             "infohash": info.infohash.hex(),
             "infohash_v2": info.infohash_v2.hex(),
@@ -230,7 +227,7 @@ async def record(request: web.Request) -> web.Response:
 def make_app(node: ServerNode) -> web.Application:
     limits = node.config.limits
     app = web.Application(client_max_size=limits.request_bytes_max, middlewares=[guard])
-    app[NODE] = node
+    app[VIEW] = node.view
     app[LIMITER] = RateLimiter(limits.requests_per_s, limits.request_burst)
     app.router.add_post("/transact", transact)
     app.router.add_get("/query/{account}", query)

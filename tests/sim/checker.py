@@ -8,19 +8,27 @@
 - State Machine Safety: every server applies the same entry at each index, with the same
   verdicts; every server that seals round r gets the same state hash.
 - No payment applied twice, across the whole committed history.
-- Supply conservation and no double spend: checked by ``SimLedger`` against its model.
+- Supply conservation and no double spend: checked by ``Model`` beside each ledger.
+- Certificates (protocol §8.4, §10.2): no round is ever certified under two state hashes
+  (across all servers, across crashes), or under another hash than the one it was sealed
+  with; every certificate a server stores verifies with the client's verifier
+  (``verify_certificate``: a true majority of distinct valid signatures of ``.keys``); every
+  pointer record published with a certificate passes ``pointer.certified``, and a server's
+  certified records never go back to an older round (until it crashes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scryp.core.certificate import Certificate, Statement, verify_certificate
+from scryp.core.pointer import PointerRecord, certified
 from scryp.core.raft.entries import Entry, SnapshotMeta
 from scryp.core.raft.node import Role
 from scryp.core.raft.ready import Ready
-from scryp.errors import InvariantViolated
+from scryp.errors import InvariantViolated, RemoteError
 
-from .server import Hooks, SimServer
+from .server import SimServer
 from .state_machine import Applied
 
 
@@ -35,7 +43,12 @@ class Committed:
 
 
 @dataclass(slots=True)
-class Checker(Hooks):
+class Checker:
+    network: bytes
+    quorum: tuple[bytes, ...]
+    certified: dict[int, bytes] = field(default_factory=dict)  # round -> state hash
+    published: dict[int, int] = field(default_factory=dict)  # server -> newest certified record
+    verified: set[tuple[Statement, bytes]] = field(default_factory=set)  # checked once each
     leaders: dict[int, int] = field(default_factory=dict)  # term -> leader id
     positions: dict[tuple[int, int], tuple[Entry, int]] = field(default_factory=dict)
     committed: dict[int, Committed] = field(default_factory=dict)
@@ -104,6 +117,50 @@ class Checker(Hooks):
 
     def on_crash(self, server: SimServer, reason: str) -> None:
         self.commit_seen.pop(server.id, None)
+        self.published.pop(server.id, None)
+
+    def on_certificate(self, server: SimServer, round_number: int, data: bytes) -> None:
+        assert server.driver is not None
+        info = server.driver.rounds.info(round_number)
+        if info is None:
+            raise SafetyViolation(f"s{server.id} certified round {round_number} it does not know")
+        self._check_certified(server, round_number, info.state_hash)
+        statement = Statement(self.network, round_number, info.state_hash, info.infohash_v2)
+        if (statement, data) in self.verified:
+            return
+        try:
+            verify_certificate(Certificate.from_bytes(data), statement, self.quorum)
+            self.verified.add((statement, data))
+        except RemoteError as error:
+            raise SafetyViolation(
+                f"s{server.id} stored a certificate of round {round_number} that a client "
+                f"refuses: {error}"
+            ) from None
+
+    def on_publish(self, server: SimServer, record: PointerRecord) -> None:
+        if not record.certificate:
+            return
+        if (record.statement, record.certificate) not in self.verified:
+            if not certified(record, self.quorum):
+                raise SafetyViolation(f"s{server.id} published round {record.round} miscertified")
+            self.verified.add((record.statement, record.certificate))
+        self._check_certified(server, record.round, record.state_hash)
+        newest = self.published.get(server.id, -1)
+        if record.round <= newest:
+            raise SafetyViolation(
+                f"s{server.id} published round {record.round} after round {newest}"
+            )
+        self.published[server.id] = record.round
+
+    def _check_certified(self, server: SimServer, round_number: int, state: bytes) -> None:
+        known = self.certified.setdefault(round_number, state)
+        if known != state:
+            raise SafetyViolation(f"round {round_number} certified under two state hashes")
+        sealed = self.seals.get(round_number)
+        if round_number and sealed is not None and sealed != state:
+            raise SafetyViolation(
+                f"s{server.id} certified round {round_number} under another hash than its seal"
+            )
 
     def on_catch_up(self, server: SimServer, snapshot: SnapshotMeta) -> None:
         sealed = self.seals.get(snapshot.round)

@@ -42,6 +42,10 @@ def main() -> int:
         "elections": 0,
         "crashes": 0,
         "catch_ups": 0,
+        "certificates": 0,
+        "forged_shares": 0,
+        "shares_refused": 0,
+        "seed_failures": 0,
         "recovery_ms_max": 0,
     }
     for seed in range(args.start, args.start + args.seeds):
@@ -59,6 +63,10 @@ def main() -> int:
             totals["elections"] += result.elections
             totals["crashes"] += result.crashes
             totals["catch_ups"] += result.catch_ups
+            totals["certificates"] += result.certificates
+            totals["forged_shares"] += result.forged_shares
+            totals["shares_refused"] += result.shares_refused
+            totals["seed_failures"] += result.seed_failures
             totals["recovery_ms_max"] = max(totals["recovery_ms_max"], result.recovery_ms)
         if (seed - args.start + 1) % 100 == 0:
             print(

@@ -12,19 +12,25 @@ import random
 from dataclasses import dataclass, field
 
 from scryp.core.genesis import Genesis
-from scryp.core.raft.codec import decode_message
+from scryp.core.ledger import Ledger
+from scryp.core.pointer import PointerRecord
+from scryp.core.raft.apply import EntryApplied
 from scryp.core.raft.config import RaftConfig
 from scryp.core.raft.entries import Entry, Seal, SnapshotMeta
-from scryp.core.raft.node import ProposeResult, Role
+from scryp.core.raft.node import Role
 from scryp.core.raft.ready import HardState, Ready
+from scryp.core.rounds import Certified, Diverged, ShareRefused
 from scryp.core.tx import Transaction
+from scryp.core.wire import PeerFrame, RaftFrame, Share, decode_frame, encode_frame
 from scryp.crypto import KeyPair
 from scryp.errors import MalformedInput
+from scryp.server.driver import BadFrame, CatchingUp, CaughtUp, Report
 
-from .checker import Checker
+from .checker import Checker, SafetyViolation
 from .network import LinkFaults, Network
 from .server import DurableStore, Hooks, SimServer
-from .state_machine import Applied, Checkpoint
+from .state_machine import RoundFiles
+from .swarm import SimSwarm, SwarmFaults
 
 TICK_MS = 10
 ACCOUNTS = 8
@@ -50,49 +56,65 @@ class Cluster(Hooks):
     options: SimOptions
     now_ms: int = 0
     trace: list[str] | None = None
-    checker: Checker = field(default_factory=Checker)
+    checker: Checker = field(init=False)
     servers: list[SimServer] = field(default_factory=list)
     network: Network = field(init=False)
-    swarm: dict[int, Checkpoint] = field(default_factory=dict)
+    swarm: SimSwarm = field(init=False)
     accounts: list[KeyPair] = field(default_factory=list)
     rng: random.Random = field(init=False)
     submitted: list[bytes] = field(default_factory=list)
     roles: dict[int, tuple[Role, int]] = field(default_factory=dict)
     malformed_frames: int = 0
     catch_ups: int = 0
+    shares_refused: int = 0
+    forged_shares: int = 0
 
     def __post_init__(self) -> None:
         seed = self.seed
         self.rng = random.Random(f"sim-{seed}-workload")
         self.network = Network(random.Random(f"sim-{seed}-network"))
+        self.swarm = SimSwarm(
+            random.Random(f"sim-{seed}-swarm"),
+            SwarmFaults(fetch_delay_ms=self.options.fetch_delay_ms),
+        )
         self.accounts = [
             KeyPair.from_seed(hashlib.sha256(f"sim-{seed}-{i}".encode()).digest())
             for i in range(ACCOUNTS)
         ]
+        keys = [
+            KeyPair.from_seed(hashlib.sha256(f"sim-{seed}-server-{i}".encode()).digest())
+            for i in range(self.options.servers)
+        ]
+        quorum = tuple(key.public for key in keys)
         genesis = Genesis.single(self.accounts[0].public)
-        round0 = Checkpoint(
-            round=0, balances_file=genesis.balances_file, last_stamp_ms=0, recent=()
+        round0 = RoundFiles(
+            genesis.balances_file, b"", Ledger.from_genesis(genesis).encode_window()
         )
-        self.swarm[0] = round0
+        meta0 = SnapshotMeta(0, 0, 0, 0, round0.state_hash)
+        self.checker = Checker(network=genesis.network_id, quorum=quorum)
         ids = tuple(range(self.options.servers))
         skew_rng = random.Random(f"sim-{seed}-skew")
         for server_id in ids:
             store = DurableStore(
                 hard_state=HardState(term=0, voted_for=None, committed=0),
-                snapshot=SnapshotMeta(0, 0, 0, 0, round0.state_hash),
+                snapshot=meta0,
                 entries=[],
-                rounds={0: round0},
+                rounds={0: (meta0, round0)},
             )
             server = SimServer(
                 id=server_id,
                 config=self._config(server_id, ids),
+                key=keys[server_id],
+                quorum=quorum,
+                network=genesis.network_id,
                 store=store,
                 rng=random.Random(f"sim-{seed}-node-{server_id}"),
                 hooks=self,
                 skew_ms=skew_rng.randint(0, self.options.clock_skew_ms_max),
             )
-            server.start(self.now_ms)
             self.servers.append(server)
+        for server in self.servers:
+            server.start(self.now_ms)
 
     def _config(self, server_id: int, ids: tuple[int, ...]) -> RaftConfig:
         options = self.options
@@ -111,54 +133,50 @@ class Cluster(Hooks):
     # -- the step loop -------------------------------------------------------------------
 
     def step(self) -> None:
-        """One tick of virtual time: restarts, fetches, deliveries, ticks; then checks."""
+        """One tick of virtual time: restarts, swarm results, deliveries, turns; then checks."""
         self.now_ms += TICK_MS
         now_ms = self.now_ms
         for server in self.servers:
             restart_at_ms = server.restart_at_ms
             if not server.alive and restart_at_ms is not None and now_ms >= restart_at_ms:
-                server.start(now_ms)
                 self.log(f"s{server.id} restarts from disk")
+                server.start(now_ms)
+        for server in self.swarm.due(now_ms, self.servers):
+            if server.paused_until_ms <= now_ms:
+                self._process(server)
         for source, target, frame in self.network.due(now_ms):
             self._deliver(source, target, frame)
         for server in self.servers:
-            if server.node is None:
-                continue
-            if server.paused_until_ms > now_ms:
+            if server.driver is None or server.paused_until_ms > now_ms:
                 continue
             for source, frame in server.backlog:
                 self._deliver(source, server.id, frame)
             server.backlog.clear()
-            if server.node is not None and server.fetch is not None:
-                if server.finish_fetch(now_ms, self.swarm):
-                    self.log(
-                        f"s{server.id} loaded round {server.ledger.round if server.ledger else '?'}"
-                    )
-                self._drain(server)
-            if server.node is not None:
-                server.node.tick(now_ms + server.skew_ms)
-                self._drain(server)
+            server.turn(now_ms)
+            self.checker.after_step(self.servers)
         self._observe_roles()
 
-    def _deliver(self, source: int, target: int, frame: bytes) -> None:
+    def _deliver(self, source: int, target: int, data: bytes) -> None:
         server = self.servers[target]
-        if server.node is None:
+        if server.driver is None:
             return
         if server.paused_until_ms > self.now_ms:
-            server.backlog.append((source, frame))
+            server.backlog.append((source, data))
             return
         try:
-            message = decode_message(frame)
-            if message.source != source:
-                raise MalformedInput("frame claims another sender than its link")
-            server.node.step(message)
+            frame = decode_frame(data)
         except MalformedInput:
             # The peer's fault (here: corruption on the wire): drop it, never crash.
             self.malformed_frames += 1
-        self._drain(server)
+            return
+        server.driver.receive(source, frame)
+        if isinstance(frame, RaftFrame):
+            self._process(server)
+        else:  # shares, asks and forwards never change a role: the leader checks can wait
+            server.process(self.now_ms)
 
-    def _drain(self, server: SimServer) -> None:
-        server.drain(self.now_ms, self.swarm, self.options.fetch_delay_ms)
+    def _process(self, server: SimServer) -> None:
+        server.process(self.now_ms)
         self.checker.after_step(self.servers)
 
     def _observe_roles(self) -> None:
@@ -176,26 +194,58 @@ class Cluster(Hooks):
                 ):
                     self.log(f"s{server.id} is {node.role} in term {node.term}")
 
-    # -- hooks ---------------------------------------------------------------------------
+    # -- hooks: what a server's IO does here ---------------------------------------------
 
     def on_persist(self, server: SimServer, ready: Ready) -> None:
         self.checker.on_persist(server, ready)
 
-    def on_apply(self, server: SimServer, entry: Entry, applied: Applied) -> None:
-        self.checker.on_apply(server, entry, applied)
-        if isinstance(entry.payload, Seal) and applied.sealed_hash is not None:
+    def on_apply(self, server: SimServer, entry: Entry, applied: EntryApplied) -> None:
+        assert server.model is not None and server.driver is not None
+        observed = server.model.observe(applied, server.driver.ledger)
+        self.checker.on_apply(server, entry, observed)
+        if isinstance(entry.payload, Seal) and observed.sealed_hash is not None:
             self.log(
                 f"s{server.id} seals round {entry.payload.round} at {entry.term}/{entry.index} "
-                f"hash {applied.sealed_hash.hex()[:12]}"
+                f"hash {observed.sealed_hash.hex()[:12]}"
             )
 
-    def on_send(self, server: SimServer, target: int, frame: bytes) -> None:
-        self.network.send(self.now_ms, server.id, target, frame)
+    def on_send(self, server: SimServer, target: int, frame: PeerFrame) -> None:
+        self.network.send(self.now_ms, server.id, target, encode_frame(frame))
 
-    def on_catch_up(self, server: SimServer, snapshot: SnapshotMeta) -> None:
-        self.checker.on_catch_up(server, snapshot)
-        self.catch_ups += 1
-        self.log(f"s{server.id} told to catch up from round {snapshot.round}")
+    def on_report(self, server: SimServer, report: Report) -> None:
+        match report:
+            case CatchingUp(meta=meta):
+                self.checker.on_catch_up(server, meta)
+                self.catch_ups += 1
+                self.log(f"s{server.id} told to catch up from round {meta.round}")
+            case CaughtUp(meta=meta):
+                server.reset_model()
+                self.log(f"s{server.id} loaded round {meta.round}")
+            case Certified():
+                signers = ",".join(f"s{i}" for i in report.signers)
+                self.log(f"s{server.id} certifies round {report.round} ({signers})")
+            case Diverged():
+                # Only a forged share can name another state hash, and it must never get this
+                # far: its signature does not verify (protocol §9.3).
+                raise SafetyViolation(
+                    f"s{server.id}: DIVERGENCE on round {report.round} from s{report.peer}"
+                )
+            case ShareRefused():
+                self.shares_refused += 1
+            case BadFrame():
+                self.malformed_frames += 1
+
+    def on_certificate(self, server: SimServer, round_number: int, cert: bytes) -> None:
+        self.checker.on_certificate(server, round_number, cert)
+
+    def on_publish(self, server: SimServer, record: PointerRecord) -> None:
+        self.checker.on_publish(server, record)
+
+    def start_seed(self, server: SimServer, meta: SnapshotMeta) -> None:
+        self.swarm.start_seed(self.now_ms, server, meta)
+
+    def start_fetch(self, server: SimServer, meta: SnapshotMeta) -> None:
+        self.swarm.start_fetch(self.now_ms, server, meta)
 
     def on_crash(self, server: SimServer, reason: str) -> None:
         self.checker.on_crash(server, reason)
@@ -222,8 +272,8 @@ class Cluster(Hooks):
     def restart(self, server_id: int) -> None:
         server = self.servers[server_id]
         if not server.alive:
-            server.start(self.now_ms)
             self.log(f"s{server_id} restarts from disk")
+            server.start(self.now_ms)
 
     def partition(self, groups: list[list[int]]) -> None:
         self.network.partition(groups)
@@ -231,11 +281,27 @@ class Cluster(Hooks):
 
     def heal(self) -> None:
         self.network.heal()
+        self.swarm.faults = SwarmFaults(fetch_delay_ms=self.options.fetch_delay_ms)
         for server in self.servers:
             server.paused_until_ms = 0
             if not server.alive:
                 self.restart(server.id)
         self.log("network healed, every server up")
+
+    def forge_share(self, rng: random.Random) -> None:
+        """A share no server signed, sent as if from a real peer (the link cannot tell here:
+        think of a peer with a bug): naming a real round with a bad signature, or another
+        state hash. Every one must be refused by the signature check (protocol §9.3)."""
+        if len(self.swarm.rounds) == 0:
+            return
+        sender, target = rng.sample(range(len(self.servers)), 2)
+        round_number = rng.choice(sorted(self.swarm.rounds))
+        files = self.swarm.rounds[round_number]
+        infohash, infohash_v2 = files.infohashes
+        state = files.state_hash if rng.random() < 0.5 else rng.randbytes(32)
+        share = Share(round_number, state, infohash, infohash_v2, rng.randbytes(64))
+        self.forged_shares += 1
+        self.network.send(self.now_ms, sender, target, encode_frame(share))
 
     def leader(self) -> SimServer | None:
         """The live leader with the highest term, as a client would find by redirects."""
@@ -267,17 +333,23 @@ class Cluster(Hooks):
                 queued += 1
         return queued
 
-    def _submit(self, tx: bytes) -> bool:
+    def _submit(self, tx: bytes, via_follower: bool = False) -> bool:
         # Clients find the current leader by redirects, but a client may still talk to a
-        # deposed leader that does not know it yet: its entries must never commit.
-        leaders = self.leaders()
-        leader = self.rng.choice(leaders) if leaders and self.rng.random() < 0.3 else self.leader()
-        if leader is None or leader.node is None:
+        # deposed leader that does not know it yet (its entries must never commit), or to a
+        # follower, which forwards to the leader it knows (protocol §9.3).
+        if via_follower:
+            live = [s for s in self.servers if s.alive and s.paused_until_ms <= self.now_ms]
+            server = self.rng.choice(live) if live else None
+        else:
+            leaders = self.leaders()
+            use_any = leaders and self.rng.random() < 0.3
+            server = self.rng.choice(leaders) if use_any else self.leader()
+        if server is None or server.driver is None:
             return False
         self.submitted.append(tx)
-        result = leader.node.propose([tx])
-        self._drain(leader)
-        return result is ProposeResult.QUEUED
+        refusal = server.driver.submit([tx])
+        self._process(server)
+        return refusal is None
 
     def _make_payment(self) -> bytes:
         rng = self.rng
@@ -302,7 +374,9 @@ class Cluster(Hooks):
             self.pay(rng.randint(1, 3))
         elif roll < 0.30 and self.submitted:
             self._submit(rng.choice(self.submitted[-50:]))  # a client retry
-        elif roll < 0.32:
+        elif roll < 0.31:
+            self._submit(self._make_payment(), via_follower=True)
+        elif roll < 0.33:
             # A double spend attempt: one payer's whole balance, twice, to two payees.
             payer = self.accounts[rng.randrange(ACCOUNTS)]
             for payee in rng.sample(self.accounts, 2):
@@ -313,7 +387,12 @@ class Cluster(Hooks):
     # -- summaries -----------------------------------------------------------------------
 
     def sealed_rounds(self) -> list[int]:
-        return [server.ledger.round if server.ledger else -1 for server in self.servers]
+        return [server.round for server in self.servers]
+
+    def certified_rounds(self) -> list[int]:
+        return [
+            -1 if s.driver is None else s.driver.rounds.certified_round or 0 for s in self.servers
+        ]
 
     def status(self) -> list[str]:
         lines = []
@@ -327,7 +406,7 @@ class Cluster(Hooks):
                 f"s{server.id} {node.role:<9} term {node.term} leader "
                 f"{'-' if node.leader_id is None else f's{node.leader_id}'} log "
                 f"{log.snapshot.index}..{log.last_index} commit {log.committed} applied "
-                f"{log.applied} round {server.ledger.round if server.ledger else '-'} "
+                f"{log.applied} round {server.round} "
                 f"snapshot round {log.snapshot.round}"
             )
         return lines
@@ -351,7 +430,11 @@ class SeedResult:
     crashes: int
     catch_ups: int
     messages: int
-    recovery_ms: int  # from healing to a majority sealing the required new rounds
+    recovery_ms: int  # from healing to a majority sealing and certifying the new rounds
+    certificates: int  # distinct rounds certified (by some server)
+    forged_shares: int
+    shares_refused: int  # forged, or corrupted on the wire
+    seed_failures: int  # seeding attempts that failed (and were retried)
 
 
 class LivenessViolation(AssertionError):
@@ -382,6 +465,12 @@ def _run_seed(seed: int, servers: int, trace: list[str] | None = None) -> SeedRe
         delay_ms_max=faults.choice([2, 10, 40]),
         long_delay=faults.choice([0.0, 0.01, 0.05]),
     )
+    cluster.swarm.faults = SwarmFaults(
+        seed_delay_ms_min=5,
+        seed_delay_ms_max=faults.choice([50, 200, 600]),
+        seed_failure=faults.choice([0.0, 0.05, 0.2]),
+        fetch_delay_ms=cluster.options.fetch_delay_ms,
+    )
     intensity = faults.choice([0.5, 1.0, 2.0, 4.0])
     crashes = 0
     while cluster.now_ms < FAULT_PHASE_MS:
@@ -392,17 +481,20 @@ def _run_seed(seed: int, servers: int, trace: list[str] | None = None) -> SeedRe
     heal_ms = cluster.now_ms
     baseline = max(cluster.checker.seals, default=0)
     majority = servers // 2 + 1
+    target = baseline + NEW_ROUNDS_REQUIRED
     while True:
         cluster.random_traffic()
         cluster.step()
         sealed = sorted(cluster.sealed_rounds(), reverse=True)
-        if sealed[majority - 1] >= baseline + NEW_ROUNDS_REQUIRED:
+        certified = sorted(cluster.certified_rounds(), reverse=True)
+        # Live: a majority seals new rounds, and certifies them (shares, protocol §9.4).
+        if sealed[majority - 1] >= target and certified[majority - 1] >= target:
             break
         if cluster.now_ms - heal_ms > LIVENESS_MS_MAX:
             raise LivenessViolation(
-                f"no majority sealed round {baseline + NEW_ROUNDS_REQUIRED} within "
-                f"{LIVENESS_MS_MAX} ms after healing; rounds {cluster.sealed_rounds()}; "
-                + "; ".join(cluster.status())
+                f"no majority sealed and certified round {target} within "
+                f"{LIVENESS_MS_MAX} ms after healing; rounds {cluster.sealed_rounds()}, "
+                f"certified {cluster.certified_rounds()}; " + "; ".join(cluster.status())
             )
     cluster.checker.check_final_logs(cluster.servers)
     return SeedResult(
@@ -416,6 +508,10 @@ def _run_seed(seed: int, servers: int, trace: list[str] | None = None) -> SeedRe
         catch_ups=cluster.catch_ups,
         messages=cluster.network.statistics.sent,
         recovery_ms=cluster.now_ms - heal_ms,
+        certificates=len(cluster.checker.certified),
+        forged_shares=cluster.forged_shares,
+        shares_refused=cluster.shares_refused,
+        seed_failures=cluster.swarm.seed_failures,
     )
 
 
@@ -449,6 +545,8 @@ def _inject_faults(cluster: Cluster, faults: random.Random, intensity: float) ->
     elif roll < 0.020:
         cluster.network.blocked.clear()
         cluster.log("partitions healed")
+    elif roll < 0.035:
+        cluster.forge_share(faults)
     return 0
 
 

@@ -1,6 +1,12 @@
-"""A simulated server: the Raft core, its durable store, the ledger, and the Ready driver.
+"""A simulated server: the server's own ``Driver`` (scryp/server/driver.py) over in-memory IO.
 
-The driver follows ``scryp/core/raft/ready.py`` to the letter: persist, send, apply, advance.
+Everything a real server decides runs here unchanged: the Ready loop, applying entries with the
+real ``Ledger``, sealing, the round protocol (seeding, shares, certificates, pointer records),
+the proposal queue and forwarding, catch-up and compaction. ``SimIO`` only replaces effects:
+the disk is ``DurableStore``, frames go to the simulated network, seeding and fetching finish
+after a delay the cluster draws, and publishing is recorded. Its coroutines never suspend, so
+the cluster runs each driver call to its end at once (``run_now``).
+
 A crash wipes everything but ``DurableStore``; it may strike between persisting and sending
 (``crash_after_persist``), which is exactly the window the persistence contract is about.
 """
@@ -8,31 +14,47 @@ A crash wipes everything but ``DurableStore``; it may strike between persisting 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from scryp.core.raft.codec import encode_message
+from scryp.core.ledger import Ledger, Reason, precheck_all
+from scryp.core.pointer import PointerRecord
+from scryp.core.proposals import ProposalQueue
+from scryp.core.raft.apply import EntryApplied
 from scryp.core.raft.config import RaftConfig
-from scryp.core.raft.entries import Entry, Seal, SnapshotMeta
+from scryp.core.raft.entries import Entry, SnapshotMeta
 from scryp.core.raft.node import RaftNode
 from scryp.core.raft.ready import HardState, Ready
+from scryp.core.rounds import RoundProtocol, RoundsConfig
+from scryp.core.tx import Transaction
+from scryp.core.wire import PeerFrame, Share
+from scryp.crypto import KeyPair
 from scryp.errors import invariant
+from scryp.server.driver import Driver, DriverConfig, Report, run_now
 
-from .state_machine import Applied, Checkpoint, SimLedger
+from .state_machine import Model, RoundFiles
 
-# How many sealed rounds of log a server keeps before compacting (followers further behind
-# than this are told to catch up from a round).
-RETAINED_ROUNDS = 2
+COMPACTION_LAG_ROUNDS = 2  # rounds of log kept before compacting (the server's rule, §9.5)
+ROUNDS_KEPT = 3  # round directories kept besides the compaction point and the certified round
+SHARES_ROUNDS_AHEAD_MAX = 16
+TX_STATUS_KEPT_MAX = 10_000
+PROPOSALS_QUEUED_MAX = 256
+
+
+class SimCrash(Exception):
+    """The server crashes here (raised from inside the driver, caught by ``SimServer``)."""
 
 
 @dataclass(slots=True)
 class DurableStore:
-    """What survives a crash: the persisted Raft state and the round files on disk."""
+    """What survives a crash: the persisted Raft state, round files and certificates."""
 
     hard_state: HardState
     snapshot: SnapshotMeta
     entries: list[Entry]
-    rounds: dict[int, Checkpoint] = field(default_factory=dict)
+    rounds: dict[int, tuple[SnapshotMeta, RoundFiles]] = field(default_factory=dict)
+    certificates: dict[int, bytes] = field(default_factory=dict)
 
     def persist(self, ready: Ready) -> None:
         if ready.hard_state is not None:
@@ -52,49 +74,71 @@ class DurableStore:
         held = 0 < offset <= len(self.entries) and self.entries[offset - 1].term == snapshot.term
         self.entries = self.entries[offset:] if held else []
         self.snapshot = snapshot
-        # Old round files would go to the seeders; keep the recent ones only.
-        for old in [r for r in self.rounds if r < snapshot.round - RETAINED_ROUNDS]:
-            del self.rounds[old]
+
+    def write_round(self, meta: SnapshotMeta, files: RoundFiles) -> None:
+        held = self.rounds.get(meta.round)
+        if held is not None:  # rounds are immutable: a replay after a restart writes the same
+            invariant(held[0] == meta, f"round {meta.round} sealed twice differently")
+            return
+        self.rounds[meta.round] = (meta, files)
+
+    def prune(self, keep: int, keep_from: int) -> list[int]:
+        held = sorted(self.rounds)
+        doomed = [r for r in held[: max(0, len(held) - keep)] if r < keep_from]
+        for number in doomed:
+            del self.rounds[number]
+            self.certificates.pop(number, None)
+        return doomed
 
 
 class Hooks:
-    """What the cluster observes of a server (invariant checks and the transcript)."""
+    """What the cluster does for a server's IO and observes of it."""
 
     def on_persist(self, server: SimServer, ready: Ready) -> None: ...
-    def on_apply(self, server: SimServer, entry: Entry, applied: Applied) -> None: ...
-    def on_send(self, server: SimServer, target: int, frame: bytes) -> None: ...
-    def on_catch_up(self, server: SimServer, snapshot: SnapshotMeta) -> None: ...
+    def on_apply(self, server: SimServer, entry: Entry, applied: EntryApplied) -> None: ...
+    def on_send(self, server: SimServer, target: int, frame: PeerFrame) -> None: ...
     def on_crash(self, server: SimServer, reason: str) -> None: ...
+    def on_report(self, server: SimServer, report: Report) -> None: ...
+    def on_certificate(self, server: SimServer, round_number: int, cert: bytes) -> None: ...
+    def on_publish(self, server: SimServer, record: PointerRecord) -> None: ...
+    def start_seed(self, server: SimServer, meta: SnapshotMeta) -> None: ...
+    def start_fetch(self, server: SimServer, meta: SnapshotMeta) -> None: ...
 
 
 @dataclass(slots=True)
 class SimServer:
     id: int
     config: RaftConfig
+    key: KeyPair
+    quorum: tuple[bytes, ...]
+    network: bytes
     store: DurableStore
     rng: random.Random
     hooks: Hooks
     skew_ms: int = 0
-    node: RaftNode | None = None
-    ledger: SimLedger | None = None
+    driver: Driver | None = None
+    node: RaftNode | None = None  # the driver's Raft core while alive (read by the checks)
+    model: Model | None = None
     paused_until_ms: int = 0
     restart_at_ms: int | None = None
     crash_after_persist: bool = False
-    fetch: tuple[int, SnapshotMeta] | None = None  # (due ms, round) being fetched
-    seals: dict[int, SnapshotMeta] = field(default_factory=dict)
-    offers: list[SnapshotMeta] = field(default_factory=list)  # rounds stored, to offer Raft
+    incarnation: int = 0  # seeds and fetches started before a crash report to nobody
     backlog: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
-        return self.node is not None
+        return self.driver is not None
+
+    @property
+    def round(self) -> int:
+        return self.model.round if self.model is not None else -1
 
     def start(self, now_ms: int) -> None:
         """Boot (or reboot) from the durable store alone."""
         store = self.store
-        self.ledger = SimLedger(store.rounds[store.snapshot.round])
-        invariant(self.ledger.checkpoint().state_hash == store.snapshot.state_hash, "round file")
-        self.node = RaftNode(
+        _, files = store.rounds[store.snapshot.round]
+        invariant(files.state_hash == store.snapshot.state_hash, "round file")
+        raft = RaftNode(
             self.config,
             self.rng,
             now_ms=now_ms + self.skew_ms,
@@ -102,92 +146,118 @@ class SimServer:
             snapshot=store.snapshot,
             entries=list(store.entries),
         )
-        self.seals = {store.snapshot.round: store.snapshot}
-        self.offers = [store.snapshot]
+        rounds = RoundProtocol(
+            RoundsConfig(
+                network=self.network,
+                index=self.id,
+                quorum=self.quorum,
+                api=f"127.0.0.1:{7000 + self.id}",
+                torrent_port=6000 + self.id,
+                infos_kept_max=2 * (ROUNDS_KEPT + COMPACTION_LAG_ROUNDS),
+                shares_rounds_ahead_max=SHARES_ROUNDS_AHEAD_MAX,
+            ),
+            self.key,
+        )
+        self.driver = Driver(
+            DriverConfig(COMPACTION_LAG_ROUNDS, TX_STATUS_KEPT_MAX),
+            raft=raft,
+            ledger=files.ledger(),
+            rounds=rounds,
+            proposals=ProposalQueue(PROPOSALS_QUEUED_MAX),
+            io=SimIO(self),
+        )
+        self.node = raft
+        self.model = Model(store.snapshot.round, files.balances)
+        self.incarnation += 1
         self.restart_at_ms = None
-        self.fetch = None
         self.backlog.clear()
         self.crash_after_persist = False
+        held = [(m, store.certificates.get(r, b"")) for r, (m, _) in sorted(store.rounds.items())]
+        self.run(self.driver.boot(held))
+
+    def reset_model(self) -> None:
+        """After a catch-up the ledger is the fetched round's: follow it from there."""
+        assert self.driver is not None
+        self.model = Model(self.driver.newest_sealed.round, self.driver.ledger.balances_file())
 
     def crash(self, reason: str) -> None:
+        self.driver = None
         self.node = None
-        self.ledger = None
-        self.fetch = None
+        self.model = None
         self.backlog.clear()
         self.hooks.on_crash(self, reason)
 
-    def drain(self, now_ms: int, swarm: dict[int, Checkpoint], fetch_delay_ms: int) -> None:
-        """Run Ready batches until the core has nothing more to say."""
-        while self.node is not None and self.node.has_ready():
-            node, ledger = self.node, self.ledger
-            assert ledger is not None
-            ready = node.ready()
-            self.store.persist(ready)  # 1. persist (our "fsync")
-            self.hooks.on_persist(self, ready)
-            if self.crash_after_persist:
-                self.crash("crash after persisting, before sending")
-                return
-            for message in ready.messages:  # 2. send, only now
-                self.hooks.on_send(self, message.target, encode_message(message))
-            if ready.catch_up is not None and self.fetch is None:  # 3. fetch from the swarm
-                self.fetch = (now_ms + fetch_delay_ms, ready.catch_up)
-                self.hooks.on_catch_up(self, ready.catch_up)
-            for entry in ready.committed:  # 4. apply
-                applied = ledger.apply(entry)
-                self.hooks.on_apply(self, entry, applied)
-                if isinstance(entry.payload, Seal):
-                    self._on_sealed(entry, applied, swarm)
-            node.advance(ready)  # 5. advance
-            for meta in self.offers:  # the round is on disk and in the swarm: servable
-                node.offer(meta)
-            self.offers.clear()
-            self._maybe_compact()
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run one driver call to its end; a planted crash stops the server there."""
+        try:
+            run_now(coroutine)
+        except SimCrash:
+            self.crash("crash after persisting, before sending")
 
-    def _on_sealed(self, entry: Entry, applied: Applied, swarm: dict[int, Checkpoint]) -> None:
-        assert self.ledger is not None and applied.sealed_hash is not None
-        round_number = applied.sealed_round
-        assert round_number is not None
-        checkpoint = self.ledger.checkpoint()
-        # Write the round's files, then offer them to the swarm (next issue: seed a torrent).
-        self.store.rounds[round_number] = checkpoint
-        swarm.setdefault(round_number, checkpoint)
-        meta = SnapshotMeta(
-            index=entry.index,
-            term=entry.term,
-            round=round_number,
-            stamp_ms=entry.stamp_ms,
-            state_hash=applied.sealed_hash,
-        )
-        self.seals[round_number] = meta
-        self.offers.append(meta)
+    def turn(self, now_ms: int) -> None:
+        if self.driver is not None:
+            self.run(self.driver.turn(now_ms + self.skew_ms))
 
-    def _maybe_compact(self) -> None:
-        assert self.node is not None and self.ledger is not None
-        target_round = self.ledger.round - RETAINED_ROUNDS
-        meta = self.seals.get(target_round)
-        if meta is not None and meta.index > self.node.log.snapshot.index:
-            self.node.compact(meta)
-            for old in [r for r in self.seals if r < target_round]:
-                del self.seals[old]
-
-    def finish_fetch(self, now_ms: int, swarm: dict[int, Checkpoint]) -> bool:
-        """The round's files arrived (or not): load them and tell the core. True if loaded."""
-        assert self.node is not None and self.fetch is not None
-        due_ms, snapshot = self.fetch
-        if now_ms < due_ms:
-            return False
-        self.fetch = None
-        checkpoint = swarm.get(snapshot.round)
-        # Pair check (TigerBeetle): the bytes must hash to what the leader's metadata says.
-        if checkpoint is None or checkpoint.state_hash != snapshot.state_hash:
-            return False
-        self.store.rounds[snapshot.round] = checkpoint  # the files land on disk first
-        if not self.node.restore(snapshot):
-            return False
-        self.ledger = SimLedger(checkpoint)
-        self.seals = {snapshot.round: snapshot}
-        self.node.offer(snapshot)
-        return True
+    def process(self, now_ms: int) -> None:
+        if self.driver is not None:
+            self.run(self.driver.process(now_ms + self.skew_ms))
 
 
-HookFactory = Callable[[], Hooks]
+class SimIO:
+    """``DriverIO`` in memory; none of its coroutines ever suspends."""
+
+    def __init__(self, server: SimServer) -> None:
+        self.server = server
+        self.hooks = server.hooks
+
+    async def persist(self, ready: Ready) -> None:
+        server = self.server
+        server.store.persist(ready)  # our "fsync"
+        self.hooks.on_persist(server, ready)
+        if server.crash_after_persist:
+            raise SimCrash
+
+    def send(self, peer: int, frame: PeerFrame) -> None:
+        self.hooks.on_send(self.server, peer, frame)
+
+    async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
+        return precheck_all(txs)
+
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+        files = RoundFiles(ledger.balances_file(), transactions, ledger.encode_window())
+        self.server.store.write_round(meta, files)
+
+    def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
+        store = self.server.store
+        held = store.rounds.get(round_number)
+        if held is None:
+            return None
+        return held[0], store.certificates.get(round_number, b"")
+
+    def start_seed(self, meta: SnapshotMeta) -> None:
+        self.hooks.start_seed(self.server, meta)
+
+    def start_fetch(self, meta: SnapshotMeta) -> None:
+        self.hooks.start_fetch(self.server, meta)
+
+    def peer_seeds(self, peer: int, share: Share) -> None:
+        pass  # the simulated swarm needs no address to fetch from
+
+    async def store_certificate(self, round_number: int, certificate: bytes) -> None:
+        self.server.store.certificates[round_number] = certificate
+        self.hooks.on_certificate(self.server, round_number, certificate)
+
+    def publish(self, record: PointerRecord) -> None:
+        self.hooks.on_publish(self.server, record)
+
+    def drop_torrent(self, round_number: int, infohash: bytes) -> None:
+        pass
+
+    def prune_rounds(self, keep_from: int) -> list[int]:
+        return self.server.store.prune(ROUNDS_KEPT, keep_from)
+
+    def report(self, report: Report) -> None:
+        self.hooks.on_report(self.server, report)
+
+    def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
+        self.hooks.on_apply(self.server, entry, applied)

@@ -1,19 +1,20 @@
-"""The replicated state machine of the simulator: the real ``Ledger`` plus a naive model.
+"""The simulator's view of the replicated state machine: round files and a naive model.
 
-The model is a plain dict of balances updated only by the outcomes the ledger reports. Each
-seal compares the two, so a ledger that accepted a payment the payer could not afford (a double
+Servers apply entries with the real ``Ledger`` inside the shared driver. Beside each one runs a
+``Model``: a plain dict of balances updated only by the outcomes the ledger reports. Each seal
+compares the two, so a ledger that accepted a payment the payer could not afford (a double
 spend), created or destroyed scryp, or diverged from its own balances file, is caught here,
 independently of the ledger's own checks.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from scryp.core.balances import TOTAL_SUPPLY, decode_balances, encode_balances, state_hash
 from scryp.core.ledger import Ledger
-from scryp.core.raft.apply import apply_entry
-from scryp.core.raft.entries import Entry
+from scryp.core.raft.apply import EntryApplied
 from scryp.core.tx import Transaction
 from scryp.errors import InvariantViolated, invariant
 
@@ -21,17 +22,25 @@ WINDOW_MS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A sealed round's state, as a round's files would carry it through the swarm."""
+class RoundFiles:
+    """A sealed round's files (protocol §8.1), as the swarm would carry them."""
 
-    round: int
-    balances_file: bytes
-    last_stamp_ms: int
-    recent: tuple[tuple[int, bytes], ...]
+    balances: bytes
+    transactions: bytes
+    window: bytes
 
     @property
     def state_hash(self) -> bytes:
-        return state_hash(self.balances_file)
+        return state_hash(self.balances)
+
+    @property
+    def infohashes(self) -> tuple[bytes, bytes]:
+        """Stand-ins for the torrent's v1 and v2 infohashes: functions of every byte."""
+        content = b"|".join((self.balances, self.transactions, self.window))
+        return hashlib.sha1(content).digest(), hashlib.sha256(content).digest()
+
+    def ledger(self) -> Ledger:
+        return Ledger.from_checkpoint(self.balances, self.window, window_ms=WINDOW_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,50 +53,35 @@ class Applied:
     sealed_hash: bytes | None = None
 
 
-class SimLedger:
-    __slots__ = ("_ledger", "_model", "round")
+class Model:
+    __slots__ = ("_model", "round")
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
-        invariant(state_hash(checkpoint.balances_file) == checkpoint.state_hash, "checkpoint hash")
-        self._ledger = Ledger(
-            checkpoint.balances_file,
-            window_ms=WINDOW_MS,
-            last_stamp_ms=checkpoint.last_stamp_ms,
-            recent=checkpoint.recent,
-        )
-        self._model: dict[bytes, int] = dict(decode_balances(checkpoint.balances_file))
-        self.round = checkpoint.round
+    def __init__(self, round_number: int, balances_file: bytes) -> None:
+        self._model: dict[bytes, int] = dict(decode_balances(balances_file))
+        self.round = round_number
 
-    def apply(self, entry: Entry) -> Applied:
-        result = apply_entry(self._ledger, entry)
+    def observe(self, result: EntryApplied, ledger: Ledger) -> Applied:
+        """Follow one entry the driver applied to ``ledger``; check at each seal."""
         if result.sealed_round is not None:
             invariant(
                 result.sealed_round == self.round + 1,
                 f"seal({result.sealed_round}) after {self.round}",
             )
             self.round = result.sealed_round
-            self._check_model()
+            self._check(ledger)
             return Applied(sealed_round=result.sealed_round, sealed_hash=result.state_hash)
         accepted = []
         for tx, outcome in zip(result.txs, result.outcomes, strict=True):
             if outcome.accepted:
-                self._model_transfer(tx)
+                self._transfer(tx)
                 accepted.append(tx.tx_id)
-        invariant(self._ledger.total_supply() == TOTAL_SUPPLY, "supply changed")
+        invariant(ledger.total_supply() == TOTAL_SUPPLY, "supply changed")
         return Applied(
             verdicts=tuple(outcome.accepted for outcome in result.outcomes),
             accepted_ids=tuple(accepted),
         )
 
-    def checkpoint(self) -> Checkpoint:
-        return Checkpoint(
-            round=self.round,
-            balances_file=self._ledger.balances_file(),
-            last_stamp_ms=self._ledger.last_stamp_ms,
-            recent=tuple(self._ledger.recent()),
-        )
-
-    def _model_transfer(self, tx: Transaction) -> None:
+    def _transfer(self, tx: Transaction) -> None:
         balance = self._model.get(tx.payer, 0)
         if balance < tx.amount:
             raise InvariantViolated(
@@ -96,11 +90,11 @@ class SimLedger:
         self._model[tx.payer] = balance - tx.amount
         self._model[tx.payee] = self._model.get(tx.payee, 0) + tx.amount
 
-    def _check_model(self) -> None:
+    def _check(self, ledger: Ledger) -> None:
         total = sum(self._model.values())
         invariant(total == TOTAL_SUPPLY, f"supply not conserved: {total}")
-        invariant(self._ledger.total_supply() == TOTAL_SUPPLY, "ledger supply not conserved")
+        invariant(ledger.total_supply() == TOTAL_SUPPLY, "ledger supply not conserved")
         invariant(
-            encode_balances(self._model.items()) == self._ledger.balances_file(),
+            encode_balances(self._model.items()) == ledger.balances_file(),
             "ledger balances differ from the model's",
         )

@@ -1,0 +1,453 @@
+"""The one driver around a server's cores: Raft, the ledger, the round protocol and the proposal
+queue, with every effect behind an injected ``DriverIO``. The server (``scryp.server.node``)
+and the simulator (``tests/sim/server.py``) both run this code.
+
+Owns: the Ready loop of ``scryp.core.raft.ready`` (persist, send, fetch, apply, advance), then
+the offers of seeded rounds and compaction to the round ``compaction_lag_rounds`` seals back;
+the application of committed entries (``apply_entry``) with each payment's outcome kept for the
+API; the hand-off seal → round files → round protocol; and the routing of the round protocol's
+and the proposal queue's actions to IO.
+
+Concurrency: every method runs on one event loop and only ``turn``/``process`` touch the cores.
+Slow IO (seeding a round, fetching one for a catch-up) is started with a non-blocking call and
+reports back through ``post`` (``Seeded``, ``SeedFailed``, ``Fetched``, ``FetchFailed``), which
+the next ``process`` handles. The awaited IO (persist, precheck, write a round, store a
+certificate) is short; an IO whose calls never suspend lets a caller run the coroutines to the
+end synchronously (the simulator does).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from scryp.core.ledger import Ledger, Outcome, Reason
+from scryp.core.pointer import PointerRecord
+from scryp.core.proposals import ProposalQueue, Propose, Taken
+from scryp.core.raft import Entry, Payments, ProposeResult, RaftNode, Ready, Role, SnapshotMeta
+from scryp.core.raft.apply import EntryApplied, apply_entry, decode_payments
+from scryp.core.raft.codec import decode_message, encode_message
+from scryp.core.rounds import (
+    Action,
+    Certified,
+    Diverged,
+    DropTorrent,
+    OfferRound,
+    PeerSeeds,
+    PublishRecord,
+    RoundProtocol,
+    SeedRound,
+    SendFrame,
+    ShareRefused,
+    StoreCertificate,
+)
+from scryp.core.tx import Transaction
+from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share
+from scryp.errors import InvariantViolated, MalformedInput, RemoteError
+
+
+@dataclass(frozen=True, slots=True)
+class TxStatus:
+    """What became of a payment this server saw committed."""
+
+    outcome: Outcome
+    round: int  # the round whose seal closes the batch it was in
+
+
+# -- what slow IO reports back (``Driver.post``) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    round: int
+    infohash: bytes
+    infohash_v2: bytes
+    transactions: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFailed:
+    round: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    meta: SnapshotMeta
+    ledger: Ledger  # restored from the fetched round's files, already stored on disk
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailed:
+    meta: SnapshotMeta
+    reason: str
+
+
+Event = Seeded | SeedFailed | Fetched | FetchFailed
+
+
+# -- what the driver reports (to log, or for the simulator's checks) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class CatchingUp:
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class BadFrame:
+    peer: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentsDropped:
+    count: int
+    reason: str
+
+
+Report = (
+    Certified
+    | Diverged
+    | ShareRefused
+    | Sealed
+    | CatchingUp
+    | CaughtUp
+    | Compacted
+    | BadFrame
+    | PaymentsDropped
+    | SeedFailed
+    | FetchFailed
+)
+
+
+class DriverIO(Protocol):
+    """The effects the driver needs; the server does them for real, the simulator in memory."""
+
+    async def persist(self, ready: Ready) -> None:
+        """Make ``ready``'s hard state, snapshot and entries durable (ready.py step 1)."""
+
+    def send(self, peer: int, frame: PeerFrame) -> None: ...
+
+    async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]: ...
+
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+        """Store the sealed round's files durably (protocol §8.1, §9.4)."""
+
+    def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
+        """A round still on disk (its metadata and stored certificate), or None."""
+
+    def start_seed(self, meta: SnapshotMeta) -> None:
+        """Build and seed the round's torrent; ``post`` ``Seeded`` or ``SeedFailed`` later."""
+
+    def start_fetch(self, meta: SnapshotMeta) -> None:
+        """Fetch the round from the swarm; ``post`` ``Fetched`` or ``FetchFailed`` later."""
+
+    def peer_seeds(self, peer: int, share: Share) -> None:
+        """A verified share: where a peer seeds a round (a catch-up may wait for one)."""
+
+    async def store_certificate(self, round_number: int, certificate: bytes) -> None: ...
+
+    def publish(self, record: PointerRecord) -> None: ...
+
+    def drop_torrent(self, round_number: int, infohash: bytes) -> None: ...
+
+    def prune_rounds(self, keep_from: int) -> list[int]:
+        """Delete old rounds from disk, none from ``keep_from`` on; return those deleted."""
+
+    def report(self, report: Report) -> None: ...
+
+    def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
+        """Observation only: a committed entry was applied to ``ledger``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    compaction_lag_rounds: int
+    tx_status_kept_max: int
+    inbox_frames_max: int = 10_000
+
+
+class Driver:
+    """Create with the cores built from durable state, then ``boot`` and ``turn`` often."""
+
+    def __init__(
+        self,
+        config: DriverConfig,
+        *,
+        raft: RaftNode,
+        ledger: Ledger,
+        rounds: RoundProtocol,
+        proposals: ProposalQueue,
+        io: DriverIO,
+    ) -> None:
+        self.config = config
+        self.raft = raft
+        self.ledger = ledger
+        self.rounds = rounds
+        self.proposals = proposals
+        self.io = io
+        self.now_ms = 0
+        self.tx_status: OrderedDict[bytes, TxStatus] = OrderedDict()
+        # Bounded: if the core falls behind, the oldest peer frames go (Raft resends).
+        self._inbox: deque[tuple[int, PeerFrame]] = deque(maxlen=config.inbox_frames_max)
+        self._events: deque[Event] = deque()
+        self._offers: deque[SnapshotMeta] = deque()
+        # The newest seals, oldest first: the first is the compaction point once full.
+        self._sealed: deque[SnapshotMeta] = deque([raft.log.snapshot])
+        self._round_txs: list[bytes] = []
+        self._fetching: int | None = None
+        # The round of the last snapshot made durable: a restart loads it, so it stays on disk.
+        self._durable_snapshot_round = raft.log.snapshot.round
+
+    # -- reads -----------------------------------------------------------------------------
+
+    @property
+    def newest_sealed(self) -> SnapshotMeta:
+        return self._sealed[-1]
+
+    @property
+    def compaction_point(self) -> int:
+        return self._sealed[0].round
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    async def boot(self, held: Sequence[tuple[SnapshotMeta, bytes]]) -> None:
+        """Seed (and re-certify) every round still on disk, with its stored certificate."""
+        for meta, certificate in held:
+            await self._route(self.rounds.sealed(meta, certificate))
+
+    def receive(self, peer: int, frame: PeerFrame) -> None:
+        self._inbox.append((peer, frame))
+
+    def post(self, event: Event) -> None:
+        self._events.append(event)
+
+    def submit(self, txs: Sequence[bytes]) -> str | None:
+        """Prechecked payments from a client; None, or why they cannot be taken now."""
+        raft = self.raft
+        taken: Taken = self.proposals.submit(txs, raft.role is Role.LEADER, raft.leader_id)
+        if taken.forward is not None:
+            self.io.send(taken.forward.leader, Forward(taken.forward.txs))
+        return taken.refusal
+
+    async def turn(self, now_ms: int) -> None:
+        """Time passed: tick the cores, then ``process``."""
+        self.now_ms = max(self.now_ms, now_ms)
+        self.raft.tick(self.now_ms)
+        await self._route(self.rounds.tick(self.now_ms))
+        await self.process(self.now_ms)
+
+    async def process(self, now_ms: int) -> None:
+        """Handle what arrived (IO results, peer frames, payments), then every Ready."""
+        self.now_ms = max(self.now_ms, now_ms)
+        while self._events:
+            await self._on_event(self._events.popleft())
+        while self._inbox:
+            peer, frame = self._inbox.popleft()
+            await self._step(peer, frame)
+        raft = self.raft
+        for action in self.proposals.take(raft.role is Role.LEADER, raft.leader_id):
+            if isinstance(action, Propose):
+                self._propose(action.txs)
+            else:
+                # Taken while we led; we lost office since: the new leader gets them (§9.3).
+                self.io.send(action.leader, Forward(action.txs))
+        self._offer()
+        while raft.has_ready():
+            await self._handle(raft.ready())
+        self._compact()
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def _on_event(self, event: Event) -> None:
+        match event:
+            case Seeded():
+                actions = self.rounds.seeded(
+                    event.round, event.infohash, event.infohash_v2, event.transactions
+                )
+                await self._route(actions)
+            case SeedFailed():
+                self.io.report(event)
+                await self._route(self.rounds.seed_failed(event.round, self.now_ms))
+            case Fetched():
+                self._fetching = None
+                if self.raft.restore(event.meta):
+                    self.ledger = event.ledger
+                    self._sealed = deque([event.meta])
+                    self._round_txs = []
+                    self.io.report(CaughtUp(event.meta))
+                    stored = self.io.stored_round(event.meta.round)
+                    certificate = stored[1] if stored is not None else b""
+                    await self._route(self.rounds.sealed(event.meta, certificate))
+            case FetchFailed():
+                self._fetching = None
+                self.io.report(event)
+
+    async def _step(self, peer: int, frame: PeerFrame) -> None:
+        match frame:
+            case RaftFrame(body=body):
+                try:
+                    message = decode_message(body)
+                    if message.source != peer:
+                        raise MalformedInput(f"server {peer} sent a message as {message.source}")
+                    self.raft.step(message)
+                except RemoteError as error:
+                    self.io.report(BadFrame(peer, str(error)))
+            case Forward(txs=txs):
+                # Payments a follower prechecked; apply checks them again, as every server does.
+                forwarded = self.proposals.forwarded(txs, self.raft.role is Role.LEADER)
+                if forwarded is not None:
+                    self._propose(forwarded.txs)
+            case Share():
+                await self._route(self.rounds.share_received(peer, frame))
+            case Ask(round=round_number):
+                actions = self.rounds.ask_received(peer, round_number)
+                if not actions and not self.rounds.knows(round_number):
+                    # Still on disk (the compaction point is never pruned): seed it again,
+                    # and our share goes to everyone, the asker included.
+                    stored = self.io.stored_round(round_number)
+                    if stored is not None:
+                        actions = self.rounds.sealed(*stored)
+                await self._route(actions)
+
+    def _propose(self, txs: Sequence[bytes]) -> None:
+        result = self.raft.propose(list(txs))
+        if result is not ProposeResult.QUEUED:
+            self.io.report(PaymentsDropped(len(txs), str(result)))
+
+    def _offer(self) -> None:
+        while self._offers:
+            self.raft.offer(self._offers.popleft())
+
+    async def _handle(self, ready: Ready) -> None:
+        raft = self.raft
+        await self.io.persist(ready)  # 1. persist, before anything that promises it is sent
+        if ready.snapshot is not None:
+            self._durable_snapshot_round = ready.snapshot.round
+        for message in ready.messages:  # 2. send
+            self.io.send(message.target, RaftFrame(encode_message(message)))
+        catch_up = ready.catch_up  # 3. fetch a round from the swarm, in the background
+        if catch_up is not None and self._fetching is None:
+            self._fetching = catch_up.round
+            self.io.report(CatchingUp(catch_up))
+            await self._route(self.rounds.want(catch_up.round))
+            self.io.start_fetch(catch_up)
+        for entry in ready.committed:  # 4. apply
+            await self._apply(entry)
+        raft.advance(ready)  # 5. advance
+        self._offer()  # the rounds seeded meanwhile may be named in a catch-up (§9.5)
+
+    async def _apply(self, entry: Entry) -> None:
+        """Apply one committed entry; around ``apply_entry`` only what a server adds: parallel
+        signature checks, outcomes for the API, the sealed round written and handed on."""
+        ledger = self.ledger
+        prechecked = decoded = None
+        if isinstance(entry.payload, Payments):
+            decoded = decode_payments(entry.payload)
+            prechecked = await self.io.precheck(decoded)
+        applied = apply_entry(ledger, entry, prechecked, decoded)
+        self.io.applied(entry, applied, ledger)
+        open_round = self._sealed[-1].round + 1
+        for tx, outcome in zip(applied.txs, applied.outcomes, strict=True):
+            if outcome.accepted:
+                self._round_txs.append(tx.raw)
+            self._remember(tx.tx_id, TxStatus(outcome, open_round))
+        if applied.sealed_round is None or applied.state_hash is None:
+            return
+        meta = SnapshotMeta(
+            index=entry.index,
+            term=entry.term,
+            round=applied.sealed_round,
+            stamp_ms=entry.stamp_ms,
+            state_hash=applied.state_hash,
+        )
+        transactions = b"".join(self._round_txs)
+        self._round_txs = []
+        await self.io.write_round(meta, ledger, transactions)
+        self._sealed.append(meta)
+        while len(self._sealed) > self.config.compaction_lag_rounds + 1:
+            self._sealed.popleft()
+        self.io.report(Sealed(meta))
+        await self._route(self.rounds.sealed(meta))
+
+    def _remember(self, tx_id: bytes, status: TxStatus) -> None:
+        if status.outcome.reason is Reason.DUPLICATE and tx_id in self.tx_status:
+            # A replay must not hide how the payment was decided (protocol §9.3).
+            return
+        self.tx_status[tx_id] = status
+        self.tx_status.move_to_end(tx_id)
+        while len(self.tx_status) > self.config.tx_status_kept_max:
+            self.tx_status.popitem(last=False)
+
+    def _compact(self) -> None:
+        """Compact Raft's log to the round ``compaction_lag_rounds`` seals back (§9.5)."""
+        raft = self.raft
+        if len(self._sealed) > self.config.compaction_lag_rounds:
+            point = self._sealed[0]
+            if point.index > raft.log.snapshot.index:
+                self.io.report(Compacted(point.round))
+                raft.compact(point)
+
+    # -- the round protocol's actions --------------------------------------------------------
+
+    async def _route(self, actions: Sequence[Action]) -> None:
+        io = self.io
+        for action in actions:
+            match action:
+                case SeedRound(meta=meta):
+                    io.start_seed(meta)
+                case SendFrame(peer=peer, frame=frame):
+                    io.send(peer, frame)
+                case OfferRound(meta=meta):
+                    self._offers.append(meta)
+                case StoreCertificate(round=round_number, certificate=certificate):
+                    await io.store_certificate(round_number, certificate)
+                case PublishRecord(record=record, newest_certified=newest):
+                    io.publish(record)
+                    if newest:
+                        await self._prune(record.round)
+                case DropTorrent(round=round_number, infohash=infohash):
+                    io.drop_torrent(round_number, infohash)
+                case PeerSeeds(peer=peer, share=share):
+                    io.peer_seeds(peer, share)
+                case Certified() | Diverged() | ShareRefused():
+                    io.report(action)
+
+    async def _prune(self, certified: int) -> None:
+        # Raft's compaction point and every round after it may be named in a catch-up (§9.5),
+        # and the certified round is what the API serves: keep them all (§9.4). The snapshot
+        # made durable may still be older than the compaction point (persisted with the next
+        # Ready): a restart before that loads it, so it stays too.
+        keep_from = min(self.compaction_point, self._durable_snapshot_round, certified)
+        pruned = self.io.prune_rounds(keep_from)
+        if pruned:
+            await self._route(self.rounds.pruned(pruned))
+
+
+def run_now(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a driver coroutine whose IO never suspends to its end, here and now (how the
+    simulator drives it). A suspension means the IO waited: our bug, reported loudly."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise InvariantViolated("a driver coroutine suspended under an IO that must never wait")

@@ -1,0 +1,122 @@
+"""What the HTTP API may see of a server: a small read view plus ``submit`` (docs/api.md).
+
+The API never touches the Raft core, the ledger or the round protocol itself: it asks this
+view, which answers from the driver's published state and the round files on disk.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scryp.core.balances import lookup
+from scryp.core.rounds import RoundInfo
+from scryp.server.config import ServerLimits
+from scryp.server.driver import TxStatus
+
+if TYPE_CHECKING:
+    from scryp.server.node import ServerNode
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    round: int
+    state_hash: bytes
+    signers: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TxView:
+    status: TxStatus
+    certified: bool  # the round closing its batch is certified here
+
+
+class ServerView:
+    def __init__(self, node: ServerNode) -> None:
+        self._node = node
+
+    @property
+    def limits(self) -> ServerLimits:
+        return self._node.config.limits
+
+    @property
+    def window_ms(self) -> int:
+        return self._node.config.window_ms
+
+    @property
+    def network(self) -> bytes:
+        return self._node.network
+
+    def submit(self, txs: list[bytes]) -> str | None:
+        """Queue prechecked payments; None, or why they cannot be taken now (503)."""
+        return self._node.submit(txs)
+
+    def remembers(self, tx_id: bytes) -> bool:
+        """Whether the ledger would refuse ``tx_id`` as a replay (protocol §6.2)."""
+        driver = self._node.driver
+        return driver is not None and driver.ledger.remembers(tx_id)
+
+    def certified(self) -> RoundInfo | None:
+        driver = self._node.driver
+        return driver.rounds.certified_info() if driver is not None else None
+
+    def balance_at_certified(self, account: bytes) -> Balance | None:
+        """The account's balance in the newest certified round (blocking: run in a thread)."""
+        info = self.certified()
+        if info is None:
+            return None
+        path = self._node.rounds.path(info.round) / "balances"
+        signers = tuple(sorted(info.shares))
+        # Map the file rather than read it: a lookup touches ~20 of its records (O(log n)).
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                return Balance(0, info.round, info.state_hash, signers)
+            with (
+                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+                memoryview(mapped) as view,
+            ):
+                return Balance(lookup(view, account), info.round, info.state_hash, signers)
+
+    def tx(self, tx_id: bytes) -> TxView | None:
+        driver = self._node.driver
+        found = driver.tx_status.get(tx_id) if driver is not None else None
+        if found is None:
+            return None
+        info = self.certified()
+        return TxView(found, info is not None and info.round >= found.round)
+
+    def rounds(self, start: int, count_max: int) -> list[RoundInfo]:
+        driver = self._node.driver
+        if driver is None:
+            return []
+        infos = [i for n, i in sorted(driver.rounds.infos.items()) if n >= start and i.seeded]
+        return infos[:count_max]
+
+    def status(self) -> dict[str, Any]:
+        node, driver = self._node, self._node.driver
+        raft = driver.raft if driver is not None else None
+        newest = driver.newest_sealed if driver is not None else None
+        info = self.certified()
+        return {
+            "network": node.network.hex(),
+            "server": node.index,
+            "public_key": node.key.account_id,
+            "role": raft.role.value if raft else "starting",
+            "term": raft.term if raft else 0,
+            "leader": raft.leader_id if raft else None,
+            "round": newest.round if newest else 0,
+            # Raft's compaction point: a follower behind it must catch up through the swarm.
+            "compacted_round": raft.log.snapshot.round if raft else 0,
+            "state_hash": newest.state_hash.hex() if newest else None,
+            "certified_round": info.round if info else None,
+            "certified_state_hash": info.state_hash.hex() if info else None,
+            "infohash": info.infohash.hex() if info and info.infohash else None,
+            "signers": sorted(info.shares) if info else [],
+            "peers_out": sorted(node.hub.connected_out),
+            "peers_in": sorted(node.hub.connected_in),
+            "accounts": driver.ledger.account_count() if driver else None,
+            "torrent_port": node.swarm.port if node.swarm else None,
+        }

@@ -1,0 +1,181 @@
+"""The shared driver (scryp/server/driver.py) with an IO that records and never waits.
+
+Method: a one-server quorum (a majority of one) runs the real Raft core, ledger, round protocol
+and proposal queue; ``run_now`` drives each coroutine to its end, as the simulator does. The
+simulator (tests/sim) runs the same driver under faults; these pin single behaviours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from scryp.core.genesis import Genesis
+from scryp.core.ledger import Ledger, Reason, precheck_all
+from scryp.core.pointer import PointerRecord, certified
+from scryp.core.proposals import ProposalQueue
+from scryp.core.raft import Entry, HardState, RaftConfig, RaftNode, Ready, SnapshotMeta
+from scryp.core.raft.apply import EntryApplied
+from scryp.core.rounds import RoundProtocol, RoundsConfig
+from scryp.core.tx import Transaction
+from scryp.core.wire import Forward, PeerFrame, Share
+from scryp.crypto import KeyPair
+from scryp.errors import InvariantViolated
+from scryp.server.driver import (
+    Driver,
+    DriverConfig,
+    Report,
+    Sealed,
+    Seeded,
+    SeedFailed,
+    run_now,
+)
+
+KEY = KeyPair.from_seed(hashlib.sha256(b"driver-server").digest())
+PAYER = KeyPair.from_seed(hashlib.sha256(b"driver-payer").digest())
+GENESIS = Genesis.single(PAYER.public)
+
+
+class RecordingIO:
+    def __init__(self) -> None:
+        self.seeds: list[SnapshotMeta] = []
+        self.rounds: dict[int, SnapshotMeta] = {}
+        self.certificates: dict[int, bytes] = {}
+        self.published: list[PointerRecord] = []
+        self.reports: list[Report] = []
+        self.sent: list[tuple[int, PeerFrame]] = []
+
+    async def persist(self, ready: Ready) -> None:
+        pass
+
+    def send(self, peer: int, frame: PeerFrame) -> None:
+        self.sent.append((peer, frame))
+
+    async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
+        return precheck_all(txs)
+
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+        self.rounds[meta.round] = meta
+
+    def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
+        meta = self.rounds.get(round_number)
+        return None if meta is None else (meta, self.certificates.get(round_number, b""))
+
+    def start_seed(self, meta: SnapshotMeta) -> None:
+        self.seeds.append(meta)
+
+    def start_fetch(self, meta: SnapshotMeta) -> None:
+        raise AssertionError("a lone server never catches up")
+
+    def peer_seeds(self, peer: int, share: Share) -> None:
+        pass
+
+    async def store_certificate(self, round_number: int, certificate: bytes) -> None:
+        self.certificates[round_number] = certificate
+
+    def publish(self, record: PointerRecord) -> None:
+        self.published.append(record)
+
+    def drop_torrent(self, round_number: int, infohash: bytes) -> None:
+        pass
+
+    def prune_rounds(self, keep_from: int) -> list[int]:
+        return []
+
+    def report(self, report: Report) -> None:
+        self.reports.append(report)
+
+    def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
+        pass
+
+
+def lone_driver() -> tuple[Driver, RecordingIO]:
+    io = RecordingIO()
+    genesis_meta = SnapshotMeta(0, 0, 0, 0, GENESIS.network_id)
+    raft = RaftNode(
+        RaftConfig(server_id=0, servers=(0,), round_interval_ms=500),
+        random.Random(1),
+        now_ms=0,
+        hard_state=HardState(0, None, 0),
+        snapshot=genesis_meta,
+    )
+    rounds = RoundProtocol(
+        RoundsConfig(GENESIS.network_id, 0, (KEY.public,), "127.0.0.1:1", 2, 16, 16), KEY
+    )
+    driver = Driver(
+        DriverConfig(compaction_lag_rounds=2, tx_status_kept_max=100),
+        raft=raft,
+        ledger=Ledger.from_genesis(GENESIS),
+        rounds=rounds,
+        proposals=ProposalQueue(8),
+        io=io,
+    )
+    io.rounds[0] = genesis_meta
+    run_now(driver.boot([(genesis_meta, b"")]))
+    return driver, io
+
+
+def seed_all(driver: Driver, io: RecordingIO, now_ms: int) -> None:
+    for meta in io.seeds:
+        driver.post(Seeded(meta.round, bytes(20), bytes(32), 0))
+    io.seeds.clear()
+    run_now(driver.process(now_ms))
+
+
+def run_until(driver: Driver, io: RecordingIO, until_ms: int, start_ms: int = 0) -> None:
+    for now_ms in range(start_ms, until_ms, 10):
+        run_now(driver.turn(now_ms))
+        seed_all(driver, io, now_ms)
+
+
+def test_a_payment_is_applied_sealed_seeded_certified_and_published() -> None:
+    driver, io = lone_driver()
+    run_until(driver, io, 400)  # elected
+    tx = Transaction.create(PAYER, KEY.public, 5, 300).encode()
+    assert driver.submit([tx]) is None
+    run_until(driver, io, 1_200, start_ms=400)
+    sealed = [r.meta.round for r in io.reports if isinstance(r, Sealed)]
+    assert sealed and sealed[0] == 1
+    status = driver.tx_status[Transaction.decode(tx).tx_id]
+    assert status.outcome.accepted and status.round == 1
+    assert 1 in io.certificates
+    newest = io.published[-1]
+    assert newest.round >= 1 and certified(newest, (KEY.public,))
+
+
+def test_a_failed_seed_is_retried_and_the_round_certified_then() -> None:
+    driver, io = lone_driver()
+    [genesis] = io.seeds
+    io.seeds.clear()
+    driver.post(SeedFailed(0, "TimedOut: injected"))
+    run_now(driver.process(100))
+    assert io.seeds == [] and 0 not in io.certificates
+    run_now(driver.turn(100 + 1_999))
+    assert genesis not in io.seeds
+    run_now(driver.turn(100 + 2_000))
+    assert genesis in io.seeds  # retried (the time also elected us and sealed round 1)
+    seed_all(driver, io, 2_200)
+    assert 0 in io.certificates
+
+
+def test_a_forward_to_a_follower_is_dropped_and_proposals_need_a_leader() -> None:
+    driver, io = lone_driver()
+    tx = Transaction.create(PAYER, KEY.public, 5, 0).encode()
+    assert driver.submit([tx]) is not None  # no leader yet: refused, nothing queued
+    driver.receive(0, Forward((tx,)))
+    run_now(driver.process(0))
+    assert not driver.raft.log.unstable_entries()
+    assert io.sent == []
+
+
+def test_run_now_refuses_a_coroutine_that_suspends() -> None:
+    async def waits() -> None:
+        import asyncio
+
+        await asyncio.sleep(0)
+
+    with pytest.raises(InvariantViolated):
+        run_now(waits())
