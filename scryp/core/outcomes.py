@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -89,6 +90,10 @@ class OutcomeBook:
 
     def lookup(self, tx_id: bytes) -> Decided | None:
         return self._book.get(tx_id)
+
+    def decided(self) -> Iterator[Decided]:
+        """Every kept outcome, oldest first."""
+        return iter(self._book.values())
 
     def decide(
         self, tx_id: bytes, timestamp_ms: int, outcome: Outcome, round_number: int, stamp_ms: int

@@ -18,12 +18,13 @@ end synchronously (the simulator does).
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scryp.core.ledger import Ledger, Outcome, Reason
+from scryp.core.ledger import Ledger, Reason
+from scryp.core.outcomes import OutcomeBook, horizon_record
 from scryp.core.pointer import PointerRecord
 from scryp.core.proposals import ProposalQueue, Propose, Taken
 from scryp.core.raft import Entry, Payments, ProposeResult, RaftNode, Ready, Role, SnapshotMeta
@@ -46,15 +47,6 @@ from scryp.core.rounds import (
 from scryp.core.tx import Transaction
 from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share
 from scryp.errors import InvariantViolated, MalformedInput, RemoteError
-
-
-@dataclass(frozen=True, slots=True)
-class TxStatus:
-    """What became of a payment this server saw committed."""
-
-    outcome: Outcome
-    round: int  # the round whose seal closes the batch it was in
-
 
 # -- what slow IO reports back (``Driver.post``) --------------------------------------------
 
@@ -151,6 +143,9 @@ class DriverIO(Protocol):
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         """Store the sealed round's files durably (protocol §8.1, §9.4)."""
 
+    async def keep_outcomes(self, records: bytes) -> None:
+        """Append payments' outcome records durably (``OutcomeBook`` form, protocol §6.5)."""
+
     def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
         """A round still on disk (its metadata and stored certificate), or None."""
 
@@ -181,7 +176,7 @@ class DriverIO(Protocol):
 @dataclass(frozen=True, slots=True)
 class DriverConfig:
     compaction_lag_rounds: int
-    tx_status_kept_max: int
+    outcomes_kept_max: int
     inbox_frames_max: int = 10_000
 
 
@@ -197,6 +192,7 @@ class Driver:
         rounds: RoundProtocol,
         proposals: ProposalQueue,
         io: DriverIO,
+        outcomes: OutcomeBook | None = None,
     ) -> None:
         self.config = config
         self.raft = raft
@@ -205,7 +201,11 @@ class Driver:
         self.proposals = proposals
         self.io = io
         self.now_ms = 0
-        self.tx_status: OrderedDict[bytes, TxStatus] = OrderedDict()
+        # What became of each payment (GET /tx): the first final outcome stands (§6.5).
+        self.outcomes = outcomes or OutcomeBook(
+            window_ms=ledger.window_ms, kept_max=config.outcomes_kept_max
+        )
+        self._round_outcomes: list[bytes] = []  # records to keep at the next seal
         # Bounded: if the core falls behind, the oldest peer frames go (Raft resends).
         self._inbox: deque[tuple[int, PeerFrame]] = deque(maxlen=config.inbox_frames_max)
         self._events: deque[Event] = deque()
@@ -293,6 +293,10 @@ class Driver:
                     self.ledger = event.ledger
                     self._sealed = deque([event.meta])
                     self._round_txs = []
+                    # Decisions before this round were made where we cannot see (§6.5).
+                    self.outcomes.move_horizon(event.meta.stamp_ms + 1)
+                    self._round_outcomes = []
+                    await self.io.keep_outcomes(horizon_record(self.outcomes.horizon_ms))
                     self.io.report(CaughtUp(event.meta))
                     stored = self.io.stored_round(event.meta.round)
                     certificate = stored[1] if stored is not None else b""
@@ -369,7 +373,11 @@ class Driver:
         for tx, outcome in zip(applied.txs, applied.outcomes, strict=True):
             if outcome.accepted:
                 self._round_txs.append(tx.raw)
-            self._remember(tx.tx_id, TxStatus(outcome, open_round))
+            decided = self.outcomes.decide(
+                tx.tx_id, tx.timestamp_ms, outcome, open_round, entry.stamp_ms
+            )
+            if decided is not None:
+                self._round_outcomes.append(decided.encode())
         if applied.sealed_round is None or applied.state_hash is None:
             return
         meta = SnapshotMeta(
@@ -381,21 +389,16 @@ class Driver:
         )
         transactions = b"".join(self._round_txs)
         self._round_txs = []
+        # Outcomes first: a crash between the two re-applies the entries, which decides the
+        # same outcomes again (a no-op in the book) and writes the round.
+        await self.io.keep_outcomes(b"".join(self._round_outcomes))
+        self._round_outcomes = []
         await self.io.write_round(meta, ledger, transactions)
         self._sealed.append(meta)
         while len(self._sealed) > self.config.compaction_lag_rounds + 1:
             self._sealed.popleft()
         self.io.report(Sealed(meta))
         await self._route(self.rounds.sealed(meta))
-
-    def _remember(self, tx_id: bytes, status: TxStatus) -> None:
-        if status.outcome.reason is Reason.DUPLICATE and tx_id in self.tx_status:
-            # A replay must not hide how the payment was decided (protocol §9.3).
-            return
-        self.tx_status[tx_id] = status
-        self.tx_status.move_to_end(tx_id)
-        while len(self.tx_status) > self.config.tx_status_kept_max:
-            self.tx_status.popitem(last=False)
 
     def _compact(self) -> None:
         """Compact Raft's log to the round ``compaction_lag_rounds`` seals back (§9.5)."""

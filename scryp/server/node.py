@@ -56,6 +56,7 @@ from scryp.server.driver import (
     Seeded,
     SeedFailed,
 )
+from scryp.server.outcome_file import OutcomeFile
 from scryp.server.publisher import Publisher
 from scryp.server.rounds import RoundStore
 from scryp.server.verify import precheck_parallel
@@ -153,8 +154,14 @@ class ServerNode:
         )
         driver_config = DriverConfig(
             compaction_lag_rounds=self.config.compaction_lag_rounds,
-            tx_status_kept_max=limits.tx_status_kept_max,
+            outcomes_kept_max=limits.tx_status_kept_max,
             inbox_frames_max=INBOX_FRAMES_MAX,
+        )
+        self.outcome_file = OutcomeFile.open(
+            self.config.data_dir / "outcomes",
+            window_ms=self.config.window_ms,
+            kept_max=limits.tx_status_kept_max,
+            start_stamp_ms=meta.stamp_ms,
         )
         queue = ProposalQueue(limits.proposals_queued_max)
         log.info(
@@ -172,6 +179,7 @@ class ServerNode:
             rounds=rounds,
             proposals=queue,
             io=ServerIO(self),
+            outcomes=self.outcome_file.book,
         )
 
     def _ledger_of(self, round_number: int) -> Ledger:
@@ -431,6 +439,10 @@ class ServerIO:
         rounds = self.node.rounds
         balances, window = ledger.balances_file(), ledger.encode_window()
         await asyncio.to_thread(rounds.write, meta, balances, transactions, window)
+
+    async def keep_outcomes(self, records: bytes) -> None:
+        if records:
+            await asyncio.to_thread(self.node.outcome_file.append, records)
 
     def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
         stored = self.node.rounds.get(round_number)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scryp.core.balances import lookup
+from scryp.core.outcomes import Decided
 from scryp.core.rounds import RoundInfo
 from scryp.server.config import ServerLimits
-from scryp.server.driver import TxStatus
 
 if TYPE_CHECKING:
     from scryp.server.node import ServerNode
@@ -30,7 +30,7 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class TxView:
-    status: TxStatus
+    status: Decided
     certified: bool  # the round closing its batch is certified here
 
 
@@ -82,7 +82,7 @@ class ServerView:
 
     def tx(self, tx_id: bytes) -> TxView | None:
         driver = self._node.driver
-        found = driver.tx_status.get(tx_id) if driver is not None else None
+        found = driver.outcomes.lookup(tx_id) if driver is not None else None
         if found is None:
             return None
         info = self.certified()

@@ -193,6 +193,23 @@ class Checker:
                     f"entry {index} committed in term {known.commit_term}"
                 )
 
+    def check_outcomes(self, servers: list[SimServer]) -> None:
+        """What a server says became of a payment (GET /tx, protocol §6.5) never lies: it
+        says accepted exactly for the payments the log applied. Once at the end, over every
+        live server's book (which survived its crashes, from its durable outcome records)."""
+        for server in servers:
+            driver = server.driver
+            if driver is None:
+                continue
+            for decided in driver.outcomes.decided():
+                tx_id = decided.tx_id
+                if decided.outcome.accepted != (tx_id in self.accepted):
+                    raise SafetyViolation(
+                        f"s{server.id} says payment {tx_id.hex()[:16]} was "
+                        f"{'accepted' if decided.outcome.accepted else decided.outcome.reason}, "
+                        f"the log {'applied' if tx_id in self.accepted else 'never applied'} it"
+                    )
+
     def check_final_logs(self, servers: list[SimServer]) -> None:
         """Log Matching across whole logs, pairwise, once at the end (O(n^2 log))."""
         for server in servers:

@@ -497,6 +497,7 @@ def _run_seed(seed: int, servers: int, trace: list[str] | None = None) -> SeedRe
                 f"certified {cluster.certified_rounds()}; " + "; ".join(cluster.status())
             )
     cluster.checker.check_final_logs(cluster.servers)
+    cluster.checker.check_outcomes(cluster.servers)
     return SeedResult(
         seed=seed,
         servers=servers,

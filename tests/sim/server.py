@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scryp.core.ledger import Ledger, Reason, precheck_all
+from scryp.core.outcomes import OutcomeBook
 from scryp.core.pointer import PointerRecord
 from scryp.core.proposals import ProposalQueue
 from scryp.core.raft.apply import EntryApplied
@@ -55,6 +56,7 @@ class DurableStore:
     entries: list[Entry]
     rounds: dict[int, tuple[SnapshotMeta, RoundFiles]] = field(default_factory=dict)
     certificates: dict[int, bytes] = field(default_factory=dict)
+    outcomes: bytearray = field(default_factory=bytearray)  # the server's DATA/outcomes
 
     def persist(self, ready: Ready) -> None:
         if ready.hard_state is not None:
@@ -158,13 +160,17 @@ class SimServer:
             ),
             self.key,
         )
+        ledger = files.ledger()
+        outcomes = OutcomeBook(window_ms=ledger.window_ms, kept_max=TX_STATUS_KEPT_MAX)
+        outcomes.load(bytes(store.outcomes))
         self.driver = Driver(
             DriverConfig(COMPACTION_LAG_ROUNDS, TX_STATUS_KEPT_MAX),
             raft=raft,
-            ledger=files.ledger(),
+            ledger=ledger,
             rounds=rounds,
             proposals=ProposalQueue(PROPOSALS_QUEUED_MAX),
             io=SimIO(self),
+            outcomes=outcomes,
         )
         self.node = raft
         self.model = Model(store.snapshot.round, files.balances)
@@ -226,6 +232,9 @@ class SimIO:
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         files = RoundFiles(ledger.balances_file(), transactions, ledger.encode_window())
         self.server.store.write_round(meta, files)
+
+    async def keep_outcomes(self, records: bytes) -> None:
+        self.server.store.outcomes += records
 
     def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
         store = self.server.store

@@ -44,6 +44,7 @@ class RecordingIO:
         self.seeds: list[SnapshotMeta] = []
         self.rounds: dict[int, SnapshotMeta] = {}
         self.certificates: dict[int, bytes] = {}
+        self.outcomes = bytearray()
         self.published: list[PointerRecord] = []
         self.reports: list[Report] = []
         self.sent: list[tuple[int, PeerFrame]] = []
@@ -59,6 +60,9 @@ class RecordingIO:
 
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         self.rounds[meta.round] = meta
+
+    async def keep_outcomes(self, records: bytes) -> None:
+        self.outcomes += records
 
     def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
         meta = self.rounds.get(round_number)
@@ -106,7 +110,7 @@ def lone_driver() -> tuple[Driver, RecordingIO]:
         RoundsConfig(GENESIS.network_id, 0, (KEY.public,), "127.0.0.1:1", 2, 16, 16), KEY
     )
     driver = Driver(
-        DriverConfig(compaction_lag_rounds=2, tx_status_kept_max=100),
+        DriverConfig(compaction_lag_rounds=2, outcomes_kept_max=100),
         raft=raft,
         ledger=Ledger.from_genesis(GENESIS),
         rounds=rounds,
@@ -139,7 +143,8 @@ def test_a_payment_is_applied_sealed_seeded_certified_and_published() -> None:
     run_until(driver, io, 1_200, start_ms=400)
     sealed = [r.meta.round for r in io.reports if isinstance(r, Sealed)]
     assert sealed and sealed[0] == 1
-    status = driver.tx_status[Transaction.decode(tx).tx_id]
+    status = driver.outcomes.lookup(Transaction.decode(tx).tx_id)
+    assert status is not None
     assert status.outcome.accepted and status.round == 1
     assert 1 in io.certificates
     newest = io.published[-1]
