@@ -15,6 +15,7 @@ import pytest
 
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, Reason, precheck_all
+from scryp.core.outcomes import OutcomeBook
 from scryp.core.pointer import PointerRecord, certified
 from scryp.core.proposals import ProposalQueue
 from scryp.core.raft import Entry, HardState, RaftConfig, RaftNode, Ready, SnapshotMeta
@@ -184,3 +185,24 @@ def test_run_now_refuses_a_coroutine_that_suspends() -> None:
 
     with pytest.raises(InvariantViolated):
         run_now(waits())
+
+
+def test_a_late_copy_never_turns_an_accepted_payment_into_a_refusal() -> None:
+    """Regression (the bank test, protocol §6.5): a copy of an applied payment that reaches
+    the log after its timestamp left the window is refused for its timestamp; GET /tx must
+    still say accepted, on this run and after a restart from the outcomes kept on disk."""
+    driver, io = lone_driver()
+    run_until(driver, io, 400)  # elected
+    raw = Transaction.create(PAYER, KEY.public, 5, 300).encode()
+    tx_id = Transaction.decode(raw).tx_id
+    assert driver.submit([raw]) is None
+    run_until(driver, io, 1_200, start_ms=400)
+    late_ms = 300 + driver.ledger.window_ms + 1_000
+    run_until(driver, io, late_ms, start_ms=1_200)
+    assert driver.submit([raw]) is None  # as a forward would bring it: no check at the door
+    run_until(driver, io, late_ms + 1_200, start_ms=late_ms)
+    found = driver.outcomes.lookup(tx_id)
+    assert found is not None and found.outcome.accepted and found.round == 1
+    restarted = OutcomeBook(window_ms=driver.ledger.window_ms, kept_max=100)
+    restarted.load(bytes(io.outcomes))
+    assert restarted.lookup(tx_id) == found
