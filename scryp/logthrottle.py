@@ -4,7 +4,7 @@ aiohttp logs every request it cannot parse (bad chunk sizes, oversized headers, 
 does not decompress) at ERROR with a full traceback, from ``aiohttp.server``: the sender's
 fault, not ours, and a flood of them costs more to log than to refuse. This filter turns
 each into one WARNING line, at most once per client address per ``interval_s``, and counts
-the rest (protocol §9.6). A traceback from any other logger is left alone: that one is ours.
+the rest (protocol §9.9). A traceback from any other logger is left alone: that one is ours.
 """
 
 from __future__ import annotations

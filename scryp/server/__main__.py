@@ -14,17 +14,19 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
+from scryp import logthrottle
 from scryp.core.genesis import Genesis
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, MalformedInput
 from scryp.hostport import hostport_arg
 from scryp.keyfile import read_quorum, read_seed
-from scryp.server.api import make_app
-from scryp.server.config import ServerConfig
+from scryp.server.api import LINGERING_S, make_app
+from scryp.server.config import ServerConfig, ServerLimits
 from scryp.server.node import ServerNode
 
 log = logging.getLogger("scryp.server")
@@ -77,12 +79,22 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         action="store_true",
         help="join the public Mainline DHT (never used in tests)",
     )
+    parser.add_argument(
+        "--client-signatures-per-s",
+        type=float,
+        default=ServerLimits().signatures_per_s,
+        metavar="N",
+        help="signature checks one client address may cause each second (protocol §9.9)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("SCRYP_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
+    if args.client_signatures_per_s <= 0:
+        parser.error("--client-signatures-per-s must be positive")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logthrottle.install()  # clients' malformed HTTP: one line per client a minute
     return ServerConfig(
         key_file=args.key,
         quorum_file=args.keys,
@@ -97,6 +109,11 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         round_interval_s=args.round_interval,
         rounds_kept=args.rounds_kept,
         compaction_lag_s=args.compaction_lag,
+        limits=replace(
+            ServerLimits(),
+            signatures_per_s=args.client_signatures_per_s,
+            signature_burst=max(ServerLimits().signature_burst, int(args.client_signatures_per_s)),
+        ),
     )
 
 
@@ -110,7 +127,7 @@ async def serve(config: ServerConfig) -> None:
     if key.public not in quorum:
         raise ConfigError(f"{config.key_file} is not one of the servers in {config.quorum_file}")
     node = ServerNode(config, key, quorum, genesis)
-    runner = web.AppRunner(make_app(node), access_log=None)
+    runner = web.AppRunner(make_app(node), access_log=None, lingering_time=LINGERING_S)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.server_port).start()

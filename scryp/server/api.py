@@ -21,9 +21,11 @@ from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction, decode_many
 from scryp.crypto import parse_public_key_hex
 from scryp.errors import MalformedInput, RemoteError
+from scryp.peers import PEER_PATH
+from scryp.server.config import ServerLimits
 from scryp.server.node import ServerNode
 from scryp.server.verify import precheck_parallel
-from scryp.server.view import ServerView
+from scryp.server.view import ServerView, certificate_signers
 
 VIEW = web.AppKey("view", ServerView)
 CLIENTS_TRACKED_MAX = 10_000
@@ -43,7 +45,7 @@ class RateLimiter:
         self.burst = burst
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
-    def allow(self, client: str, now_s: float) -> bool:
+    def allow(self, client: str, now_s: float, cost: float = 1.0) -> bool:
         bucket = self._buckets.pop(client, None) or _Bucket(float(self.burst), now_s)
         bucket.tokens = min(
             self.burst, bucket.tokens + (now_s - bucket.updated_s) * self.rate_per_s
@@ -52,13 +54,24 @@ class RateLimiter:
         self._buckets[client] = bucket
         while len(self._buckets) > CLIENTS_TRACKED_MAX:
             self._buckets.popitem(last=False)
-        if bucket.tokens < 1:
+        if bucket.tokens < cost:
             return False
-        bucket.tokens -= 1
+        bucket.tokens -= cost
         return True
 
 
 LIMITER = web.AppKey("limiter", RateLimiter)
+# Signatures a client may make us check, apart from its requests: one request of 4,096
+# forged payments costs 4,096 checks (protocol §9.9).
+SIGNATURES = web.AppKey("signatures", RateLimiter)
+# Peer-link upgrades, on their own budget: clients cannot starve the servers' links, nor
+# the reverse (protocol §9.2, §9.9).
+PEER_UPGRADES = web.AppKey("peer_upgrades", RateLimiter)
+# After refusing a request whose body has not all arrived, read on for at most this long
+# before closing (aiohttp's default is 10 s: a slow sender's connection lingers).
+LINGERING_S = 1.0
+PEER_UPGRADES_PER_S = 2.0
+PEER_UPGRADE_BURST = 8
 
 
 def error(status: type[web.HTTPException], reason: str) -> web.HTTPException:
@@ -70,12 +83,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Rate-limit every client, and turn a client's bad input into a 400 with the reason."""
-    limiter = request.app[LIMITER]
-    if not limiter.allow(request.remote or "?", time.monotonic()):
+    """Rate-limit every client, bound every request in time, and turn a client's bad input
+    into a 400 with the reason (protocol §9.9)."""
+    client, now_s = request.remote or "?", time.monotonic()
+    if request.path == PEER_PATH:
+        if not request.app[PEER_UPGRADES].allow(client, now_s):
+            raise error(web.HTTPTooManyRequests, "too many peer-link attempts; slow down")
+        return await handler(request)  # the link lives long; its handshake has a deadline
+    if not request.app[LIMITER].allow(client, now_s):
         raise error(web.HTTPTooManyRequests, "too many requests; slow down")
     try:
-        return await handler(request)
+        return await asyncio.wait_for(handler(request), request.app[VIEW].limits.request_s_max)
+    except TimeoutError:
+        raise error(web.HTTPRequestTimeout, "the request took too long (a slow body?)") from None
     except RemoteError as problem:
         raise error(web.HTTPBadRequest, str(problem)) from None
     except web.HTTPException as problem:
@@ -87,7 +107,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def parse_transactions(request: web.Request, count_max: int) -> list[Transaction]:
     """Raw 140-byte records (application/octet-stream), or hex: JSON or plain text."""
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.RequestPayloadError as problem:  # e.g. a body that does not decompress
+        raise MalformedInput(f"unreadable body: {' '.join(str(problem).split())}") from None
     if request.content_type == "application/octet-stream":
         return decode_many(body, count_max)
     try:
@@ -101,6 +124,8 @@ async def parse_transactions(request: web.Request, count_max: int) -> list[Trans
             raw = bytes.fromhex("".join(body.decode("ascii").split()))
     except (ValueError, UnicodeDecodeError) as problem:
         raise MalformedInput(f"not hexadecimal transactions: {problem}") from None
+    except RecursionError:
+        raise MalformedInput("JSON nested too deeply") from None
     return decode_many(raw, count_max)
 
 
@@ -109,6 +134,8 @@ async def transact(request: web.Request) -> web.Response:
     txs = await parse_transactions(request, view.limits.batch_txs_max)
     if not txs:
         raise MalformedInput("no transactions in the body")
+    if not request.app[SIGNATURES].allow(request.remote or "?", time.monotonic(), len(txs)):
+        raise error(web.HTTPTooManyRequests, "too many signatures to check; slow down")
     reasons = await precheck_parallel(txs)
     now_ms = int(time.time() * 1000)
     window_ms = view.window_ms
@@ -219,21 +246,29 @@ async def record(request: web.Request) -> web.Response:
             "infohash": info.infohash.hex(),
             "infohash_v2": info.infohash_v2.hex(),
             "certificate": info.certificate.hex(),
-            "signers": sorted(info.shares),
+            "signers": list(certificate_signers(info.certificate)),
         }
     )
 
 
 def make_app(node: ServerNode) -> web.Application:
-    limits = node.config.limits
+    # Server-to-server links share the port (protocol §9.2).
+    return build_app(node.view, node.config.limits, node.hub.add_routes)
+
+
+def build_app(
+    view: ServerView, limits: ServerLimits, add_peer_routes: Callable[[web.Application], None]
+) -> web.Application:
     app = web.Application(client_max_size=limits.request_bytes_max, middlewares=[guard])
-    app[VIEW] = node.view
+    app[VIEW] = view
     app[LIMITER] = RateLimiter(limits.requests_per_s, limits.request_burst)
+    app[SIGNATURES] = RateLimiter(limits.signatures_per_s, limits.signature_burst)
+    app[PEER_UPGRADES] = RateLimiter(PEER_UPGRADES_PER_S, PEER_UPGRADE_BURST)
     app.router.add_post("/transact", transact)
     app.router.add_get("/query/{account}", query)
     app.router.add_get("/status", status)
     app.router.add_get("/rounds", rounds)
     app.router.add_get("/tx/{id}", transaction)
     app.router.add_get("/record", record)
-    node.hub.add_routes(app)  # server-to-server links share the port (protocol §9.2)
+    add_peer_routes(app)
     return app

@@ -13,6 +13,11 @@ class ServerLimits:
     batch_txs_max: int = 4_096  # transactions in one POST /transact
     requests_per_s: float = 200.0  # per client address, token bucket
     request_burst: int = 400
+    # Signature checks a client may cause, per address: about a third of one core's rate,
+    # so one client cannot stall the sealing (protocol §9.9).
+    signatures_per_s: float = 5_000.0
+    signature_burst: int = 8_192
+    request_s_max: float = 10.0  # a whole request, body included (a slow body is cut off)
     rounds_listed_max: int = 100  # GET /rounds
     tx_status_kept_max: int = 1_000_000  # outcomes remembered for GET /tx/{id}
     proposals_queued_max: int = 16_384  # payments waiting for the leader's core loop

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scryp.core.balances import lookup
+from scryp.core.certificate import Certificate
 from scryp.core.outcomes import Decided
 from scryp.core.rounds import RoundInfo
+from scryp.errors import RemoteError
 from scryp.server.config import ServerLimits
 
 if TYPE_CHECKING:
@@ -32,6 +34,15 @@ class Balance:
 class TxView:
     status: Decided
     certified: bool  # the round closing its batch is certified here
+
+
+def certificate_signers(certificate: bytes) -> tuple[int, ...]:
+    """The servers whose signatures a certificate holds: what a client can check, rather
+    than every share this server happened to receive."""
+    try:
+        return tuple(index for index, _ in Certificate.from_bytes(certificate).signatures)
+    except RemoteError:
+        return ()  # no certificate (yet)
 
 
 class ServerView:
@@ -69,7 +80,7 @@ class ServerView:
         if info is None:
             return None
         path = self._node.rounds.path(info.round) / "balances"
-        signers = tuple(sorted(info.shares))
+        signers = certificate_signers(info.certificate)
         # Map the file rather than read it: a lookup touches ~20 of its records (O(log n)).
         with open(path, "rb") as file:
             if os.fstat(file.fileno()).st_size == 0:
@@ -114,7 +125,7 @@ class ServerView:
             "certified_round": info.round if info else None,
             "certified_state_hash": info.state_hash.hex() if info else None,
             "infohash": info.infohash.hex() if info and info.infohash else None,
-            "signers": sorted(info.shares) if info else [],
+            "signers": list(certificate_signers(info.certificate)) if info else [],
             "peers_out": sorted(node.hub.connected_out),
             "peers_in": sorted(node.hub.connected_in),
             "accounts": driver.ledger.account_count() if driver else None,

@@ -1,5 +1,5 @@
 """Malformed HTTP from clients: one WARNING line per client per interval, no traceback
-(protocol §9.6); other records untouched."""
+(protocol §9.9); other records untouched."""
 
 from __future__ import annotations
 
