@@ -40,7 +40,7 @@ def peer(text: str) -> tuple[int, str]:
     return int(index), address
 
 
-def parse_args(argv: list[str] | None) -> ServerConfig:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scryp.server", description=__doc__)
     parser.add_argument("torrent_port", type=int, nargs="?", default=6881)
     parser.add_argument("server_port", type=int, nargs="?", default=6882)
@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         help="signature checks one client address may cause each second (protocol §9.9)",
     )
     parser.add_argument("--log-level", default=os.environ.get("SCRYP_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> ServerConfig:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.client_signatures_per_s <= 0:
         parser.error("--client-signatures-per-s must be positive")
