@@ -9,7 +9,8 @@
     │   └── TimedOut           a deadline passed (swarm, DHT, a peer's answer)
     └── LocalError             our bug or our environment: fail loudly
         ├── InvariantViolated  a checked invariant of the core does not hold
-        └── ConfigError        a missing or malformed local file (key, .keys, genesis)
+        ├── ConfigError        a missing or malformed local file (key, .keys, genesis)
+        └── StorageCorrupt     a server's own data on disk is damaged (a round, the log)
 
 A server never crashes on a RemoteError or a NotAvailable; it never catches an
 InvariantViolated.
@@ -57,6 +58,11 @@ class InvariantViolated(LocalError):
 
 class ConfigError(LocalError):
     """A local file the operator provides is missing or malformed."""
+
+
+class StorageCorrupt(LocalError):
+    """A server's own data on disk does not hold what it wrote (a damaged round file, a
+    round the write-ahead log names but that is gone): stop, never serve it (§9.10)."""
 
 
 def invariant(condition: bool, message: str) -> None:

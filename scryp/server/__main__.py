@@ -22,7 +22,7 @@ from aiohttp import web
 from scryp import logthrottle
 from scryp.core.genesis import Genesis
 from scryp.crypto import KeyPair
-from scryp.errors import ConfigError, MalformedInput
+from scryp.errors import ConfigError, MalformedInput, StorageCorrupt
 from scryp.hostport import hostport_arg
 from scryp.keyfile import read_quorum, read_seed
 from scryp.server.api import LINGERING_S, make_app
@@ -167,7 +167,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    except Exception as problem:
+        fault = _storage_fault(problem)
+        if fault is None:
+            raise  # our bug: fail loudly, with the traceback
+        print(
+            f"error: stopping on a storage fault: {fault}. Nothing was signed for the round "
+            "being written. Fix the disk (free space, replace the file), then restart: the "
+            "server resumes from its write-ahead log, or, with its data directory removed, "
+            "catches up through the swarm (protocol §9.10).",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _storage_fault(problem: BaseException) -> BaseException | None:
+    """The disk error (full, unwritable, a corrupt or missing file) behind ``problem``, if
+    that is what stopped the server; found inside the TaskGroup's exception groups."""
+    if isinstance(problem, BaseExceptionGroup):
+        for inner in problem.exceptions:
+            found = _storage_fault(inner)
+            if found is not None:
+                return found
+        return None
+    if isinstance(problem, OSError | StorageCorrupt):
+        return problem
+    return None
 
 
 if __name__ == "__main__":

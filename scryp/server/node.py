@@ -37,7 +37,14 @@ from scryp.core.rounds import Certified, Diverged, RoundProtocol, RoundsConfig, 
 from scryp.core.tx import TX_BYTES, Transaction
 from scryp.core.wire import PeerFrame, Share, decode_frame, encode_frame
 from scryp.crypto import KeyPair
-from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut, invariant
+from scryp.errors import (
+    MalformedInput,
+    NotAvailable,
+    RemoteError,
+    StorageCorrupt,
+    TimedOut,
+    invariant,
+)
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
 from scryp.server.config import ServerConfig
@@ -127,9 +134,7 @@ class ServerNode:
         if meta.round == 0:
             ledger = Ledger.from_genesis(self.genesis, window_ms=self.config.window_ms)
         else:
-            invariant(self.rounds.get(meta.round) is not None, f"round {meta.round} is missing")
-            ledger = self._ledger_of(meta.round)
-            invariant(ledger.state_hash() == meta.state_hash, "round file corrupt")
+            ledger = self._load_round(meta)
         # Seed randomness for election timeouts from the OS: servers must not be in lockstep.
         raft = RaftNode(
             self.raft_config,
@@ -181,6 +186,20 @@ class ServerNode:
             io=ServerIO(self),
             outcomes=self.outcome_file.book,
         )
+
+    def _load_round(self, meta: SnapshotMeta) -> Ledger:
+        """The ledger of the round the write-ahead log starts from, checked against the
+        state hash the log names: a server never starts from damaged data (§9.10)."""
+        where = self.rounds.path(meta.round)
+        if self.rounds.get(meta.round) is None:
+            raise StorageCorrupt(f"round {meta.round}, which the write-ahead log names, is gone")
+        try:
+            ledger = self._ledger_of(meta.round)
+        except (MalformedInput, OSError) as error:
+            raise StorageCorrupt(f"{where} is unreadable: {error}") from None
+        if ledger.state_hash() != meta.state_hash:
+            raise StorageCorrupt(f"{where} does not hash to the state the log names")
+        return ledger
 
     def _ledger_of(self, round_number: int) -> Ledger:
         return Ledger.from_checkpoint(
