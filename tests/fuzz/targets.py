@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from scryp.core import bencode
+from scryp.core import bencode, snapshot
 from scryp.core.balances import decode_balances, encode_balances
 from scryp.core.certificate import Certificate, Statement
 from scryp.core.genesis import Genesis
@@ -45,6 +45,7 @@ from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share, decode_fr
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, RemoteError
 from scryp.raftstore import RaftStore, RecordKind, _frame, _read_frame
+from scryp.server.rounds import RAFT_META, RoundStore
 
 Target = Callable[[bytes], bool]  # True if the input decoded (and re-encoded the same)
 
@@ -212,6 +213,35 @@ def _frame_any(kind: int, body: bytes) -> bytes:
     return struct.pack(">IIB", len(body), zlib.crc32(bytes([kind]) + body), kind) + body
 
 
+def round_directory(data: bytes) -> bool:
+    """A round directory as a restarting server reads it (``RoundStore.get``, then the
+    ledger from its balances and window files): loaded, or refused with MalformedInput.
+    Input: raft-meta length (1) | raft-meta | balances length (2) | balances | window."""
+    if len(data) < 3:
+        return False
+    meta_end = 1 + data[0]
+    balances_end = meta_end + 2 + int.from_bytes(data[meta_end : meta_end + 2], "big")
+    files = {
+        RAFT_META: data[1:meta_end],
+        snapshot.BALANCES: data[meta_end + 2 : balances_end],
+        snapshot.WINDOW: data[balances_end:],
+        snapshot.TRANSACTIONS: b"",
+    }
+    with tempfile.TemporaryDirectory(prefix="scryp-fuzz-round-") as directory:
+        store = RoundStore(Path(directory))
+        store.path(1).mkdir()
+        for name, content in files.items():
+            (store.path(1) / name).write_bytes(content)
+        stored = store.get(1)
+        if stored is None:
+            return False
+        try:
+            Ledger.from_checkpoint(store.read(1, snapshot.BALANCES), store.read(1, snapshot.WINDOW))
+        except RemoteError:
+            return False
+    return True
+
+
 TARGETS: dict[str, Target] = {
     "transaction": transaction,
     "balances": balances,
@@ -227,10 +257,17 @@ TARGETS: dict[str, Target] = {
     "peer_frame": peer_frame,
     "wal_frames": wal_frames,
     "wal_replay": wal_replay,
+    "round_directory": round_directory,
 }
 
 
 # -- seed corpus: one or more valid encodings per target --------------------------------------
+
+
+def _round_input(meta: SnapshotMeta, balances: bytes, window: bytes) -> bytes:
+    meta_1 = SnapshotMeta(meta.index, meta.term, 1, meta.stamp_ms, meta.state_hash)
+    encoded = encode_snapshot_meta(meta_1)
+    return bytes([len(encoded)]) + encoded + len(balances).to_bytes(2, "big") + balances + window
 
 
 def _record(kind: RecordKind, body: bytes) -> bytes:
@@ -300,6 +337,7 @@ def seeds() -> dict[str, list[bytes]]:
         "snapshot_meta": [encode_snapshot_meta(meta)],
         "peer_frame": [encode_frame(f) for f in frames],
         "wal_frames": [wal],
+        "round_directory": [_round_input(meta, genesis_file, ledger.encode_window())],
         "wal_replay": [
             _record(RecordKind.SNAPSHOT, encode_snapshot_meta(meta))
             + b"".join(_record(RecordKind.ENTRY, encode_entry(e)) for e in entries)

@@ -16,7 +16,7 @@ import pytest
 from tests.fuzz.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNS = {"wal_replay": 2_000}  # writes a file per input
+RUNS = {"wal_replay": 2_000, "round_directory": 2_000}  # these write files per input
 RUNS_DEFAULT = 20_000
 
 
