@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from scryp.client import servers
 from scryp.client.network import Network, api_allowed, api_url
@@ -31,6 +32,7 @@ from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
 from scryp.swarm import FetchFailed, Swarm
 
+_T = TypeVar("_T")
 Mode = Literal["light", "incremental", "full", "cached"]
 MODES = ("auto", "light", "incremental", "full")
 FETCH_TIMEOUT_S = 30.0
@@ -158,7 +160,9 @@ class Client:
         if mode == "light":
             if account is None:
                 raise SyncFailed("a light sync reads one account: give ACCOUNT")
-            balance, downloaded = await self.light(verified, account)
+            balance, downloaded = await self._first_that_works(
+                verified, lambda candidate: self.light(candidate, account)
+            )
             return Synced("light", verified, balance, downloaded, time.monotonic() - started)
         if mode == "incremental":
             if held is None or held.round >= verified.round:
@@ -174,7 +178,9 @@ class Client:
                 )
             except (RemoteError, NotAvailable) as error:
                 fell_back = f"incremental failed ({error}); did a full sync"
-        new, downloaded = await self.full(verified, held)
+        new, downloaded = await self._first_that_works(
+            verified, lambda candidate: self.full(candidate, held)
+        )
         return Synced(
             "full",
             verified,
@@ -183,6 +189,20 @@ class Client:
             time.monotonic() - started,
             fell_back,
         )
+
+    async def _first_that_works(
+        self, verified: VerifiedRound, attempt: Callable[[VerifiedRound], Awaitable[_T]]
+    ) -> _T:
+        """``attempt`` with each record naming this certified round, until one works: the
+        certificate does not cover a record's v1 infohash, so one lying server can make a
+        fetch fail, and then another server's record is tried (protocol §10.2)."""
+        candidates = verified.candidates()
+        for candidate in candidates[:-1]:
+            try:
+                return await attempt(candidate)
+            except (RemoteError, NotAvailable):
+                continue
+        return await attempt(candidates[-1])
 
     # -- full ---------------------------------------------------------------------------------
 

@@ -52,13 +52,21 @@ def forged_round(root: Path, number: int, balances: bytes, txs: list[Transaction
 
 
 async def put_pointers(
-    swarm: Swarm, number: int, state: bytes, v2: bytes, *, v1: bytes, recent: tuple[bytes, ...]
+    swarm: Swarm,
+    number: int,
+    state: bytes,
+    v2: bytes,
+    *,
+    v1: bytes | list[bytes],
+    recent: tuple[bytes, ...],
 ) -> None:
     """Every server's pointer names round ``number`` with a true majority certificate of
-    (state, v2), and whatever v1 infohash and recent list the caller says."""
+    (state, v2), and whatever v1 infohash (one for all, or one per server) and recent list
+    the caller says."""
     statement = Statement(NETWORK_ID, number, state, v2)
-    record = certified_record(statement, v1, KEYS, range(majority(len(KEYS))), recent)
-    for key in KEYS:
+    named = v1 if isinstance(v1, list) else [v1] * len(KEYS)
+    for key, infohash in zip(KEYS, named, strict=True):
+        record = certified_record(statement, infohash, KEYS, range(majority(len(KEYS))), recent)
         await swarm.put_pointer(key, encode_record(record))
 
 
@@ -129,6 +137,12 @@ def test_a_pointer_naming_another_torrent_cannot_change_a_balance(tmp_path: Path
             )
             with pytest.raises((RemoteError, NotAvailable)):
                 await balance(network, tmp_path / "light", "light")
+            # One server per torrent: the first in .keys order lies; the client tries the
+            # next server's record and reads the true balance (protocol §10.2).
+            each = [forged_3.infohash, true_3.infohash, r1.torrent.infohash]
+            await put_pointers(server, 3, state_hash(balances_3), v2_3, v1=each, recent=())
+            got, mode, _ = await balance(network, tmp_path / "light-2", "light")
+            assert (got, mode) == (true_balance, "light")
             # Incremental: the true round 3, but "recent" names the forged round 2.
             recent = (forged_2.infohash, r1.torrent.infohash)
             await put_pointers(
