@@ -15,6 +15,7 @@ Real libtorrent sessions and the real client on 127.0.0.1; rounds made with test
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from scryp.errors import NotAvailable, RemoteError
 from scryp.swarm import RoundTorrent, Swarm, SwarmConfig, build_round_torrent
 from tests.support.synthetic import (
     TIMESTAMP_MS,
+    SyntheticRound,
     build_rounds,
     certified_record,
     payer_keys,
@@ -77,33 +79,43 @@ async def balance(network: Network, data: Path, mode: str) -> tuple[int | None, 
         return synced.balance, synced.mode, synced.fell_back
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """Rounds 1 and 2 (true), round 3 (true), and two forgeries: round 2 with other
+    (validly signed) payments, and round 3 where payer 0 also holds payer 1's balance."""
+
+    r1: SyntheticRound
+    r2: SyntheticRound
+    true_3: RoundTorrent
+    balances_3: bytes
+    forged_2: RoundTorrent
+    forged_3: RoundTorrent
+
+
+def make_rounds(server_dir: Path, forged_dir: Path) -> Rounds:
+    r1, r2 = build_rounds(server_dir, 2_000, PAYERS, 20, build_round_torrent)
+    payer = PAYERS[0].public
+    balances_2 = (r2.round_dir / snapshot.BALANCES).read_bytes()
+    txs_3 = [Transaction.create(PAYERS[0], PAYERS[1].public, 7, TIMESTAMP_MS + 100)]
+    balances_3 = replay(balances_2, txs_3)
+    true_3 = forged_round(server_dir, 3, balances_3, txs_3)
+    txs_2f = [Transaction.create(PAYERS[1], payer, 1_000, TIMESTAMP_MS + 50)]
+    balances_1 = (r1.round_dir / snapshot.BALANCES).read_bytes()
+    forged_2 = forged_round(forged_dir, 2, replay(balances_1, txs_2f), txs_2f)
+    rich = dict(decode_balances(balances_3))
+    rich[payer] += rich.pop(PAYERS[1].public)  # payer 1's whole balance, moved
+    rich_file = encode_balances(sorted((a, b) for a, b in rich.items() if b))
+    forged_3 = forged_round(forged_dir / "light", 3, rich_file, txs_3)
+    return Rounds(r1, r2, true_3, balances_3, forged_2, forged_3)
+
+
 def test_a_pointer_naming_another_torrent_cannot_change_a_balance(tmp_path: Path) -> None:
     async def scenario() -> None:
         server_dir, forged_dir = tmp_path / "server", tmp_path / "forged"
-        rounds = await asyncio.to_thread(
-            build_rounds, server_dir, 2_000, PAYERS, 20, build_round_torrent
-        )
-        r1, r2 = rounds
-        payer = PAYERS[0].public
-        balances_2 = (r2.round_dir / snapshot.BALANCES).read_bytes()
-        # Round 3 (true): payer 0 pays payer 1 a little more.
-        txs_3 = [Transaction.create(PAYERS[0], PAYERS[1].public, 7, TIMESTAMP_MS + 100)]
-        balances_3 = replay(balances_2, txs_3)
-        true_3 = forged_round(server_dir, 3, balances_3, txs_3)
-        # A forged round 2: payer 1 pays payer 0 instead (validly signed, but never certified).
-        txs_2f = [Transaction.create(PAYERS[1], payer, 1_000, TIMESTAMP_MS + 50)]
-        balances_1 = (r1.round_dir / snapshot.BALANCES).read_bytes()
-        forged_2 = forged_round(forged_dir, 2, replay(balances_1, txs_2f), txs_2f)
-        # A forged round 3 for light clients: payer 0 holds payer 1's balance too.
-        rich = dict(decode_balances(balances_3))
-        rich[payer] += rich.pop(PAYERS[1].public)  # payer 1's whole balance, moved
-        forged_3 = forged_round(
-            forged_dir / "light",
-            3,
-            encode_balances(sorted((a, b) for a, b in rich.items() if b)),
-            txs_3,
-        )
-        true_balance = lookup(balances_3, payer)
+        made = await asyncio.to_thread(make_rounds, server_dir, forged_dir)
+        r1, r2, true_3, balances_3 = made.r1, made.r2, made.true_3, made.balances_3
+        forged_2, forged_3 = made.forged_2, made.forged_3
+        true_balance = lookup(balances_3, PAYERS[0].public)
 
         async with (
             Swarm.start(SwarmConfig()) as boot,
