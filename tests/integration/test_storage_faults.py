@@ -50,6 +50,13 @@ async def agree_again(net: LocalNetwork) -> None:
     assert len({(s["certified_round"], s["certified_state_hash"]) for s in statuses}) == 1
 
 
+def body_of_first_frame(wal: bytes) -> int:
+    """An offset inside the first record's body (frame: length 4 | crc 4 | kind 1 | body)."""
+    length = int.from_bytes(wal[:4], "big")
+    assert length > 0 and 9 + length < len(wal), "the log holds more than one record"
+    return 9 + length // 2
+
+
 def mount_tmpfs(where: Path) -> None:
     where.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
@@ -124,14 +131,21 @@ def test_damaged_rounds_and_logs_stop_the_server_with_a_clear_message(tmp_path: 
                 assert meta.round > 0, "the victim has not compacted yet"
                 return RoundStore(victim / "rounds").path(meta.round)
 
-            async def restarted_and_stopped(expected: str) -> None:
+            async def restarted_and_stopped(expected: str, code: int = 1) -> None:
                 await net.restart(VICTIM)
-                assert await exits(net, VICTIM) == 1
+                assert await exits(net, VICTIM) == code
                 text = log_of(net, VICTIM).rsplit("resuming", 1)[-1]
                 assert expected in text and "Traceback" not in text, text[-2000:]
 
             await wait_certified(net, 8)  # the victim has compacted past round 0
             await stop_victim()
+            wal = victim / "raft" / "wal"
+            intact = wal.read_bytes()
+            damaged = bytearray(intact)
+            damaged[body_of_first_frame(intact)] ^= 0xFF  # frames follow: not a torn tail
+            wal.write_bytes(bytes(damaged))
+            await restarted_and_stopped("checksum mismatch", code=2)
+            wal.write_bytes(intact)
             balances = snapshot_round() / "balances"
             data = bytearray(balances.read_bytes())
             data[-1] ^= 0xFF
