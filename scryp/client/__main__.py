@@ -27,7 +27,9 @@ USAGE = """usage: python -m scryp.client INFOHASH [options]    download a round 
 commands:
   new-key    make a key pair (a seed file, mode 0600) and print its account id
   id         print the account id of a seed file
-  pay        pay PAYEE AMOUNT and wait until a certified round decides it
+  pay        pay PAYEE AMOUNT and wait until a certified round decides it (--no-check:
+             skip the local funds check, to watch the servers refuse an overspend)
+  sign       print a signed payment PAYEE AMOUNT as 280 hex digits, for curl (valid 5 s)
   balance    a balance verified by a majority certificate (light, incremental or full sync)
   history    the account's payments in the rounds this client synced
   status     the servers, their rounds, and who agrees

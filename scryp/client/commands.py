@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from scryp.client.session import (
     open_client,
 )
 from scryp.client.sync import MODES
-from scryp.core.tx import AMOUNT_MAX
+from scryp.core.tx import AMOUNT_MAX, Transaction
 from scryp.crypto import KeyPair, new_seed
 from scryp.errors import ConfigError, NotAvailable, RemoteError
 from scryp.keyfile import write_seed
@@ -88,9 +89,24 @@ async def run_pay(args: argparse.Namespace) -> dict[str, Any]:
     amount = parse_amount(args.amount)
     payer = load_key(args)
     check_payee(payer.public, payee)  # before opening a session: nothing to ask the network
+    if args.no_check:
+        # Skip the local funds check, so a refused overspend can be seen (protocol §10.6).
+        apis = network_from(args).apis
+        paid = await operations.send_payment(apis, payer, payee, amount, args.timeout_s)
+        return paid.as_json()
     async with open_client(network_from(args), data_dir(args)) as client:
         paid = await operations.pay(client, payer, payee, amount, args.timeout_s)
     return paid.as_json()
+
+
+def run_sign(args: argparse.Namespace) -> dict[str, Any]:
+    """A signed payment, timestamped now, to send by hand (``curl --data-binary``)."""
+    payee = parse_account(args.payee)
+    amount = parse_amount(args.amount)
+    payer = load_key(args)
+    check_payee(payer.public, payee)
+    tx = Transaction.create(payer, payee, amount, int(time.time() * 1000))
+    return {"id": tx.tx_id.hex(), "transaction": tx.encode().hex(), "valid_for_s": 5}
 
 
 def text_pay(result: dict[str, Any]) -> str:
@@ -150,12 +166,18 @@ Runner = Callable[[argparse.Namespace], Awaitable[dict[str, Any]] | dict[str, An
 def build_parser(command: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m scryp.client {command}")
     add_common(parser)
-    if command in ("pay", "balance", "history", "id"):
+    if command in ("pay", "sign", "balance", "history", "id"):
         parser.add_argument("--key", type=Path, metavar="SEEDFILE", help="the account's seed")
-    if command == "pay":
+    if command in ("pay", "sign"):
         parser.add_argument("payee", help="the payee's account, 64 hex digits")
         parser.add_argument("amount", help=f"whole scryp, 1..{AMOUNT_MAX}")
+    if command == "pay":
         parser.add_argument("--timeout-s", type=float, default=PAY_TIMEOUT_S)
+        parser.add_argument(
+            "--no-check",
+            action="store_true",
+            help="send without checking the verified balance first (to watch servers refuse)",
+        )
     if command in ("balance", "history"):
         parser.add_argument("account", nargs="?", help="64 hex digits (default: your key)")
         parser.add_argument("--sync", choices=MODES, default="auto")
@@ -173,6 +195,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 
 RUNNERS: dict[str, tuple[Runner, Callable[[dict[str, Any]], str]]] = {
     "pay": (run_pay, text_pay),
+    "sign": (run_sign, lambda r: str(r["transaction"])),
     "balance": (run_balance, text_balance),
     "history": (run_history, text_history),
     "status": (run_status, text_status),
