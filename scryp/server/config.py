@@ -24,6 +24,9 @@ class ServerLimits:
     shares_rounds_ahead_max: int = 16  # round signatures buffered for rounds not sealed yet
     catch_up_timeout_s: float = 60.0
     ask_timeout_s: float = 5.0  # for a peer's answer naming a round's torrent
+    share_grace_s: float = 1.0  # after the first answer, for the others' (protocol §9.5)
+    # A torrent whose metadata does not come in this long is nobody's: try the next one.
+    catch_up_metadata_s: float = 10.0
     dht_get_timeout_s: float = 10.0
 
 

@@ -47,6 +47,7 @@ from scryp.errors import (
 )
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
+from scryp.server.catchup import Candidates
 from scryp.server.config import ServerConfig
 from scryp.server.driver import (
     BadFrame,
@@ -114,7 +115,7 @@ class ServerNode:
         self._to_publish: PointerRecord | None = None
         self._publish_wanted = asyncio.Event()
         # A catch-up waiting for a peer's share naming the round's torrent (protocol §9.5).
-        self._share_waiter: tuple[int, asyncio.Future[tuple[int, Share]]] | None = None
+        self._catch_up: Candidates | None = None
         self.api_address = f"{config.host}:{config.server_port}"
         self.view = ServerView(self)
 
@@ -300,6 +301,10 @@ class ServerNode:
             self._wake.clear()
             await driver.turn(self.now_ms())
 
+    def send_frame(self, peer: int, frame: PeerFrame) -> None:
+        """Every frame to a peer goes out here (tests put a lying or slow server here)."""
+        self.hub.send(peer, encode_frame(frame))
+
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         if self._tasks is not None:
             self._tasks.create_task(coroutine)
@@ -349,55 +354,65 @@ class ServerNode:
                 log.warning("publishing round %d: %s", record.round, error)
 
     def start_fetch(self, meta: SnapshotMeta) -> None:
-        # Wait for a share of the round from now on: the driver has just asked every peer.
-        waiter: asyncio.Future[tuple[int, Share]] = asyncio.get_running_loop().create_future()
-        self._share_waiter = (meta.round, waiter)
-        self.spawn(self.fetch_round(meta, waiter))
+        # Gather shares of the round from now on: the driver has just asked every peer.
+        candidates = Candidates(meta.round, meta.state_hash)
+        self._catch_up = candidates
+        self.spawn(self.fetch_round(meta, candidates))
 
-    async def fetch_round(
-        self, meta: SnapshotMeta, waiter: asyncio.Future[tuple[int, Share]]
-    ) -> None:
+    async def fetch_round(self, meta: SnapshotMeta, candidates: Candidates) -> None:
         """Catch up through the swarm (protocol §9.5); the driver restores from the result."""
         log.info("far behind: catching up to round %d through the swarm", meta.round)
         try:
-            ledger = await asyncio.wait_for(
-                self._fetch_round(meta, waiter), self.config.limits.catch_up_timeout_s
-            )
+            ledger = await self._fetch_round(meta, candidates)
         except (TimeoutError, NotAvailable, RemoteError, OSError) as error:
             self.post_and_wake(FetchFailed(meta, f"{type(error).__name__}: {error}"))
         else:
             self.post_and_wake(Fetched(meta, ledger))
         finally:
-            self._share_waiter = None
+            self._catch_up = None
 
-    async def _fetch_round(
-        self, meta: SnapshotMeta, waiter: asyncio.Future[tuple[int, Share]]
-    ) -> Ledger:
+    async def _fetch_round(self, meta: SnapshotMeta, candidates: Candidates) -> Ledger:
+        """From the torrent most servers name, then the others: one server that lies about
+        the round's torrent, or is slow to answer, delays a catch-up but cannot stop it."""
+        limits = self.config.limits
+        if not await candidates.first(limits.ask_timeout_s):
+            raise TimedOut(f"no server named round {meta.round}'s torrent")
+        await candidates.more(limits.share_grace_s, len(self.quorum))
+        tried: set[tuple[bytes, bytes]] = set()
+        failures: list[str] = []
+        while ranked := candidates.ranked(tried):
+            torrent, named = ranked[0]
+            tried.add(torrent)
+            try:
+                return await self._fetch_torrent(meta, named)
+            except (NotAvailable, RemoteError) as error:
+                log.warning("round %d from torrent %s: %s", meta.round, torrent[0].hex(), error)
+                failures.append(f"{type(error).__name__}: {error}")
+        raise TimedOut(f"no torrent named for round {meta.round} held it: {'; '.join(failures)}")
+
+    async def _fetch_torrent(self, meta: SnapshotMeta, named: list[tuple[int, Share]]) -> Ledger:
         swarm = self.swarm
         assert swarm is not None
-        try:
-            sender, share = await asyncio.wait_for(waiter, self.config.limits.ask_timeout_s)
-        except TimeoutError:
-            raise TimedOut(f"no server named round {meta.round}'s torrent") from None
+        share = named[0][1]
         log.info("round %d is torrent %s; fetching", meta.round, share.infohash.hex())
-        if share.state_hash != meta.state_hash:
-            raise MalformedInput("a peer's share of the round differs from the leader's")
+        peers = [p for sender, s in named for p in self._torrent_peers(sender, s)]
         result = await swarm.fetch(
             share.infohash,
             self.rounds.directory,
             timeout_s=self.config.limits.catch_up_timeout_s,
             expect_infohash_v2=share.infohash_v2,
             expect_state_hash=meta.state_hash,
-            peers=self._torrent_peers(sender, share),
+            peers=peers,
             on_progress=lambda p: log.debug("catch-up progress %s", p),
+            metadata_timeout_s=self.config.limits.catch_up_metadata_s,
         )
         stored = await asyncio.to_thread(self.rounds.adopt, result.round_dir, meta)
         return await asyncio.to_thread(self._ledger_of, stored.round)
 
     def peer_seeds(self, peer: int, share: Share) -> None:
-        waiting = self._share_waiter
-        if waiting is not None and share.round == waiting[0] and not waiting[1].done():
-            waiting[1].set_result((peer, share))
+        candidates = self._catch_up
+        if candidates is not None:
+            candidates.offer(peer, share)
 
     def _torrent_peers(self, sender: int, share: Share) -> list[tuple[str, int]]:
         """Where the server that answered seeds: dialled at once, besides the DHT's peers."""
@@ -449,7 +464,7 @@ class ServerIO:
             await asyncio.to_thread(store.save, ready.hard_state, ready.snapshot, ready.entries)
 
     def send(self, peer: int, frame: PeerFrame) -> None:
-        self.node.hub.send(peer, encode_frame(frame))
+        self.node.send_frame(peer, frame)
 
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
         return await precheck_parallel(txs)

@@ -227,11 +227,14 @@ class _RoundFetch:
         for host, port in peers:
             self.handle.connect_peer((host, port))
 
-    async def metadata(self) -> Any:
-        """Wait for the metadata (BEP 9); the torrent's info."""
+    async def metadata(self, limit_s: float | None = None) -> Any:
+        """Wait for the metadata (BEP 9), at most ``limit_s`` if given; the torrent's info."""
         if self.handle.status().has_metadata and not self.watch.metadata.done():
             self.watch.metadata.set_result(None)
-        await self._wait(self.watch.metadata, "torrent metadata")
+        left_s = self.deadline - time.monotonic()
+        if limit_s is not None:
+            left_s = min(left_s, limit_s)
+        await deadline(self.watch.metadata, left_s, "torrent metadata")
         return self.handle.torrent_file()
 
     async def reuse(self, previous_round: Path, round_dir: Path) -> None:
@@ -331,6 +334,7 @@ class Fetching:
         expect_infohash_v2: bytes | None = None,
         expect_state_hash: bytes | None = None,
         peers: Sequence[tuple[str, int]] = (),
+        metadata_timeout_s: float | None = None,
     ) -> FetchResult:
         """Download a round by v1 infohash into ``save_dir/<torrent name>/``; keep seeding it.
 
@@ -339,11 +343,10 @@ class Fetching:
         ``files`` (names inside the round) or ``pieces`` (indices) restrict what is fetched.
         ``expect_infohash_v2`` and ``expect_state_hash`` are checked once the data is here;
         a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
+        ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata).
         Raises TimedOut if the metadata or the data do not arrive within ``timeout_s``.
         """
-        for host, _ in peers:
-            if not self.config.allows(host):
-                raise LocalError(f"peer {host} is not a loopback address (protocol §8.8)")
+        self._check_peers(peers)
         step = _RoundFetch(self, infohash, timeout_s, on_progress)
         unwatch = self._watch(infohash, step.watch.on_alert)
         lookups = None
@@ -352,7 +355,7 @@ class Fetching:
             await step.add(save_dir)
             lookups = self._start_lookups(infohash)  # once the torrent is there to dial from
             step.dial(peers)
-            info = await step.metadata()
+            info = await step.metadata(metadata_timeout_s)
             round_dir = save_dir / info.name()
             infohash_v2 = _infohash_v2(info)
             if expect_infohash_v2 is not None and infohash_v2 != expect_infohash_v2:
@@ -387,6 +390,11 @@ class Fetching:
             if not succeeded and not self._closed:
                 # Neither half-fetched nor unverified data is seeded on; files stay for reuse.
                 await self.remove(infohash)
+
+    def _check_peers(self, peers: Sequence[tuple[str, int]]) -> None:
+        for host, _ in peers:
+            if not self.config.allows(host):
+                raise LocalError(f"peer {host} is not a loopback address (protocol §8.8)")
 
     async def fetch_pieces(
         self, infohash: bytes, pieces: Iterable[int], timeout_s: float = DEFAULT_TIMEOUT_S
