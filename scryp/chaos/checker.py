@@ -26,6 +26,7 @@ from scryp.core.balances import TOTAL_SUPPLY, decode_balances, encode_balances
 from scryp.core.tx import TX_BYTES, Transaction
 
 VIOLATIONS_LISTED_MAX = 20  # of each kind, in the report
+WINDOW_MS = 5_000  # the ledger's timestamp window (protocol §6.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Report:
     posts_answered: int = 0
     longest_stall_s: float = 0.0
     undecided: int = 0  # sent and never applied, with no rejection reported
+    unknown_after_catch_up: int = 0  # 404s for payments before a server's horizon (allowed)
     violations: dict[str, list[str]] = field(default_factory=dict)
 
     def violate(self, kind: str, detail: str) -> None:
@@ -81,13 +83,15 @@ class Observed:
     final: Mapping[bytes, Mapping[int, FinalAnswer]]  # tx id -> server -> answer
     final_certified: Mapping[int, tuple[int, str] | None]  # server -> (round, state hash)
     certified_seen_s: Sequence[float]
+    # server -> the stamp before which it says it does not know outcomes (protocol §6.5)
+    horizons_ms: Mapping[int, int] = field(default_factory=dict)
 
 
 def check(genesis: bytes, copies: Mapping[int, Sequence[RoundOnDisk]], seen: Observed) -> Report:
     report = Report()
     rounds = _agreed_rounds(copies, report)
     applied_in = _replay(genesis, rounds, report)
-    _check_outcomes(seen.history, seen.final, applied_in, report)
+    _check_outcomes(seen, applied_in, report)
     _check_double_spends(seen.history, applied_in, report)
     _check_final_agreement(seen.final_certified, report)
     posts = [post for sent in seen.history.sent.values() for post in sent.posts]
@@ -150,12 +154,8 @@ def _replay(genesis: bytes, rounds: Mapping[int, RoundOnDisk], report: Report) -
     return applied_in
 
 
-def _check_outcomes(
-    history: History,
-    final: Mapping[bytes, Mapping[int, FinalAnswer]],
-    applied_in: Mapping[bytes, int],
-    report: Report,
-) -> None:
+def _check_outcomes(observed: Observed, applied_in: Mapping[bytes, int], report: Report) -> None:
+    history, final = observed.history, observed.final
     report.payments_sent = sum(1 for s in history.sent.values() if s.kind is not Kind.FUND)
     for tx_id, sent in history.sent.items():
         applied = tx_id in applied_in
@@ -172,7 +172,13 @@ def _check_outcomes(
             if answer.http_status == 200 and (answer.status == "accepted") != applied:
                 report.violate("final outcome lied", f"{name}: server {server} {answer.status}")
             if answer.http_status == 404 and applied:
-                report.violate("outcome forgotten", f"{name}: server {server} answers 404")
+                # A server that caught up from a round it did not apply says it does not know
+                # the decisions before it (protocol §6.5): "unknown", not a lie, not forgotten.
+                horizon_ms = observed.horizons_ms.get(server, 0)
+                if horizon_ms and sent.tx.timestamp_ms - WINDOW_MS < horizon_ms:
+                    report.unknown_after_catch_up += 1
+                else:
+                    report.violate("outcome forgotten", f"{name}: server {server} answers 404")
         rejected = (
             any(p.status == "rejected" for p in sent.posts)
             or any(s.status == "rejected" for s in sent.seen)

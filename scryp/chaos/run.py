@@ -116,7 +116,10 @@ class ChaosRun:
                 await self._heal()
                 final_certified = await self._settle()
                 final = await self._final_answers()
-            observed = Observed(self.history, final, final_certified, self.certified_seen_s)
+                horizons = await self._horizons()
+            observed = Observed(
+                self.history, final, final_certified, self.certified_seen_s, horizons
+            )
             assert self.net.genesis is not None
             return check(self.net.genesis.balances_file, self._rounds_on_disk(), observed)
         finally:
@@ -327,6 +330,16 @@ class ChaosRun:
                 i: (body["certified_round"], body["certified_state_hash"]) if code == 200 else None
                 for i, (code, body) in enumerate(replies)
             }
+
+    async def _horizons(self) -> dict[int, int]:
+        replies = await asyncio.gather(
+            *(self._get(i, "/status") for i in range(self.options.servers))
+        )
+        return {
+            i: int(body.get("outcomes_horizon_ms") or 0)
+            for i, (code, body) in enumerate(replies)
+            if code == 200 and isinstance(body, dict)
+        }
 
     async def _final_answers(self) -> dict[bytes, dict[int, FinalAnswer]]:
         final: dict[bytes, dict[int, FinalAnswer]] = {}

@@ -130,4 +130,7 @@ class ServerView:
             "peers_in": sorted(node.hub.connected_in),
             "accounts": driver.ledger.account_count() if driver else None,
             "torrent_port": node.swarm.port if node.swarm else None,
+            # Decisions before this stamp are unknown here (a catch-up, or forgotten): GET /tx
+            # answers 404 for them rather than guess (protocol §6.5).
+            "outcomes_horizon_ms": driver.outcomes.horizon_ms if driver else None,
         }

@@ -71,6 +71,18 @@ def test_a_forgotten_outcome_is_caught() -> None:
     assert "outcome forgotten" in check(GENESIS, copies, observed(history, final)).violations
 
 
+def test_a_404_before_a_servers_horizon_is_unknown_not_forgotten() -> None:
+    """A server that caught up from a round after the payment's says it does not know
+    (protocol §6.5); one whose horizon is earlier has forgotten it."""
+    copies, history, pay, _ = honest()
+    final = {pay.tx_id: answers(s0=FinalAnswer(200, "accepted"), s1=FinalAnswer(404))}
+    seen = Observed(history, final, {0: (1, "h"), 1: (1, "h")}, [], {1: 1_000 + 5_001})
+    report = check(GENESIS, copies, seen)
+    assert report.ok and report.unknown_after_catch_up == 1
+    early = Observed(history, final, {0: (1, "h"), 1: (1, "h")}, [], {1: 1_000 - 5_000})
+    assert "outcome forgotten" in check(GENESIS, copies, early).violations
+
+
 def test_an_overdraft_and_a_bad_replay_are_caught() -> None:
     _, history, pay, refused = honest()
     wrong = round_on_disk(1, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10}, [pay, refused])
