@@ -22,12 +22,12 @@ from typing import Literal, TypeVar
 
 from scryp.client import servers
 from scryp.client.network import Network, api_allowed, api_url
-from scryp.client.replay import replay_to
 from scryp.client.search import find_balance
 from scryp.client.store import Held, Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
+from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
 from scryp.swarm import FetchFailed, Swarm

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 
 from scryp.client.network import Network
-from scryp.client.replay import replay
 from scryp.client.session import open_client
 from scryp.core import snapshot
 from scryp.core.balances import decode_balances, encode_balances, lookup, state_hash
 from scryp.core.certificate import Statement, majority
 from scryp.core.pointer import encode_record
+from scryp.core.replay import replay
 from scryp.core.tx import Transaction
 from scryp.errors import NotAvailable, RemoteError
 from scryp.swarm import RoundTorrent, Swarm, SwarmConfig, build_round_torrent

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scryp.client.replay import replay
 from scryp.core import snapshot
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances, state_hash
 from scryp.core.certificate import Certificate, Statement, majority
 from scryp.core.pointer import PointerRecord, encode_record
+from scryp.core.replay import replay
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 

@@ -6,7 +6,6 @@ import hashlib
 
 import pytest
 
-from scryp.client.replay import replay, replay_to
 from scryp.client.verify import choose_certified
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances, lookup, state_hash
 from scryp.core.certificate import Certificate, Statement
@@ -18,6 +17,7 @@ from scryp.core.pointer import (
     signed_bytes,
     verify_item,
 )
+from scryp.core.replay import replay, replay_to
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.errors import BadSignature, MalformedInput

@@ -21,7 +21,7 @@ PURE_MODULES = (
     "scryp.crypto",
     "scryp.keyfile",
     "scryp.client.network",
-    "scryp.client.replay",
+    "scryp.core.replay",
     "scryp.client.search",
     "scryp.client.verify",
 )

@@ -1,5 +1,6 @@
-"""Incremental sync's core: replay rounds' transactions onto a verified balances file
-(protocol §10.4). Pure.
+"""Replay rounds' transactions onto a verified balances file: incremental sync, and a
+server filling in the outcomes of the rounds it skipped by catching up
+(protocol §10.4, §6.5). Pure.
 
 A round's ``transactions`` file holds only the payments the servers accepted, in log order,
 so replaying them needs no clock and no duplicate window: each must carry a valid signature,
