@@ -23,7 +23,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scryp.core.ledger import Ledger, Reason
+from scryp.core.ledger import ACCEPTED, Ledger, Reason
 from scryp.core.outcomes import OutcomeBook, horizon_record
 from scryp.core.pointer import PointerRecord
 from scryp.core.proposals import ProposalQueue, Propose, Taken
@@ -77,7 +77,15 @@ class FetchFailed:
     reason: str
 
 
-Event = Seeded | SeedFailed | Fetched | FetchFailed
+@dataclass(frozen=True, slots=True)
+class Backfilled:
+    """Payments the rounds skipped by a catch-up accepted, checked by replay (§6.5):
+    (tx id, its timestamp, round) each."""
+
+    accepted: tuple[tuple[bytes, int, int], ...]
+
+
+Event = Seeded | SeedFailed | Fetched | FetchFailed | Backfilled
 
 
 # -- what the driver reports (to log, or for the simulator's checks) ------------------------
@@ -154,6 +162,10 @@ class DriverIO(Protocol):
 
     def start_fetch(self, meta: SnapshotMeta) -> None:
         """Fetch the round from the swarm; ``post`` ``Fetched`` or ``FetchFailed`` later."""
+
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        """Learn what rounds after ``since`` up to ``to`` accepted; ``post`` ``Backfilled``
+        if that could be checked (else nothing: those outcomes stay unknown)."""
 
     def peer_seeds(self, peer: int, share: Share) -> None:
         """A verified share: where a peer seeds a round (a catch-up may wait for one)."""
@@ -289,6 +301,7 @@ class Driver:
                 await self._route(self.rounds.seed_failed(event.round, self.now_ms))
             case Fetched():
                 self._fetching = None
+                behind = self._sealed[-1]  # the newest round this server sealed itself
                 if self.raft.restore(event.meta):
                     self.ledger = event.ledger
                     self._sealed = deque([event.meta])
@@ -298,12 +311,25 @@ class Driver:
                     self._round_outcomes = []
                     await self.io.keep_outcomes(horizon_record(self.outcomes.horizon_ms))
                     self.io.report(CaughtUp(event.meta))
+                    self.io.start_backfill(behind, event.meta)
                     stored = self.io.stored_round(event.meta.round)
                     certificate = stored[1] if stored is not None else b""
                     await self._route(self.rounds.sealed(event.meta, certificate))
             case FetchFailed():
                 self._fetching = None
                 self.io.report(event)
+            case Backfilled():
+                records = []
+                for tx_id, timestamp_ms, round_number in event.accepted:
+                    # The deciding entry's stamp is within the window of the timestamp: the
+                    # later bound keeps the horizon conservative if this is forgotten later.
+                    stamp_ms = timestamp_ms + self.ledger.window_ms
+                    decided = self.outcomes.decide(
+                        tx_id, timestamp_ms, ACCEPTED, round_number, stamp_ms
+                    )
+                    if decided is not None:
+                        records.append(decided.encode())
+                await self.io.keep_outcomes(b"".join(records))
 
     async def _step(self, peer: int, frame: PeerFrame) -> None:
         match frame:

@@ -47,15 +47,18 @@ from scryp.errors import (
 )
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
+from scryp.server.backfill import Backfill
 from scryp.server.catchup import Candidates
 from scryp.server.config import ServerConfig
 from scryp.server.driver import (
+    Backfilled,
     BadFrame,
     CatchingUp,
     CaughtUp,
     Compacted,
     Driver,
     DriverConfig,
+    Event,
     Fetched,
     FetchFailed,
     PaymentsDropped,
@@ -286,7 +289,7 @@ class ServerNode:
         self._wake.set()
         return refusal
 
-    def post_and_wake(self, event: Seeded | SeedFailed | Fetched | FetchFailed) -> None:
+    def post_and_wake(self, event: Event) -> None:
         if self.driver is not None:
             self.driver.post(event)
             self._wake.set()
@@ -352,6 +355,33 @@ class ServerNode:
                 await publisher.publish(encode_record(record))
             except NotAvailable as error:
                 log.warning("publishing round %d: %s", record.round, error)
+
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        if since.round < to.round and self.swarm is not None:
+            self.spawn(self.backfill(since, to))
+
+    async def backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        """What the rounds skipped by a catch-up accepted (protocol §6.5): else unknown."""
+        assert self.swarm is not None
+        filler = Backfill(
+            self.swarm,
+            self.rounds,
+            self.config.data_dir / "backfill",
+            lambda: [a for i in range(len(self.quorum)) if (a := self._address_of(i))],
+        )
+        try:
+            found = await asyncio.wait_for(
+                filler.accepted(since, to, self.config.limits.catch_up_timeout_s),
+                self.config.limits.catch_up_timeout_s * 2,
+            )
+        except (TimeoutError, NotAvailable, RemoteError, OSError) as error:
+            log.warning(
+                "outcomes of rounds %d..%d stay unknown here: %s", since.round + 1, to.round, error
+            )
+            return
+        log.info("rounds %d..%d accepted %d payments", since.round + 1, to.round, len(found))
+        accepted = tuple((a.tx_id, a.timestamp_ms, a.round) for a in found)
+        self.post_and_wake(Backfilled(accepted))
 
     def start_fetch(self, meta: SnapshotMeta) -> None:
         # Gather shares of the round from now on: the driver has just asked every peer.
@@ -489,6 +519,9 @@ class ServerIO:
 
     def start_fetch(self, meta: SnapshotMeta) -> None:
         self.node.start_fetch(meta)
+
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        self.node.start_backfill(since, to)
 
     def peer_seeds(self, peer: int, share: Share) -> None:
         self.node.peer_seeds(peer, share)

@@ -246,6 +246,9 @@ class SimIO:
     def start_seed(self, meta: SnapshotMeta) -> None:
         self.hooks.start_seed(self.server, meta)
 
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        pass  # the simulator keeps no outcomes beyond its own (protocol §6.5 backfill: real)
+
     def start_fetch(self, meta: SnapshotMeta) -> None:
         self.hooks.start_fetch(self.server, meta)
 

@@ -72,6 +72,9 @@ class RecordingIO:
     def start_seed(self, meta: SnapshotMeta) -> None:
         self.seeds.append(meta)
 
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        pass  # the simulator keeps no outcomes beyond its own (protocol §6.5 backfill: real)
+
     def start_fetch(self, meta: SnapshotMeta) -> None:
         raise AssertionError("a lone server never catches up")
 
