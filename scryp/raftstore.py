@@ -53,6 +53,9 @@ class RecordKind(IntEnum):
     HARD_STATE = 3
 
 
+_KINDS = frozenset(int(kind) for kind in RecordKind)
+
+
 @dataclass(frozen=True, slots=True)
 class Persisted:
     """What a server restarts from."""
@@ -172,13 +175,33 @@ def _read_frame(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
     if length > RECORD_BYTES_MAX:
         raise ConfigError(f"raft wal: frame at byte {offset} claims {length} bytes")
     if end > len(data):
-        return None  # only the last frame can be incomplete
+        # Only the last frame can be incomplete. A length corrupted in the middle of the log
+        # looks the same, but then whole, valid frames follow it: cutting there would drop
+        # durable state (a vote, say) without a word.
+        if _valid_frame_after(data, start):
+            raise ConfigError(
+                f"raft wal: frame at byte {offset} claims {length} bytes past the end"
+            )
+        return None
     body = data[start:end]
     if zlib.crc32(bytes([kind]) + body) != crc:
         if end == len(data):
             return None  # the last frame was being written when we crashed
         raise ConfigError(f"raft wal: checksum mismatch at byte {offset}, and data follows")
     return kind, body, end
+
+
+def _valid_frame_after(data: bytes, start: int) -> bool:
+    """Whether a complete frame with a matching checksum begins anywhere from ``start``: in
+    a torn tail nothing does (the chance that a cut body hides one is 2^-32 a candidate)."""
+    head = _FRAME_HEAD.size
+    for at in range(start, len(data) - head + 1):
+        length, crc, kind = _FRAME_HEAD.unpack_from(data, at)
+        end = at + head + length
+        body_ok = kind in _KINDS and end <= len(data)
+        if body_ok and zlib.crc32(bytes([kind]) + data[at + head : end]) == crc:
+            return True
+    return False
 
 
 def _encode_hard_state(state: HardState) -> bytes:

@@ -120,3 +120,16 @@ def test_an_absurd_frame_length_fails_loudly(tmp_path: Path) -> None:
     store.path.write_bytes(b"\xff\xff\xff\xff" + store.path.read_bytes()[4:])
     with pytest.raises(ConfigError, match="claims"):
         RaftStore(tmp_path, GENESIS).load()
+
+
+def test_a_length_corrupted_in_the_middle_is_not_taken_for_a_torn_tail(tmp_path: Path) -> None:
+    """Regression: a first frame whose length now points past the end of the file was cut
+    off as a torn tail, with every frame after it (a vote among them), silently."""
+    store = reopen(tmp_path)
+    store.save(HardState(1, 0, 0), None, [entry(1, txs=1)])
+    store.save(HardState(2, 1, 1), None, [entry(2)])
+    data = bytearray(store.path.read_bytes())
+    data[0:4] = (len(data) * 2).to_bytes(4, "big")  # the first frame's length, corrupted
+    store.path.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="past the end"):
+        RaftStore(tmp_path, GENESIS).load()
