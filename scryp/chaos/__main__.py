@@ -46,7 +46,8 @@ def summary(report: Report, faults: list[str], seconds: float) -> str:
         f"{report.payments_sent} payments sent, {report.payments_applied} applied in "
         f"{report.rounds} rounds; {report.double_spend_groups} double-spend groups; "
         f"{answered:.1%} of {report.posts} submissions answered; longest stall "
-        f"{report.longest_stall_s:.2f} s; {report.undecided} undecided; "
+        f"{report.longest_stall_s:.2f} s (from {report.longest_stall_from_s:.1f} s); "
+        f"{report.undecided} undecided; "
         f"{report.unknown_after_catch_up} answers unknown after a catch-up; {seconds:.0f} s"
     )
     for kind, details in report.violations.items():

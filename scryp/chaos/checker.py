@@ -58,6 +58,7 @@ class Report:
     posts: int = 0
     posts_answered: int = 0
     longest_stall_s: float = 0.0
+    longest_stall_from_s: float = 0.0  # when it began, from the start of the load
     undecided: int = 0  # sent and never applied, with no rejection reported
     unknown_after_catch_up: int = 0  # 404s for payments before a server's horizon (allowed)
     violations: dict[str, list[str]] = field(default_factory=dict)
@@ -97,8 +98,8 @@ def check(genesis: bytes, copies: Mapping[int, Sequence[RoundOnDisk]], seen: Obs
     posts = [post for sent in seen.history.sent.values() for post in sent.posts]
     report.posts = len(posts)
     report.posts_answered = sum(1 for p in posts if 0 < p.http_status < 500)
-    gaps = [b - a for a, b in pairwise(seen.certified_seen_s)]
-    report.longest_stall_s = max(gaps, default=0.0)
+    gaps = [(b - a, a) for a, b in pairwise(seen.certified_seen_s)]
+    report.longest_stall_s, report.longest_stall_from_s = max(gaps, default=(0.0, 0.0))
     return report
 
 
