@@ -41,6 +41,7 @@ POLL_PERIOD_S = 1.0  # per payment, until a certified outcome is known
 RESEND_AFTER_S = 1.5  # as scryp.client does (protocol §10.6)
 WINDOW_S = 5.0  # the ledger's timestamp window (protocol §6.2)
 MONITOR_PERIOD_S = 0.1
+RECOVERY_S_MAX = 30.0  # a victim not back in agreement by then: noted, and the plan goes on
 ROUNDS_KEPT = 1_000_000  # servers keep every round, so the checker can replay from genesis
 
 
@@ -259,21 +260,48 @@ class ChaosRun:
     # -- faults ----------------------------------------------------------------------------
 
     async def _inject_faults(self) -> None:
+        """The plan, one impaired server at a time: the next fault waits until the last
+        victim is back in agreement, then a healthy gap (protocol §11.2)."""
+        ready_at_s = 0.0
+        last_start_s = self.options.duration_s - ScheduleOptions().quiet_tail_s
         for fault in self.faults:
-            delay_s = fault.at_s - self.now_s()
+            start_s = max(fault.at_s, ready_at_s)
+            if start_s > last_start_s:
+                self.fault_log.append(f"{fault.at_s:6.1f} s {fault.kind}: skipped (no time left)")
+                continue
+            delay_s = start_s - self.now_s()
             if delay_s > 0:
                 await asyncio.sleep(delay_s)  # the plan's time, not a wait for an event
             target = self._target(fault)
             self.unavailable.add(target)
-            if fault.kind is FaultKind.KILL:
-                self.net.kill(target, signal.SIGKILL)
-            else:
-                self.net.kill(target, signal.SIGSTOP)
+            self.net.kill(
+                target, signal.SIGKILL if fault.kind is FaultKind.KILL else signal.SIGSTOP
+            )
             self.fault_log.append(
-                f"{fault.at_s:6.1f} s {fault.kind} server {target} for {fault.duration_s:.1f} s"
+                f"{self.now_s():6.1f} s {fault.kind} server {target} for {fault.duration_s:.1f} s"
             )
             await asyncio.sleep(fault.duration_s)  # how long the fault lasts
             await self._end_fault(fault.kind, target)
+            recovered_s = await self._recovered(target)
+            ready_at_s = recovered_s + ScheduleOptions().gap_s[0]
+
+    async def _recovered(self, target: int) -> float:
+        """When ``target`` is certified at the others' newest round again (30 s at most)."""
+        deadline_s = self.now_s() + RECOVERY_S_MAX
+        while self.now_s() < deadline_s:
+            replies = await asyncio.gather(
+                *(self._get(i, "/status") for i in range(self.options.servers))
+            )
+            rounds = [
+                int(body.get("certified_round") or 0) if code == 200 else -1
+                for code, body in replies
+            ]
+            others = max(r for i, r in enumerate(rounds) if i != target)
+            if rounds[target] >= others > 0:
+                return self.now_s()
+            await asyncio.sleep(MONITOR_PERIOD_S)  # other processes: polled, with a deadline
+        self.fault_log.append(f"{self.now_s():6.1f} s server {target} not back within 30 s")
+        return self.now_s()
 
     def _target(self, fault: Fault) -> int:
         if fault.target != LEADER:
