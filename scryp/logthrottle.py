@@ -14,6 +14,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 CLIENTS_TRACKED_MAX = 4_096
 INTERVAL_S_DEFAULT = 60.0
 
@@ -33,6 +35,9 @@ class ThrottledClientErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith("Error handling request"):
             return True
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True  # an exception from our own handler: our bug, logged in full
         client = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
         now = self.clock()
         last = self._last.get(client)
@@ -43,7 +48,6 @@ class ThrottledClientErrors(logging.Filter):
         self._last.move_to_end(client)
         while len(self._last) > CLIENTS_TRACKED_MAX:
             self._last.popitem(last=False)
-        error = record.exc_info[1] if record.exc_info else None
         record.msg = "malformed HTTP from %s: %s (logged once a %.0f s per client)"
         record.args = (client, _one_line(error), self.interval_s)
         record.levelno, record.levelname = logging.WARNING, "WARNING"

@@ -277,7 +277,8 @@ class PeerHub:
                 self._handshakes_pending -= 1
             else:
                 self._links_in[peer] -= 1
-            await ws.close()
+            if ws.prepared:  # a plain GET (no upgrade) never got that far
+                await ws.close()
         return ws
 
     async def _receive_frames(

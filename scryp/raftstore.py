@@ -192,16 +192,26 @@ def _read_frame(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
 
 
 def _valid_frame_after(data: bytes, start: int) -> bool:
-    """Whether a complete frame with a matching checksum begins anywhere from ``start``: in
-    a torn tail nothing does (the chance that a cut body hides one is 2^-32 a candidate)."""
+    """Whether, from some position after ``start``, whole frames with valid checksums run to
+    exactly the end of the file: the rest of a log whose length field was damaged. In a torn
+    tail they cannot (the file ends inside a frame), even if a payment's bytes (which clients
+    choose) happen to look like a frame."""
+    return any(_frames_to_the_end(data, at) for at in range(start, len(data)))
+
+
+def _frames_to_the_end(data: bytes, at: int) -> bool:
     head = _FRAME_HEAD.size
-    for at in range(start, len(data) - head + 1):
+    while at < len(data):
+        if at + head > len(data):
+            return False
         length, crc, kind = _FRAME_HEAD.unpack_from(data, at)
         end = at + head + length
-        body_ok = kind in _KINDS and end <= len(data)
-        if body_ok and zlib.crc32(bytes([kind]) + data[at + head : end]) == crc:
-            return True
-    return False
+        if kind not in _KINDS or end > len(data):
+            return False
+        if zlib.crc32(bytes([kind]) + data[at + head : end]) != crc:
+            return False
+        at = end
+    return True
 
 
 def _encode_hard_state(state: HardState) -> bytes:

@@ -86,6 +86,8 @@ class Observed:
     certified_seen_s: Sequence[float]
     # server -> the stamp before which it says it does not know outcomes (protocol §6.5)
     horizons_ms: Mapping[int, int] = field(default_factory=dict)
+    settled: bool = True  # every server certified at one round after healing, in time
+    load_ended_s: float | None = None  # a stall running to the end counts too
 
 
 def check(genesis: bytes, copies: Mapping[int, Sequence[RoundOnDisk]], seen: Observed) -> Report:
@@ -95,10 +97,15 @@ def check(genesis: bytes, copies: Mapping[int, Sequence[RoundOnDisk]], seen: Obs
     _check_outcomes(seen, applied_in, report)
     _check_double_spends(seen.history, applied_in, report)
     _check_final_agreement(seen.final_certified, report)
+    if not seen.settled:
+        report.violate("final state", "the servers did not agree on a new round after healing")
     posts = [post for sent in seen.history.sent.values() for post in sent.posts]
     report.posts = len(posts)
     report.posts_answered = sum(1 for p in posts if 0 < p.http_status < 500)
-    gaps = [(b - a, a) for a, b in pairwise(seen.certified_seen_s)]
+    points = list(seen.certified_seen_s)
+    if seen.load_ended_s is not None and points:
+        points.append(max(seen.load_ended_s, points[-1]))
+    gaps = [(b - a, a) for a, b in pairwise(points)]
     report.longest_stall_s, report.longest_stall_from_s = max(gaps, default=(0.0, 0.0))
     return report
 
@@ -172,6 +179,10 @@ def _check_outcomes(observed: Observed, applied_in: Mapping[bytes, int], report:
         for server, answer in answers.items():
             if answer.http_status == 200 and (answer.status == "accepted") != applied:
                 report.violate("final outcome lied", f"{name}: server {server} {answer.status}")
+            if answer.http_status not in (200, 404) and applied:
+                report.violate(
+                    "outcome unanswered", f"{name}: server {server} answered {answer.http_status}"
+                )
             if answer.http_status == 404 and applied:
                 # A server that caught up from a round it did not apply says it does not know
                 # the decisions before it (protocol §6.5): "unknown", not a lie, not forgotten.

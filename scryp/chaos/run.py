@@ -75,6 +75,8 @@ class ChaosRun:
     unavailable: set[int] = field(default_factory=set)  # killed or paused right now
     polling: dict[bytes, float] = field(default_factory=dict)  # tx id -> next poll time
     started_s: float = 0.0
+    load_ended_s: float | None = None
+    settled: bool = True
     session: aiohttp.ClientSession | None = None
     gate: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(REQUESTS_IN_FLIGHT_MAX)
@@ -112,6 +114,7 @@ class ChaosRun:
                         tasks.create_task(self._poll_outcomes()),
                     ]
                     await asyncio.gather(self._load(tasks), self._inject_faults())
+                    self.load_ended_s = self.now_s()
                     for watcher in watchers:
                         watcher.cancel()
                 await self._heal()
@@ -119,7 +122,13 @@ class ChaosRun:
                 final = await self._final_answers()
                 horizons = await self._horizons()
             observed = Observed(
-                self.history, final, final_certified, self.certified_seen_s, horizons
+                self.history,
+                final,
+                final_certified,
+                self.certified_seen_s,
+                horizons,
+                settled=self.settled,
+                load_ended_s=self.load_ended_s,
             )
             assert self.net.genesis is not None
             return check(self.net.genesis.balances_file, self._rounds_on_disk(), observed)
@@ -351,6 +360,7 @@ class ChaosRun:
         try:
             return await self._wait_certified(target, f"agreement at round {target}")
         except TimeoutError:
+            self.settled = False
             replies = await asyncio.gather(
                 *(self._get(i, "/status") for i in range(self.options.servers))
             )

@@ -99,6 +99,7 @@ async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float)
     resubmitting = True
     unknown_since = time.monotonic()
     path = f"/tx/{tx.tx_id.hex()}"
+    apis = list(dict.fromkeys(apis))  # one vote per server, however often it is named
     needed = majority(len(apis))
     while time.monotonic() < deadline:
         replies = await asyncio.gather(*(get_json(api, path) for api in apis))
@@ -109,12 +110,13 @@ async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float)
             if code != 200 or not isinstance(body, dict):
                 continue
             known = True
-            if body.get("certified"):
+            round_number = body.get("round")
+            if body.get("certified") and isinstance(round_number, int):  # else: malformed
                 outcome = Outcome(
                     tx.tx_id,
                     body.get("status") == "accepted",
                     body.get("reason"),
-                    int(body["round"]),
+                    round_number,
                     api,
                 )
                 votes.setdefault((outcome.accepted, outcome.reason), []).append(outcome)

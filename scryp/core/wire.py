@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from scryp.core.certificate import Statement
+from scryp.core.snapshot import ROUND_MAX
 from scryp.core.tx import TX_BYTES
 from scryp.errors import MalformedInput
 
@@ -59,6 +60,10 @@ class Share:
     def statement(self, network: bytes) -> Statement:
         return Statement(network, self.round, self.state_hash, self.infohash_v2)
 
+    def _checked(self) -> Share:
+        _check_round(self.round)
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Ask:
@@ -69,6 +74,12 @@ PeerFrame = RaftFrame | Forward | Share | Ask
 
 _SHARE = struct.Struct(">Q32s20s32s64sH")
 _ASK = struct.Struct(">Q")
+
+
+def _check_round(round_number: int) -> None:
+    # A round no server can hold (protocol §8.1: 10 digits) is a peer's bug, not ours.
+    if round_number > ROUND_MAX:
+        raise MalformedInput(f"round {round_number} is beyond {ROUND_MAX}")
 
 
 def encode_frame(frame: PeerFrame) -> bytes:
@@ -103,9 +114,11 @@ def decode_frame(data: bytes) -> PeerFrame:
     if kind == FrameKind.SHARE:
         if len(body) != _SHARE.size:
             raise MalformedInput(f"a share is {_SHARE.size} bytes, got {len(body)}")
-        return Share(*_SHARE.unpack(body))
+        return Share(*_SHARE.unpack(body))._checked()
     if kind == FrameKind.ASK:
         if len(body) != _ASK.size:
             raise MalformedInput(f"an ask is {_ASK.size} bytes, got {len(body)}")
-        return Ask(*_ASK.unpack(body))
+        (round_number,) = _ASK.unpack(body)
+        _check_round(round_number)
+        return Ask(round_number)
     raise MalformedInput(f"unknown peer frame kind {kind}")

@@ -13,6 +13,7 @@ skipped rounds stay unknown here: the files hold only acceptances.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from scryp.swarm import Swarm
 
 HTTP_TIMEOUT_S = 5.0
 ROUND_TXS_MAX = 1 << 20
+INFOHASH_V1_BYTES = 20
 ROUNDS_MAX = 100  # one listing (GET /rounds): a longer absence leaves the rest unknown
 
 
@@ -57,7 +59,7 @@ class Backfill:
         if self.rounds.get(since.round) is None:
             raise NotAvailable(f"round {since.round} is no longer on disk")
         first, last = since.round + 1, to.round
-        if last - first > ROUNDS_MAX:
+        if last - first + 1 > ROUNDS_MAX:
             raise NotAvailable(f"{last - first + 1} rounds skipped: too many to fill in")
         listing, torrent_peers = await self._listing(first, last)
         by_round: list[tuple[int, list[Transaction]]] = []
@@ -67,10 +69,12 @@ class Backfill:
                 by_round.append((number, txs))
         finally:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-        local = self.rounds.read(last, snapshot.TRANSACTIONS)
-        by_round.append((last, decode_many(local, ROUND_TXS_MAX)))
-        old = self.rounds.read(since.round, snapshot.BALANCES)
-        replay_to(old, [tx for _, txs in by_round for tx in txs], to.state_hash)
+        # Reading, decoding and checking signatures of up to 100 rounds: off the event loop.
+        local = await asyncio.to_thread(self.rounds.read, last, snapshot.TRANSACTIONS)
+        by_round.append((last, await asyncio.to_thread(decode_many, local, ROUND_TXS_MAX)))
+        old = await asyncio.to_thread(self.rounds.read, since.round, snapshot.BALANCES)
+        txs = [tx for _, round_txs in by_round for tx in round_txs]
+        await asyncio.to_thread(replay_to, old, txs, to.state_hash)
         return [Accepted(tx.tx_id, tx.timestamp_ms, n) for n, txs in by_round for tx in txs]
 
     async def _listing(
@@ -86,7 +90,8 @@ class Backfill:
                     async with session.get(f"http://{api}/rounds?from={first}") as response:
                         body = await response.json()
                     async with session.get(f"http://{api}/status") as response:
-                        port = (await response.json()).get("torrent_port")
+                        status = await response.json()
+                    port = status.get("torrent_port") if isinstance(status, dict) else None
                 except (aiohttp.ClientError, TimeoutError, ValueError):
                     continue
                 if isinstance(port, int):
@@ -111,13 +116,16 @@ class Backfill:
         try:
             infohash = bytes.fromhex(str(entry["infohash"]))
         except (KeyError, ValueError):
-            raise MalformedInput(f"a peer's listing of round {number} is malformed") from None
+            infohash = b""
+        if len(infohash) != INFOHASH_V1_BYTES:
+            raise MalformedInput(f"a peer's listing of round {number} is malformed")
         result = await self.swarm.fetch(
             infohash,
             self.work_dir,
             timeout_s=timeout_s,
             files=[snapshot.TRANSACTIONS],
             peers=peers,
+            expect_name=snapshot.round_dir_name(number),
         )
         try:
             data = (result.round_dir / snapshot.TRANSACTIONS).read_bytes()

@@ -44,10 +44,10 @@ class Candidates:
                 self.state_hash.hex()[:16],
             )
             return
-        senders = self.named.setdefault((share.infohash, share.infohash_v2), [])
-        if all(sender != peer for sender, _ in senders):
-            senders.append((peer, share))
-            self.arrived.set()
+        if any(sender == peer for named in self.named.values() for sender, _ in named):
+            return  # one torrent per server: a liar naming many gets one try, not many
+        self.named.setdefault((share.infohash, share.infohash_v2), []).append((peer, share))
+        self.arrived.set()
 
     def ranked(self, tried: set[Torrent]) -> list[tuple[Torrent, list[tuple[int, Share]]]]:
         """The torrents not tried yet, the one most servers name first (then the earliest)."""

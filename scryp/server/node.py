@@ -366,7 +366,7 @@ class ServerNode:
         filler = Backfill(
             self.swarm,
             self.rounds,
-            self.config.data_dir / "backfill",
+            self.config.data_dir / f"backfill-{to.round}",
             lambda: [a for i in range(len(self.quorum)) if (a := self._address_of(i))],
         )
         try:
@@ -377,6 +377,11 @@ class ServerNode:
         except (TimeoutError, NotAvailable, RemoteError, OSError) as error:
             log.warning(
                 "outcomes of rounds %d..%d stay unknown here: %s", since.round + 1, to.round, error
+            )
+            return
+        except Exception:  # e.g. libtorrent refusing a peer's listing: never stop the server
+            log.exception(
+                "filling in rounds %d..%d failed; they stay unknown", since.round + 1, to.round
             )
             return
         log.info("rounds %d..%d accepted %d payments", since.round + 1, to.round, len(found))
@@ -394,7 +399,8 @@ class ServerNode:
         log.info("far behind: catching up to round %d through the swarm", meta.round)
         try:
             ledger = await self._fetch_round(meta, candidates)
-        except (TimeoutError, NotAvailable, RemoteError, OSError) as error:
+        except (TimeoutError, NotAvailable, RemoteError, OSError, RuntimeError) as error:
+            # RuntimeError: libtorrent refusing what a peer named; never stop the server.
             self.post_and_wake(FetchFailed(meta, f"{type(error).__name__}: {error}"))
         else:
             self.post_and_wake(Fetched(meta, ledger))
@@ -425,7 +431,12 @@ class ServerNode:
         assert swarm is not None
         share = named[0][1]
         log.info("round %d is torrent %s; fetching", meta.round, share.infohash.hex())
-        peers = [p for sender, s in named for p in self._torrent_peers(sender, s)]
+        peers = [
+            p
+            for sender, s in named
+            for p in self._torrent_peers(sender, s)
+            if swarm.config.allows(p[0])
+        ]
         result = await swarm.fetch(
             share.infohash,
             self.rounds.directory,
@@ -435,6 +446,7 @@ class ServerNode:
             peers=peers,
             on_progress=lambda p: log.debug("catch-up progress %s", p),
             metadata_timeout_s=self.config.limits.catch_up_metadata_s,
+            expect_name=snapshot.round_dir_name(meta.round),  # never over another round
         )
         stored = await asyncio.to_thread(self.rounds.adopt, result.round_dir, meta)
         return await asyncio.to_thread(self._ledger_of, stored.round)

@@ -335,6 +335,7 @@ class Fetching:
         expect_state_hash: bytes | None = None,
         peers: Sequence[tuple[str, int]] = (),
         metadata_timeout_s: float | None = None,
+        expect_name: str | None = None,
     ) -> FetchResult:
         """Download a round by v1 infohash into ``save_dir/<torrent name>/``; keep seeding it.
 
@@ -344,6 +345,7 @@ class Fetching:
         ``expect_infohash_v2`` and ``expect_state_hash`` are checked once the data is here;
         a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
         ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata).
+        ``expect_name``: the round directory it must be (checked before a byte is written).
         Raises TimedOut if the metadata or the data do not arrive within ``timeout_s``.
         """
         self._check_peers(peers)
@@ -356,10 +358,8 @@ class Fetching:
             lookups = self._start_lookups(infohash)  # once the torrent is there to dial from
             step.dial(peers)
             info = await step.metadata(metadata_timeout_s)
+            infohash_v2 = _check_identity(info, infohash, expect_name, expect_infohash_v2)
             round_dir = save_dir / info.name()
-            infohash_v2 = _infohash_v2(info)
-            if expect_infohash_v2 is not None and infohash_v2 != expect_infohash_v2:
-                raise FetchFailed(f"torrent {infohash.hex()} is not the certified v2 infohash")
             layout = info.layout()
             wanted = step.watch.wanted = wanted_pieces(info, layout, files, pieces)
             if reuse_from is not None:
@@ -453,3 +453,16 @@ class Fetching:
         while True:
             self._live().dht_get_peers(lt.sha1_hash(infohash))
             await asyncio.sleep(PEER_LOOKUP_INTERVAL_S)  # a period, not a wait for an event
+
+
+def _check_identity(
+    info: Any, infohash: bytes, expect_name: str | None, expect_infohash_v2: bytes | None
+) -> bytes:
+    """The torrent's v2 infohash, once its name and v2 infohash are what the caller expects
+    (before a byte of it is written: a wrong name could land on another round's files)."""
+    if expect_name is not None and info.name() != expect_name:
+        raise FetchFailed(f"torrent {infohash.hex()} is {info.name()}, not {expect_name}")
+    infohash_v2 = _infohash_v2(info)
+    if expect_infohash_v2 is not None and infohash_v2 != expect_infohash_v2:
+        raise FetchFailed(f"torrent {infohash.hex()} is not the certified v2 infohash")
+    return infohash_v2

@@ -121,3 +121,16 @@ def test_servers_that_end_apart_are_caught() -> None:
     copies, history, _, _ = honest()
     seen = Observed(history, {}, {0: (1, "h"), 1: (2, "g")}, [])
     assert "final state" in check(GENESIS, copies, seen).violations
+
+
+def test_a_cluster_that_stopped_certifying_does_not_pass() -> None:
+    """Review finding: a stall running to the end of the load, a server that does not answer
+    at the end, and no agreement after healing are each caught."""
+    copies, history, pay, _ = honest()
+    final = {pay.tx_id: answers(s0=FinalAnswer(200, "accepted"), s1=FinalAnswer(0))}
+    base = {0: (1, "h"), 1: (1, "h")}
+    stalled = Observed(history, {}, base, [0.0, 1.0], load_ended_s=300.0)
+    assert check(GENESIS, copies, stalled).longest_stall_s == 299.0
+    assert "outcome unanswered" in check(GENESIS, copies, observed(history, final)).violations
+    unsettled = Observed(history, {}, base, [], settled=False)
+    assert "final state" in check(GENESIS, copies, unsettled).violations

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scryp.core.snapshot import ROUND_MAX
 from scryp.core.wire import (
     FORWARD_TXS_MAX,
     Ask,
@@ -20,7 +21,7 @@ from scryp.core.wire import (
 from scryp.errors import MalformedInput
 
 SHARE = Share(
-    round=0x0102030405060708,
+    round=0x0000000102030405,
     state_hash=bytes(range(32)),
     infohash=bytes(range(100, 120)),
     infohash_v2=bytes(range(200, 232)),
@@ -33,7 +34,7 @@ def test_the_share_layout_is_the_protocols() -> None:
     """0x03 | round (8) | state hash (32) | v1 (20) | v2 (32) | signature (64) | port (2)."""
     expected = (
         b"\x03"
-        + bytes.fromhex("0102030405060708")
+        + bytes.fromhex("0000000102030405")
         + bytes(range(32))
         + bytes(range(100, 120))
         + bytes(range(200, 232))
@@ -80,17 +81,28 @@ FRAMES = st.one_of(
     st.builds(Forward, st.lists(st.binary(min_size=140, max_size=140), max_size=3).map(tuple)),
     st.builds(
         Share,
-        st.integers(0, 2**64 - 1),
+        st.integers(0, ROUND_MAX),
         st.binary(min_size=32, max_size=32),
         st.binary(min_size=20, max_size=20),
         st.binary(min_size=32, max_size=32),
         st.binary(min_size=64, max_size=64),
         st.integers(0, 65535),
     ),
-    st.builds(Ask, st.integers(0, 2**64 - 1)),
+    st.builds(Ask, st.integers(0, ROUND_MAX)),
 )
 
 
 @given(FRAMES)
 def test_every_frame_round_trips(frame: PeerFrame) -> None:
     assert decode_frame(encode_frame(frame)) == frame
+
+
+@pytest.mark.parametrize("frame", [Ask(10**10), Ask(2**64 - 1)])
+def test_a_round_no_server_can_hold_is_refused(frame: PeerFrame) -> None:
+    """Regression (review): Ask(2^64-1) reached the round store, whose directory names hold
+    10 digits, and the ValueError there stopped the server."""
+    with pytest.raises(MalformedInput, match="beyond"):
+        decode_frame(encode_frame(frame))
+    share = Share(10**10, bytes(32), bytes(20), bytes(32), bytes(64))
+    with pytest.raises(MalformedInput, match="beyond"):
+        decode_frame(encode_frame(share))
