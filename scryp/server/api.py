@@ -204,6 +204,7 @@ async def rounds(request: web.Request) -> web.Response:
                 "transactions": info.transactions,
                 "signers": sorted(info.shares),
                 "certified": bool(info.certificate),
+                "certificate": info.certificate.hex(),  # checkable against .keys (§8.4)
             }
         )
     return web.json_response({"rounds": listed})

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from scryp.core import snapshot
+from scryp.core.certificate import Certificate, Statement, verify_certificate
 from scryp.core.raft import SnapshotMeta
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
@@ -45,8 +46,14 @@ class Accepted:
 
 class Backfill:
     def __init__(
-        self, swarm: Swarm, rounds: RoundStore, work_dir: Path, apis: Callable[[], list[str]]
+        self,
+        swarm: Swarm,
+        rounds: RoundStore,
+        work_dir: Path,
+        apis: Callable[[], list[str]],
+        trust: tuple[bytes, Sequence[bytes]],
     ) -> None:
+        self.network, self.quorum = trust  # what a listed round's certificate must verify for
         self.swarm = swarm
         self.rounds = rounds
         self.work_dir = work_dir
@@ -119,6 +126,7 @@ class Backfill:
             infohash = b""
         if len(infohash) != INFOHASH_V1_BYTES:
             raise MalformedInput(f"a peer's listing of round {number} is malformed")
+        infohash_v2 = self._certified_v2(number, entry)
         result = await self.swarm.fetch(
             infohash,
             self.work_dir,
@@ -126,12 +134,27 @@ class Backfill:
             files=[snapshot.TRANSACTIONS],
             peers=peers,
             expect_name=snapshot.round_dir_name(number),
+            expect_infohash_v2=infohash_v2,
         )
         try:
             data = (result.round_dir / snapshot.TRANSACTIONS).read_bytes()
         finally:
             await self.swarm.remove(infohash)
         return decode_many(data, ROUND_TXS_MAX)
+
+    def _certified_v2(self, number: int, entry: dict[str, Any]) -> bytes:
+        """The round's v2 infohash, as its majority certificate states it: the transactions
+        fetched are then the ones the servers certified, not a peer's say-so (a file that
+        swaps a refused payment for an accepted one of the same effect would replay fine)."""
+        try:
+            state = bytes.fromhex(str(entry["state_hash"]))
+            v2 = bytes.fromhex(str(entry["infohash_v2"]))
+            certificate = Certificate.from_bytes(bytes.fromhex(str(entry.get("certificate", ""))))
+            statement = Statement(self.network, number, state, v2)
+        except (KeyError, ValueError):
+            raise MalformedInput(f"a peer's listing of round {number} is malformed") from None
+        verify_certificate(certificate, statement, self.quorum)
+        return v2
 
 
 def _rounds_of(body: Any) -> dict[int, dict[str, Any]]:

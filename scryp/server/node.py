@@ -368,6 +368,7 @@ class ServerNode:
             self.rounds,
             self.config.data_dir / f"backfill-{to.round}",
             lambda: [a for i in range(len(self.quorum)) if (a := self._address_of(i))],
+            (self.network, self.quorum),
         )
         try:
             found = await asyncio.wait_for(
