@@ -159,8 +159,9 @@ class Seeder:
         """Poll until ``stop`` is set; each poll is bounded by the get and fetch timeouts."""
         while not stop.is_set():
             await self.step()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.poll_s)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: see server.publisher
+                async with asyncio.timeout(self.config.poll_s):
+                    await stop.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -75,6 +75,7 @@ class Candidates:
                 return
             self.arrived.clear()
             try:
-                await asyncio.wait_for(self.arrived.wait(), left_s)
+                async with asyncio.timeout(left_s):  # not wait_for: see server.publisher
+                    await self.arrived.wait()
             except TimeoutError:
                 return

@@ -71,7 +71,11 @@ class Publisher:
         while True:
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), self.republish_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that lands as a publish wakes it, and this task would then
+                # hold its TaskGroup open for republish_s (seen: a server that would not stop).
+                async with asyncio.timeout(self.republish_s):
+                    await self._changed.wait()
             except TimeoutError:
                 if self.value is not None:
                     try:
