@@ -41,6 +41,7 @@ POLL_PERIOD_S = 1.0  # per payment, until a certified outcome is known
 RESEND_AFTER_S = 1.5  # as scryp.client does (protocol §10.6)
 WINDOW_S = 5.0  # the ledger's timestamp window (protocol §6.2)
 MONITOR_PERIOD_S = 0.1
+FINAL_ATTEMPTS_MAX = 6  # for each question of the final tally
 RECOVERY_S_MAX = 30.0  # a victim not back in agreement by then: noted, and the plan goes on
 ROUNDS_KEPT = 1_000_000  # servers keep every round, so the checker can replay from genesis
 
@@ -384,8 +385,12 @@ class ChaosRun:
 
         async def ask(tx_id: bytes, server: int) -> None:
             code, body = await self._get(server, f"/tx/{tx_id.hex()}")
-            while code == 429:
-                await asyncio.sleep(0.5)  # the server's rate limit: come back later
+            for attempt in range(FINAL_ATTEMPTS_MAX):
+                if code not in (0, 429, 503):
+                    break
+                # Rate-limited, or no answer within 2 s from a server that a burst of tens of
+                # thousands of questions keeps busy: ask again before calling it unanswered.
+                await asyncio.sleep(0.5 * (attempt + 1))
                 code, body = await self._get(server, f"/tx/{tx_id.hex()}")
             answer = FinalAnswer(code)
             if code == 200 and isinstance(body, dict):
