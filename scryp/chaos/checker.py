@@ -23,10 +23,10 @@ from itertools import pairwise
 
 from scryp.chaos.workload import History, Kind
 from scryp.core.balances import TOTAL_SUPPLY, decode_balances, encode_balances
+from scryp.core.ledger import WINDOW_MS_DEFAULT
 from scryp.core.tx import TX_BYTES, Transaction
 
 VIOLATIONS_LISTED_MAX = 20  # of each kind, in the report
-WINDOW_MS = 5_000  # the ledger's timestamp window (protocol §6.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +187,7 @@ def _check_outcomes(observed: Observed, applied_in: Mapping[bytes, int], report:
                 # A server that caught up from a round it did not apply says it does not know
                 # the decisions before it (protocol §6.5): "unknown", not a lie, not forgotten.
                 horizon_ms = observed.horizons_ms.get(server, 0)
-                if horizon_ms and sent.tx.timestamp_ms - WINDOW_MS < horizon_ms:
+                if horizon_ms and sent.tx.timestamp_ms - WINDOW_MS_DEFAULT < horizon_ms:
                     report.unknown_after_catch_up += 1
                 else:
                     report.violate("outcome forgotten", f"{name}: server {server} answers 404")

@@ -29,6 +29,7 @@ from scryp.chaos.schedule import LEADER, Fault, FaultKind, ScheduleOptions, plan
 from scryp.chaos.workload import Batch, History, Kind, Post, Seen, Workload
 from scryp.core import snapshot
 from scryp.core.balances import decode_balances
+from scryp.core.ledger import WINDOW_MS_DEFAULT
 from scryp.core.tx import Transaction
 from scryp.localnet import LocalNetwork
 from scryp.server.rounds import RoundStore
@@ -39,7 +40,6 @@ HTTP_TIMEOUT_S = 2.0
 REQUESTS_IN_FLIGHT_MAX = 32
 POLL_PERIOD_S = 1.0  # per payment, until a certified outcome is known
 RESEND_AFTER_S = 1.5  # as scryp.client does (protocol §10.6)
-WINDOW_S = 5.0  # the ledger's timestamp window (protocol §6.2)
 MONITOR_PERIOD_S = 0.1
 FINAL_ATTEMPTS_MAX = 6  # for each question of the final tally
 RECOVERY_S_MAX = 30.0  # a victim not back in agreement by then: noted, and the plan goes on
@@ -260,7 +260,7 @@ class ChaosRun:
                 return
         elif code == 404 and sent.posts:
             age_s = time.time() - sent.tx.timestamp_ms / 1000
-            if age_s > WINDOW_S + 2 * self.options.round_interval_s:
+            if age_s > WINDOW_MS_DEFAULT / 1000 + 2 * self.options.round_interval_s:
                 self.polling.pop(tx_id, None)  # it can no longer be accepted: undecided
                 return
             if now_s - sent.posts[-1].at_s > RESEND_AFTER_S:
