@@ -72,6 +72,9 @@ class PeerLimits:
     # connection can make us buffer (a frame is split into messages of this size).
     message_bytes_max: int = 64 * 1024
     handshakes_pending_max: int = 16
+    # Authenticated inbound links a peer may hold at once: its link and one reconnect made
+    # before the old link's death is seen. Each may buffer a frame; more are refused.
+    links_in_per_peer_max: int = 2
     queue_frames_max: int = 1024
     # A frame that waited longer than this for a link is dropped: after an outage the peer
     # wants what is current (a stale heartbeat or append only delays it), Raft resends.
@@ -259,6 +262,7 @@ class PeerHub:
             heartbeat=limits.heartbeat_s,
         )
         peer: int | None = None
+        pending = True
         self._handshakes_pending += 1
         try:
             await ws.prepare(request)
@@ -266,6 +270,9 @@ class PeerHub:
                 self._acceptor_handshake(ws), limits.handshake_timeout_s
             )
             self._handshakes_pending -= 1
+            pending = False
+            if self._links_in[linked] >= limits.links_in_per_peer_max:
+                raise HandshakeFailed(f"server {linked} holds {self._links_in[linked]} links")
             peer = linked
             self._links_in[linked] += 1
             await self._receive_frames(ws, linked, channel)
@@ -273,9 +280,9 @@ class PeerHub:
             self.refused += 1
             log.warning("peer link from %s refused: %s", request.remote, error or "timeout")
         finally:
-            if peer is None:
+            if pending:
                 self._handshakes_pending -= 1
-            else:
+            if peer is not None:
                 self._links_in[peer] -= 1
             if ws.prepared:  # a plain GET (no upgrade) never got that far
                 await ws.close()

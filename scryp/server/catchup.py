@@ -3,11 +3,14 @@
 A server far behind asks every peer for its share of the round the leader named; each
 verified share names the round's torrent (v1 and v2 infohashes) and where the peer seeds it.
 A share is signed, but a server can sign a lie: another state (refused here: the leader's
-metadata names the state), or the right state with a torrent that does not hold it (caught by
-the fetch, which checks the v2 infohash and the state hash). So the first answer is not
-trusted blindly: answers are gathered for a moment, the torrent most servers name is tried
-first, and if a fetch fails the next is tried. One lying or slow server can delay a catch-up,
-not stop it.
+metadata names the state), or the right state with a torrent that does not hold it, or that
+holds the right balances beside a forged ``window`` (the state hash covers only the balances,
+so no fetch could notice; the restored server would then decide duplicates differently from
+the others). So a torrent is trusted only when a majority of the quorum name it (their shares
+are a certificate's worth of signed statements) or the leader that asked for the catch-up
+names it (Raft trusts the leader's log already). The most named is tried first; if a fetch
+fails the next trusted one is. One lying server that is not the leader cannot steer a
+catch-up; a slow one delays it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Candidates:
 
     round: int
     state_hash: bytes  # what the leader's metadata names: the only state we accept
+    leader: int | None  # the server whose CatchUp started this: trusted alone
+    majority: int  # of the quorum: that many naming one torrent certify it
     named: dict[Torrent, list[tuple[int, Share]]] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -49,10 +54,33 @@ class Candidates:
         self.named.setdefault((share.infohash, share.infohash_v2), []).append((peer, share))
         self.arrived.set()
 
-    def ranked(self, tried: set[Torrent]) -> list[tuple[Torrent, list[tuple[int, Share]]]]:
-        """The torrents not tried yet, the one most servers name first (then the earliest)."""
-        waiting = [(t, s) for t, s in self.named.items() if t not in tried]
-        return sorted(waiting, key=lambda item: -len(item[1]))
+    def trusted(self, tried: set[Torrent]) -> list[tuple[Torrent, list[tuple[int, Share]]]]:
+        """The torrents not tried yet that a majority or the leader name, most named first."""
+        return sorted(
+            (
+                (torrent, named)
+                for torrent, named in self.named.items()
+                if torrent not in tried
+                and (
+                    len(named) >= self.majority or any(sender == self.leader for sender, _ in named)
+                )
+            ),
+            key=lambda item: -len(item[1]),
+        )
+
+    async def next_trusted(
+        self, tried: set[Torrent], timeout_s: float
+    ) -> tuple[Torrent, list[tuple[int, Share]]] | None:
+        """The best trusted torrent not tried yet, waiting up to ``timeout_s`` for answers
+        that make one trusted; None at the deadline."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not (trusted := self.trusted(tried)):
+                    self.arrived.clear()
+                    await self.arrived.wait()
+        except TimeoutError:
+            return None
+        return trusted[0]
 
     async def first(self, timeout_s: float) -> bool:
         """Wait until some server names a torrent of the right state; False at the deadline."""

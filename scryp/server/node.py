@@ -386,7 +386,8 @@ class ServerNode:
 
     def start_fetch(self, meta: SnapshotMeta) -> None:
         # Gather shares of the round from now on: the driver has just asked every peer.
-        candidates = Candidates(meta.round, meta.state_hash)
+        leader = self.driver.raft.leader_id if self.driver is not None else None
+        candidates = Candidates(meta.round, meta.state_hash, leader, len(self.quorum) // 2 + 1)
         self._catch_up = candidates
         self.spawn(self.fetch_round(meta, candidates))
 
@@ -404,23 +405,23 @@ class ServerNode:
             self._catch_up = None
 
     async def _fetch_round(self, meta: SnapshotMeta, candidates: Candidates) -> Ledger:
-        """From the torrent most servers name, then the others: one server that lies about
-        the round's torrent, or is slow to answer, delays a catch-up but cannot stop it."""
+        """From a torrent a majority or the leader name, the most named first (§9.5): one
+        server that lies about the round's torrent cannot steer it; a slow one delays it."""
         limits = self.config.limits
         if not await candidates.first(limits.ask_timeout_s):
             raise TimedOut(f"no server named round {meta.round}'s torrent")
         await candidates.more(limits.share_grace_s, len(self.quorum))
         tried: set[tuple[bytes, bytes]] = set()
         failures: list[str] = []
-        while ranked := candidates.ranked(tried):
-            torrent, named = ranked[0]
+        while pick := await candidates.next_trusted(tried, limits.ask_timeout_s):
+            torrent, named = pick
             tried.add(torrent)
             try:
                 return await self._fetch_torrent(meta, named)
             except (NotAvailable, RemoteError) as error:
                 log.warning("round %d from torrent %s: %s", meta.round, torrent[0].hex(), error)
                 failures.append(f"{type(error).__name__}: {error}")
-        raise TimedOut(f"no torrent named for round {meta.round} held it: {'; '.join(failures)}")
+        raise TimedOut(f"no trusted torrent of round {meta.round} held it: {failures or 'none'}")
 
     async def _fetch_torrent(self, meta: SnapshotMeta, named: list[tuple[int, Share]]) -> Ledger:
         swarm = self.swarm

@@ -2,10 +2,12 @@
 
 Three real in-process ``ServerNode``s (real libtorrent sessions, real peer links on 127.0.0.1,
 a private DHT). Servers 0 and 1 seal and compact rounds while server 2 is down; then server 2
-starts far behind and must fetch a round. Server 1 lies: every share it sends server 2 names
-a torrent nobody seeds (signed with its real key, so the signature verifies). Server 0 is
-honest but answers server 2 1.5 s late. Taking the first answer, server 2 would chase the lie
-forever; it must try the lie, fail, and catch up from server 0's torrent.
+starts far behind and must fetch a round. The one of them that is not the leader lies: every
+share it sends server 2 names a torrent nobody seeds (signed with its real key, so the
+signature verifies). The leader is honest but answers server 2 1.5 s late. Taking the first
+answer, server 2 would chase the lie forever; trying every answer in turn, it would fetch the
+lie first. A lone server that is not the leader is not trusted (§9.5): server 2 must never
+fetch the lie, and catch up from the leader's torrent.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from .inprocess import FAUCET, KEYS, cluster, wait_for
 pytestmark = pytest.mark.slow
 
 BEHIND = 2
-LIAR, SLOW = 1, 0
 SLOW_S = 1.5
 CONFIG = {
     "compaction_lag_s": 6.0,  # longer than a catch-up takes
@@ -39,23 +40,19 @@ CONFIG = {
 JUNK_V1, JUNK_V2 = hashlib.sha1(b"junk").digest(), hashlib.sha256(b"junk").digest()
 
 
-class LyingServer(ServerNode):
-    """Sends server 2 shares naming a junk torrent, validly signed."""
+class MisbehavingServer(ServerNode):
+    """Lies to server 2 (shares naming a junk torrent, validly signed) or answers it late,
+    as the test decides once it knows which server leads."""
+
+    behaviour: str | None = None
 
     def send_frame(self, peer: int, frame: PeerFrame) -> None:
-        if peer == BEHIND and isinstance(frame, Share):
+        if peer == BEHIND and isinstance(frame, Share) and self.behaviour == "lie":
             statement = Statement(self.network, frame.round, frame.state_hash, JUNK_V2)
             frame = replace(
                 frame, infohash=JUNK_V1, infohash_v2=JUNK_V2, signature=statement.sign(self.key)
             )
-        super().send_frame(peer, frame)
-
-
-class SlowServer(ServerNode):
-    """Answers server 2 late."""
-
-    def send_frame(self, peer: int, frame: PeerFrame) -> None:
-        if peer == BEHIND and isinstance(frame, Share):
+        if peer == BEHIND and isinstance(frame, Share) and self.behaviour == "slow":
             loop = asyncio.get_running_loop()
             loop.call_later(SLOW_S, self.hub.send, peer, encode_frame(frame))
             return
@@ -87,11 +84,17 @@ def test_a_lying_first_answer_does_not_stop_a_catch_up(
     caplog.set_level(logging.INFO, logger="scryp.server.node")
 
     async def scenario() -> None:
-        kinds = {LIAR: LyingServer, SLOW: SlowServer}
+        kinds: dict[int, type[ServerNode]] = {0: MisbehavingServer, 1: MisbehavingServer}
         async with cluster(tmp_path, kinds, BEHIND, **CONFIG) as (nodes, runs):
+            await wait_for(lambda: nodes[0].view.status()["leader"] in (0, 1), "a leader", runs)
+            leader = nodes[0].view.status()["leader"]
+            for i in (0, 1):
+                node = nodes[i]
+                assert isinstance(node, MisbehavingServer)
+                node.behaviour = "slow" if i == leader else "lie"
             await start_behind(nodes, runs)
         messages = [r.getMessage() for r in caplog.records]
-        assert any(f"from torrent {JUNK_V1.hex()}" in m for m in messages), "the lie was tried"
+        assert not any(JUNK_V1.hex() in m for m in messages), "a lone liar's torrent was fetched"
         assert any("caught up" in m for m in messages)
 
     asyncio.run(scenario())

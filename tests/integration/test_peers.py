@@ -379,3 +379,30 @@ def test_an_old_inbound_link_closing_does_not_hide_the_new_one() -> None:
             await new[0].close()
 
     asyncio.run(scenario())
+
+
+def test_a_peer_holds_at_most_links_in_per_peer_max_inbound_links() -> None:
+    """A quorum member's key (or a thief of it) cannot open links without bound, each of which
+    may buffer a 16 MiB frame: beyond two at once, the next is refused after its handshake."""
+    limits = PeerLimits(links_in_per_peer_max=2)
+
+    async def scenario() -> None:
+        async with cluster(KEYS[:1], QUORUM, limits) as nodes:
+            hub = nodes[0].hub
+            links = [
+                await raw_dial(nodes[0].address, KEYS[1], QUORUM[0], NETWORK, QUORUM)
+                for _ in range(3)
+            ]
+            try:
+                closing = await asyncio.wait_for(links[2][1].receive(), DEADLINE_S)
+                assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                assert hub.refused == 1 and hub._links_in[1] == 2
+                assert hub._handshakes_pending == 0
+                (sealed,) = _seal_frame(links[1][2], b"still linked", 1024)
+                await links[1][1].send_bytes(sealed)
+                assert await receive(nodes[0]) == (1, b"still linked")
+            finally:
+                for session, _, _ in links:
+                    await session.close()
+
+    asyncio.run(scenario())
