@@ -1,10 +1,12 @@
-"""Clients' malformed HTTP logged once per client per interval, without a traceback.
+"""Clients' bad HTTP logged once per client per interval, without a traceback.
 
-aiohttp logs every request it cannot parse (bad chunk sizes, oversized headers, a body that
-does not decompress) at ERROR with a full traceback, from ``aiohttp.server``: the sender's
-fault, not ours, and a flood of them costs more to log than to refuse. This filter turns
-each into one WARNING line, at most once per client address per ``interval_s``, and counts
-the rest (protocol §9.9). A traceback from any other logger is left alone: that one is ours.
+aiohttp logs at ERROR with a full traceback, from ``aiohttp.server``, every request it cannot
+parse (bad chunk sizes, oversized headers, a body that does not decompress) and every client
+that went away in the middle of sending its body (ConnectionResetError: e.g. one that gave up
+on a paused server): the sender's fault or choice, not ours, and a flood of them costs more to
+log than to refuse. This filter turns each into one WARNING line, at most once per client
+address per ``interval_s``, and counts the rest (protocol §9.9). A traceback from any other
+logger is left alone: that one is ours.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ class ThrottledClientErrors(logging.Filter):
         if not record.getMessage().startswith("Error handling request"):
             return True
         error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError):
+        if isinstance(error, HttpProcessingError):
+            what = "malformed HTTP"
+        elif isinstance(error, ConnectionResetError):
+            what = "connection lost mid-request"
+        else:
             return True  # an exception from our own handler: our bug, logged in full
         client = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
         now = self.clock()
@@ -48,8 +54,8 @@ class ThrottledClientErrors(logging.Filter):
         self._last.move_to_end(client)
         while len(self._last) > CLIENTS_TRACKED_MAX:
             self._last.popitem(last=False)
-        record.msg = "malformed HTTP from %s: %s (logged once a %.0f s per client)"
-        record.args = (client, _one_line(error), self.interval_s)
+        record.msg = "%s from %s: %s (logged once a %.0f s per client)"
+        record.args = (what, client, _one_line(error), self.interval_s)
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = record.exc_text = None
         return True

@@ -32,6 +32,7 @@ from scryp.core.balances import decode_balances
 from scryp.core.ledger import WINDOW_MS_DEFAULT
 from scryp.core.tx import Transaction
 from scryp.localnet import LocalNetwork
+from scryp.server.config import ServerLimits
 from scryp.server.rounds import RoundStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ POLL_PERIOD_S = 1.0  # per payment, until a certified outcome is known
 RESEND_AFTER_S = 1.5  # as scryp.client does (protocol §10.6)
 MONITOR_PERIOD_S = 0.1
 FINAL_ATTEMPTS_MAX = 6  # for each question of the final tally
+# The final tally asks every server about every payment (tens of thousands of questions):
+# paced under the server's per-client limit, which would otherwise answer most with 429.
+FINAL_ASKS_PER_S = 0.75 * ServerLimits().requests_per_s
 RECOVERY_S_MAX = 30.0  # a victim not back in agreement by then: noted, and the plan goes on
 ROUNDS_KEPT = 1_000_000  # servers keep every round, so the checker can replay from genesis
 
@@ -72,6 +76,7 @@ class ChaosRun:
     faults: list[Fault] = field(init=False)
     fault_log: list[str] = field(default_factory=list)
     certified_seen_s: list[float] = field(default_factory=list)
+    newest_certified: int = 0
     statuses: list[dict[str, Any] | None] = field(default_factory=list)
     unavailable: set[int] = field(default_factory=set)  # killed or paused right now
     polling: dict[bytes, float] = field(default_factory=dict)  # tx id -> next poll time
@@ -184,15 +189,18 @@ class ChaosRun:
     def _url(self, server: int, path: str) -> str:
         return self.net.server_processes[server].api + path
 
-    async def _get(self, server: int, path: str) -> tuple[int, Any]:
+    async def _get(self, server: int, path: str, *, gated: bool = True) -> tuple[int, Any]:
         """(status, JSON body); (0, None) when the server does not answer in time."""
+        async with self.gate if gated else contextlib.nullcontext():
+            return await self._get_now(server, path)
+
+    async def _get_now(self, server: int, path: str) -> tuple[int, Any]:
         assert self.session is not None
-        async with self.gate:
-            try:
-                async with self.session.get(self._url(server, path)) as response:
-                    return response.status, await response.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                return 0, None
+        try:
+            async with self.session.get(self._url(server, path)) as response:
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return 0, None
 
     async def _post(self, server: int, txs: list[Transaction]) -> None:
         """Submit payments to one server and record what it said of each."""
@@ -217,16 +225,22 @@ class ChaosRun:
     # -- the watchers ----------------------------------------------------------------------
 
     async def _monitor(self) -> None:
-        """Note when each new certified round is first seen, and who leads."""
-        newest = 0
+        """Note when each new certified round is first seen, and who leads: one watcher per
+        server, outside the load's gate, so a paused server's timeouts (2 s) and a queue of
+        outcome polls do not delay seeing the others' rounds (they inflated the stalls)."""
+        self.statuses = [None] * self.options.servers
+        async with asyncio.TaskGroup() as tasks:
+            for server in range(self.options.servers):
+                tasks.create_task(self._watch(server))
+
+    async def _watch(self, server: int) -> None:
         while True:
-            replies = await asyncio.gather(
-                *(self._get(i, "/status") for i in range(self.options.servers))
-            )
-            self.statuses = [body if code == 200 else None for code, body in replies]
-            certified = max((s.get("certified_round") or 0 for s in self.statuses if s), default=0)
-            if certified > newest:
-                newest = certified
+            code, body = await self._get(server, "/status", gated=False)
+            status = body if code == 200 and isinstance(body, dict) else None
+            self.statuses[server] = status
+            certified = int(status.get("certified_round") or 0) if status else 0
+            if certified > self.newest_certified:
+                self.newest_certified = certified
                 self.certified_seen_s.append(self.now_s())
             await asyncio.sleep(MONITOR_PERIOD_S)  # a sampling period
 
@@ -397,9 +411,17 @@ class ChaosRun:
                 answer = FinalAnswer(code, str(body.get("status")), str(body.get("reason") or ""))
             final.setdefault(tx_id, {})[server] = answer
 
-        await asyncio.gather(
-            *(ask(i, s) for i in self.history.sent for s in range(self.options.servers))
-        )
+        async def tally(server: int) -> None:
+            loop = asyncio.get_running_loop()
+            start_s = loop.time()
+            async with asyncio.TaskGroup() as asks:
+                for n, tx_id in enumerate(self.history.sent):
+                    early_s = start_s + n / FINAL_ASKS_PER_S - loop.time()
+                    if early_s > 0:
+                        await asyncio.sleep(early_s)  # pacing, not a wait for an event
+                    asks.create_task(ask(tx_id, server))
+
+        await asyncio.gather(*(tally(s) for s in range(self.options.servers)))
         return final
 
     def _rounds_on_disk(self) -> dict[int, list[RoundOnDisk]]:

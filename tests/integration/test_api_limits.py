@@ -11,6 +11,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
+import struct
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -185,3 +188,34 @@ def test_malformed_http_is_logged_once_per_client_without_a_traceback(
     assert "malformed HTTP from 127.0.0.1" in lines[0].getMessage()
     assert throttle.suppressed - suppressed_before == 29
     json.dumps(lines[0].getMessage())  # one printable line
+
+
+def test_a_client_that_leaves_mid_body_is_logged_once_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by the bank test: clients that gave up on a paused server (their requests timed
+    out) left one ERROR and a traceback each on the server once it resumed."""
+    logthrottle.install()
+
+    async def scenario() -> None:
+        async with api(ServerLimits()) as (url, view, _):
+            host, port = url.removeprefix("http://").split(":")
+            for _ in range(10):  # bounded
+                _, writer = await asyncio.open_connection(host, int(port))
+                head = "POST /transact HTTP/1.1\r\nHost: x\r\nContent-Length: 280\r\n\r\n"
+                writer.write(head.encode() + b"ab")
+                await writer.drain()
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()  # a reset, as from a client that gave up
+            # The API still serves: a well-formed payment afterwards is taken.
+            tx = Transaction.create(PAYER, bytes(range(32)), 1, int(time.time() * 1000)).encode()
+            code, _ = await post(url, tx, {"Content-Type": "application/octet-stream"})
+            assert code == 202 and view.submitted == [tx]
+
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        asyncio.run(scenario())
+    errors = [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
+    assert errors == [], [r.getMessage() for r in errors]
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) <= 1 and all("connection lost mid-request" in m for m in lines), lines
