@@ -9,6 +9,12 @@ wrote and checked itself): only if the result hashes to round R's state hash (wh
 are the payments taken as accepted. A peer that lists a wrong torrent, or a round the swarm no
 longer has, leaves those outcomes unknown (GET /tx answers 404), never wrong. Refusals in the
 skipped rounds stay unknown here: the files hold only acceptances.
+
+**Durable** (docs/storage.md §5): before fetching anything, the backfill writes what it owes
+into its work directory, ``DATA/backfill-R/``: ``owed`` (the two rounds' Raft metadata) and
+round L's ``balances`` (a copy: L is pruned from the rounds on disk within seconds of a
+catch-up). A server killed mid-backfill finds the directory on its next start and resumes
+(``owed_backfills``); the directory goes once the backfill ends, filled in or not.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import aiohttp
 from scryp.core import snapshot
 from scryp.core.certificate import Certificate, Statement, verify_certificate
 from scryp.core.raft import SnapshotMeta
+from scryp.core.raft.entries import SNAPSHOT_META_BYTES, decode_snapshot_meta, encode_snapshot_meta
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable
+from scryp.keyfile import atomic_write
 from scryp.server.rounds import RoundStore
 from scryp.swarm import Swarm
 
@@ -35,6 +43,27 @@ HTTP_TIMEOUT_S = 5.0
 ROUND_TXS_MAX = 1 << 20
 INFOHASH_V1_BYTES = 20
 ROUNDS_MAX = 100  # one listing (GET /rounds): a longer absence leaves the rest unknown
+OWED = "owed"  # in the work directory: since's and to's Raft metadata
+SINCE_BALANCES = "since-balances"
+WORK_PREFIX = "backfill-"
+
+
+def owed_backfills(data_dir: Path) -> list[tuple[SnapshotMeta, SnapshotMeta]]:
+    """The backfills a previous run of this server started and did not end (blocking).
+    A work directory without a whole ``owed`` file never started: it is removed."""
+    owed = []
+    for work_dir in sorted(data_dir.glob(f"{WORK_PREFIX}*")):
+        try:
+            data = (work_dir / OWED).read_bytes()
+            since = decode_snapshot_meta(data[:SNAPSHOT_META_BYTES])
+            to = decode_snapshot_meta(data[SNAPSHOT_META_BYTES:])
+            if not (work_dir / SINCE_BALANCES).is_file():
+                raise MalformedInput("no balances")
+        except (OSError, MalformedInput):
+            shutil.rmtree(work_dir, ignore_errors=True)
+            continue
+        owed.append((since, to))
+    return owed
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +91,49 @@ class Backfill:
     async def accepted(
         self, since: SnapshotMeta, to: SnapshotMeta, timeout_s: float
     ) -> list[Accepted]:
-        """The payments rounds ``since.round``+1 .. ``to.round`` accepted, checked by replay."""
+        """The payments rounds ``since.round``+1 .. ``to.round`` accepted, checked by replay.
+        Ends the backfill, filled in or not (its work directory is removed), unless the
+        server stops meanwhile."""
+        try:
+            found = await self._accepted(since, to, timeout_s)
+        except asyncio.CancelledError:
+            raise  # the server is stopping: its next start resumes this backfill
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, self.work_dir, True)
+            raise
+        await asyncio.to_thread(shutil.rmtree, self.work_dir, True)
+        return found
+
+    def owe(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        """Write down durably what this backfill owes (blocking), unless a run before a
+        restart did; round ``since`` must still be on disk the first time."""
+        if (self.work_dir / OWED).is_file():
+            return
         if self.rounds.get(since.round) is None:
             raise NotAvailable(f"round {since.round} is no longer on disk")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        balances = self.rounds.read(since.round, snapshot.BALANCES)
+        atomic_write(self.work_dir / SINCE_BALANCES, balances)
+        atomic_write(self.work_dir / OWED, encode_snapshot_meta(since) + encode_snapshot_meta(to))
+
+    async def _accepted(
+        self, since: SnapshotMeta, to: SnapshotMeta, timeout_s: float
+    ) -> list[Accepted]:
         first, last = since.round + 1, to.round
         if last - first + 1 > ROUNDS_MAX:
             raise NotAvailable(f"{last - first + 1} rounds skipped: too many to fill in")
+        await asyncio.to_thread(self.owe, since, to)
         listing, torrent_peers = await self._listing(first, last)
         by_round: list[tuple[int, list[Transaction]]] = []
-        try:
-            for number in range(first, last):
-                txs = await self._fetched(number, listing, torrent_peers, timeout_s)
-                by_round.append((number, txs))
-        finally:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
+        for number in range(first, last):
+            txs = await self._fetched(number, listing, torrent_peers, timeout_s)
+            by_round.append((number, txs))
         # Reading, decoding and checking signatures of up to 100 rounds: off the event loop.
+        if self.rounds.get(last) is None:
+            raise NotAvailable(f"round {last} is no longer on disk")
         local = await asyncio.to_thread(self.rounds.read, last, snapshot.TRANSACTIONS)
         by_round.append((last, await asyncio.to_thread(decode_many, local, ROUND_TXS_MAX)))
-        old = await asyncio.to_thread(self.rounds.read, since.round, snapshot.BALANCES)
+        old = await asyncio.to_thread((self.work_dir / SINCE_BALANCES).read_bytes)
         txs = [tx for _, round_txs in by_round for tx in round_txs]
         await asyncio.to_thread(replay_to, old, txs, to.state_hash)
         return [Accepted(tx.tx_id, tx.timestamp_ms, n) for n, txs in by_round for tx in txs]

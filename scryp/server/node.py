@@ -47,7 +47,7 @@ from scryp.errors import (
 )
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
-from scryp.server.backfill import Backfill
+from scryp.server.backfill import WORK_PREFIX, Backfill, owed_backfills
 from scryp.server.catchup import Candidates
 from scryp.server.config import ServerConfig
 from scryp.server.driver import (
@@ -257,6 +257,8 @@ class ServerNode:
                 # Every server seeds round 0 (the genesis) and every round it still holds.
                 await asyncio.to_thread(self._write_genesis_round)
                 await driver.boot(await asyncio.to_thread(self.held_rounds))
+                for owed in await asyncio.to_thread(owed_backfills, self.config.data_dir):
+                    self.start_backfill(*owed)  # one a crash interrupted (protocol §6.5)
                 tasks.create_task(self._core_loop(driver))
         finally:
             await swarm.close()
@@ -368,7 +370,7 @@ class ServerNode:
         filler = Backfill(
             self.swarm,
             self.rounds,
-            self.config.data_dir / f"backfill-{to.round}",
+            self.config.data_dir / f"{WORK_PREFIX}{to.round}",
             lambda: [a for i in range(len(self.quorum)) if (a := self._address_of(i))],
             (self.network, self.quorum),
         )

@@ -15,15 +15,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from scryp.core import snapshot
 from scryp.core.certificate import Statement
+from scryp.core.raft import SnapshotMeta
 from scryp.core.tx import Transaction
 from scryp.core.wire import PeerFrame, Share, encode_frame
+from scryp.server.backfill import Backfill, owed_backfills
 from scryp.server.config import ServerLimits
 from scryp.server.node import ServerNode
 
@@ -118,5 +122,51 @@ def test_a_server_that_caught_up_knows_what_the_skipped_rounds_accepted(tmp_path
             )
             found = behind.view.tx(tx.tx_id)
             assert found is not None and found.status.outcome.accepted
+
+    asyncio.run(scenario())
+
+
+class CrashesMidBackfill(ServerNode):
+    """Writes down the backfill it owes, then "dies" before fetching anything."""
+
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        assert self.swarm is not None
+        work_dir = self.config.data_dir / f"backfill-{to.round}"
+        Backfill(self.swarm, self.rounds, work_dir, list, (self.network, self.quorum)).owe(
+            since, to
+        )
+
+
+def test_a_backfill_cut_short_by_a_crash_resumes_on_the_next_start(tmp_path: Path) -> None:
+    """Found by the bank test (run 7): a server killed seconds after a catch-up never filled
+    in what the skipped rounds accepted. It writes down what it owes, with a copy of its own
+    round's balances (pruned from its rounds meanwhile), and its next start resumes."""
+
+    async def scenario() -> None:
+        kinds: dict[int, type[ServerNode]] = {BEHIND: CrashesMidBackfill}
+        async with cluster(tmp_path, kinds, BEHIND, **CONFIG) as (nodes, runs):
+            ahead = nodes[0]
+            await wait_for(lambda: ahead.driver is not None, "server 0 to start", runs)
+            tx = Transaction.create(FAUCET, KEYS[2].public, 5, int(time.time() * 1000))
+            await wait_for(lambda: ahead.view.submit([tx.encode()]) is None, "a leader", runs)
+            await wait_for(lambda: ahead.view.tx(tx.tx_id) is not None, "the payment", runs)
+            behind = await start_behind(nodes, runs)
+            data_dir = behind.config.data_dir
+            ((since, _),) = owed_backfills(data_dir)
+            assert behind.view.tx(tx.tx_id) is None  # it owes, it does not know
+            stopping = runs.pop()
+            stopping.cancel()
+            await asyncio.gather(stopping, return_exceptions=True)
+            # Round L pruned meanwhile (a minute of rounds later, in production): the resumed
+            # backfill must replay onto its own copy of L's balances.
+            shutil.rmtree(behind.rounds.directory / snapshot.round_dir_name(since.round))
+            restarted = ServerNode(behind.config, KEYS[BEHIND], behind.quorum, behind.genesis)
+            runs.append(asyncio.create_task(restarted.run()))
+            await wait_for(
+                lambda: restarted.view.tx(tx.tx_id) is not None, "the backfill to resume", runs
+            )
+            found = restarted.view.tx(tx.tx_id)
+            assert found is not None and found.status.outcome.accepted
+            await wait_for(lambda: not owed_backfills(data_dir), "the backfill to end", runs)
 
     asyncio.run(scenario())
