@@ -83,9 +83,9 @@ def test_status_shows_each_servers_infohash_ready_for_the_downloader(
     hashes = {Path(path).name: digest for digest, path in map(str.split, done.stdout.splitlines())}
     assert hashes["balances"] == status["state_hash"]
 
+    status_argv = ["status", "--testnet", str(net.root), "--data", str(tmp_path / "text")]
     text = subprocess.run(
-        [sys.executable, "-m", "scryp.client", "status", "--testnet", str(net.root)]
-        + ["--data", str(tmp_path / "text")],
+        [sys.executable, "-m", "scryp.client", *status_argv],
         check=False,
         capture_output=True,
         text=True,
