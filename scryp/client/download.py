@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -82,7 +83,8 @@ class ProgressBar:
         percent = 100 * progress.pieces_done // max(progress.pieces_wanted, 1)
         if percent // 10 > self.last_tenth:
             self.last_tenth = percent // 10
-            self.console.print(f"fetched {percent:3d}%  {done / 1e6:.1f}/{total / 1e6:.1f} MB")
+            sizes = f"{filesize.decimal(done)}/{filesize.decimal(total)}"
+            self.console.print(f"fetched {percent:3d}%  {sizes}")
 
 
 def build_parser() -> argparse.ArgumentParser:
