@@ -104,7 +104,7 @@ def parse_quorum(text: str) -> list[bytes]:
 def read_quorum(path: Path) -> list[bytes]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="ascii")
+        text = path.read_text(encoding="utf-8")  # comments may be any text; keys are hex
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read quorum file {path}: {error}") from None
     try:

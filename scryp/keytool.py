@@ -3,7 +3,7 @@
 python -m scryp.keytool new keys/alice.seed        # make a key pair, print its id
 python -m scryp.keytool id keys/alice.seed         # print the id of an existing key
 python -m scryp.keytool quorum keys/s0.seed keys/s1.seed keys/s2.seed --out .keys
-python -m scryp.keytool genesis ID=AMOUNT ... --out genesis
+python -m scryp.keytool genesis ID=AMOUNT ... --out genesis  # ID: 64 hex or a seed file
 python -m scryp.keytool init DIR --servers 3       # everything a new network needs
 """
 
@@ -78,14 +78,15 @@ def init_network(root: Path, servers: int) -> tuple[list[KeyPair], KeyPair, Gene
 
 
 def _parse_allocation(text: str) -> tuple[bytes, int]:
-    account, sep, amount = text.partition("=")
+    """``ID=AMOUNT``, where ID is 64 hex digits or a seed file (its account)."""
+    account, sep, amount = text.rpartition("=")
     if not sep:
         raise MalformedInput(f"expected ID=AMOUNT, got {text!r}")
     try:
         value = int(amount)
     except ValueError:
         raise MalformedInput(f"amount is not a whole number: {amount!r}") from None
-    return parse_public_key_hex(account), value
+    return _key_or_seed_file(account), value
 
 
 def _key_or_seed_file(text: str) -> bytes:
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     quorum.add_argument("servers", nargs="+", help="seed files or 64-hex public keys")
     quorum.add_argument("--out", type=Path, default=Path(".keys"))
     genesis = commands.add_parser("genesis", help=f"write a genesis (sum {TOTAL_SUPPLY})")
-    genesis.add_argument("allocations", nargs="+", metavar="ID=AMOUNT")
+    genesis.add_argument(
+        "allocations", nargs="+", metavar="ID=AMOUNT", help="ID: 64 hex digits or a seed file"
+    )
     genesis.add_argument("--out", type=Path, default=Path("genesis"))
     init = commands.add_parser("init", help="server keys, .keys, faucet key and genesis")
     init.add_argument("dir", type=Path)

@@ -2,8 +2,10 @@
 
 Starts one DHT bootstrap node (``scryp.dhtnode``), N servers (``scryp.server``) and M seeders
 (``scryp.seeder``) as child processes on free loopback ports, each logging to
-``DIR/logs/<name>.log``. Used by ``python -m scryp.testnet`` and by the integration tests,
-which kill and restart its servers with real signals.
+``DIR/logs/<name>.log``. Used by ``python -m scryp.testnet``, the bank test (``scryp.chaos``)
+and the integration tests, which fail its servers with real signals: ``kill`` (SIGKILL),
+``restart`` (the same ports, key and data directory), ``pause`` (SIGSTOP), ``resume``
+(SIGCONT). ``DIR/testnet.json`` is rewritten (atomically) whenever a server's pid changes.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class LocalNetwork:
     seeder_children: list[Child] = field(default_factory=list)
     faucet: KeyPair | None = None
     genesis: Genesis | None = None
+    paused: set[int] = field(default_factory=set)  # servers stopped with SIGSTOP
 
     @property
     def files(self) -> NetworkFiles:
@@ -208,6 +211,7 @@ class LocalNetwork:
                     "api": s.api,
                     "torrent_port": s.torrent_port,
                     "log": str(s.child.log_path),
+                    "pid": s.child.process.pid if s.child.process else None,
                 }
                 for s in self.server_processes
             ],
@@ -218,11 +222,33 @@ class LocalNetwork:
 
     def kill(self, index: int, signum: int = signal.SIGKILL) -> None:
         self.server_processes[index].child.signal(signum)
+        if signum == signal.SIGSTOP:
+            self.paused.add(index)
+        elif signum in (signal.SIGCONT, signal.SIGKILL):
+            self.paused.discard(index)
+
+    def pause(self, index: int) -> None:
+        self.kill(index, signal.SIGSTOP)
+
+    def resume(self, index: int) -> None:
+        self.kill(index, signal.SIGCONT)
 
     async def restart(self, index: int) -> None:
+        """Start server ``index`` again with its ports, key and data; a server still running
+        (or paused) is killed first, as a crash would."""
         server = self.server_processes[index]
-        await server.child.wait(STOP_TIMEOUT_S)
+        if server.child.running:
+            self.kill(index, signal.SIGKILL)
+        if server.child.running and await server.child.wait(STOP_TIMEOUT_S) is None:
+            raise TimeoutError(f"server {index} did not die within {STOP_TIMEOUT_S:.0f} s")
         server.child.start()
+        self._write_description()
+
+    def state(self, index: int) -> str:
+        """What this supervisor knows of server ``index``: "up", "paused" or "down"."""
+        if not self.server_processes[index].child.running:
+            return "down"
+        return "paused" if index in self.paused else "up"
 
     async def stop(self) -> None:
         children = [s.child for s in self.server_processes] + self.seeder_children
@@ -237,10 +263,12 @@ class LocalNetwork:
 
     # -- observing -------------------------------------------------------------------------
 
-    async def get(self, index: int, path: str) -> tuple[int, Any]:
+    async def get(
+        self, index: int, path: str, timeout_s: float = HTTP_TIMEOUT_S
+    ) -> tuple[int, Any]:
         """(HTTP status, JSON body) of a GET on server ``index``; (0, None) if unreachable."""
         url = self.server_processes[index].api + path
-        timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
                 return r.status, await r.json(content_type=None)
@@ -260,8 +288,10 @@ class LocalNetwork:
         ):
             return response.status, await response.json(content_type=None)
 
-    async def statuses(self) -> list[dict[str, Any] | None]:
-        replies = await asyncio.gather(*(self.get(i, "/status") for i in range(self.servers)))
+    async def statuses(self, timeout_s: float = HTTP_TIMEOUT_S) -> list[dict[str, Any] | None]:
+        replies = await asyncio.gather(
+            *(self.get(i, "/status", timeout_s) for i in range(self.servers))
+        )
         return [body if code == 200 else None for code, body in replies]
 
     async def _all_answering(self) -> bool:

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import logging
 import random
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,9 +297,10 @@ class ChaosRun:
                 await asyncio.sleep(delay_s)  # the plan's time, not a wait for an event
             target = self._target(fault)
             self.unavailable.add(target)
-            self.net.kill(
-                target, signal.SIGKILL if fault.kind is FaultKind.KILL else signal.SIGSTOP
-            )
+            if fault.kind is FaultKind.KILL:
+                self.net.kill(target)  # SIGKILL
+            else:
+                self.net.pause(target)  # SIGSTOP
             self.fault_log.append(
                 f"{self.now_s():6.1f} s {fault.kind} server {target} for {fault.duration_s:.1f} s"
             )
@@ -337,13 +337,13 @@ class ChaosRun:
         if kind is FaultKind.KILL:
             await self.net.restart(target)
         else:
-            self.net.kill(target, signal.SIGCONT)
+            self.net.resume(target)  # SIGCONT
         self.unavailable.discard(target)
 
     async def _heal(self) -> None:
         for target in list(self.unavailable):
-            child = self.net.server_processes[target].child
-            await self._end_fault(FaultKind.KILL if not child.running else FaultKind.PAUSE, target)
+            down = self.net.state(target) == "down"
+            await self._end_fault(FaultKind.KILL if down else FaultKind.PAUSE, target)
 
     # -- the end ---------------------------------------------------------------------------
 

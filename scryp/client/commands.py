@@ -130,17 +130,23 @@ def text_status(result: dict[str, Any]) -> str:
     else:
         head = (
             f"certified round {result['certified_round']} (state {result['state_hash'][:16]}…), "
-            f"signed by servers {result['signers']}, pointers of {result['agreeing']} agree"
+            f"signed by servers {result['signers']}, pointers of {result['agreeing']} agree\n"
+            f"  infohash {result['infohash']}"
         )
-    lines = [head]
+    lines = [head, "pointers (each server's latest round; infohash v1, for the downloader):"]
     for p in result["pointers"]:
         state = "no pointer" if p["round"] is None else f"round {p['round']}"
         cert = " certified" if p["certified"] else ""
         agree = " agrees" if p["agrees"] else ""
         lines.append(f"  server {p['index']} {p['public_key'][:16]}…  {state}{cert}{agree}")
+        if p["infohash"]:
+            lines.append(f"    infohash {p['infohash']}  state {p['state_hash']}")
     for a in result["apis"]:
         state = f"{a['role']}, round {a['round']}" if a["up"] else "not answering"
         lines.append(f"  {a['api']}: {state}")
+    if result["infohash"]:
+        bootstrap = " ".join(f"--bootstrap {b}" for b in result["bootstrap"])
+        lines.append(f"download: python -m scryp.client {result['infohash']} {bootstrap}".rstrip())
     return "\n".join(lines)
 
 

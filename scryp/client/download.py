@@ -3,7 +3,7 @@
 ``python -m scryp.client INFOHASH [--bootstrap HOST:PORT ...] [--out DIR] [--timeout-s S]``
 
 A run of several 40-hex infohashes pasted together means the last one (as in the original).
-A progress bar goes to stderr; stdout gets one ``<sha256>  <path>`` line per file (the format
+A progress bar (rich) goes to stderr; stdout gets one ``<sha256>  <path>`` line per file (the format
 of ``sha256sum``), so scripts can check what they got. If the torrent cannot be found and
 fetched within the timeout, it says so on stderr and exits with status 1.
 """
@@ -16,42 +16,75 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from rich import filesize
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
 from scryp.core.infohash import parse_infohash
 from scryp.core.snapshot import PIECE_BYTES
 from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut
 from scryp.files import file_sha256
 from scryp.hostport import LOOPBACK, hostport_arg, is_loopback
-from scryp.swarm import Progress, Swarm, SwarmConfig
+from scryp.swarm import Progress as SwarmProgress
+from scryp.swarm import Swarm, SwarmConfig
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 DEFAULT_TIMEOUT_S = 120.0
 TIMEOUT_MAX_S = 24 * 3600.0
-BAR_CELLS = 30
 
 
 class ProgressBar:
-    """``[#####-----]  50%  1.2/2.4 MB`` redrawn in place on a terminal."""
+    """A rich progress bar of the wanted pieces, redrawn in place on a terminal; elsewhere
+    (a file, a pipe) one line each time another tenth is done, ending with 100%."""
 
     def __init__(self, stream: TextIO, piece_bytes: int) -> None:
-        self.stream = stream
         self.piece_bytes = piece_bytes
-        self.last_percent = -1
+        self.console = Console(file=stream, highlight=False)
+        self.bar = Progress(
+            TextColumn("fetching"),
+            BarColumn(),
+            TaskProgressColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+            disable=not self.console.is_terminal,
+        )
+        self.task: TaskID | None = None
+        self.last_tenth = -1
 
-    def __call__(self, progress: Progress) -> None:
-        percent = 100 * progress.pieces_done // max(progress.pieces_wanted, 1)
-        if percent == self.last_percent:
+    def __enter__(self) -> ProgressBar:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, progress: SwarmProgress) -> None:
+        total = progress.pieces_wanted * self.piece_bytes
+        done = min(progress.pieces_done * self.piece_bytes, total)
+        if self.task is None:
+            self.task = self.bar.add_task("fetch", total=max(total, 1))
+        self.bar.update(self.task, completed=done, total=max(total, 1))
+        if self.console.is_terminal:
             return
-        self.last_percent = percent
-        filled = BAR_CELLS * percent // 100
-        bar = "#" * filled + "-" * (BAR_CELLS - filled)
-        done_mb = progress.pieces_done * self.piece_bytes / 1e6
-        total_mb = progress.pieces_wanted * self.piece_bytes / 1e6
-        self.stream.write(f"\r[{bar}] {percent:3d}%  {done_mb:.1f}/{total_mb:.1f} MB")
-        if percent == 100:
-            self.stream.write("\n")
-        self.stream.flush()
+        percent = 100 * progress.pieces_done // max(progress.pieces_wanted, 1)
+        if percent // 10 > self.last_tenth:
+            self.last_tenth = percent // 10
+            sizes = f"{filesize.decimal(done)}/{filesize.decimal(total)}"
+            self.console.print(f"fetched {percent:3d}%  {sizes}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,13 +132,10 @@ async def download(
     async with Swarm.start(config) as swarm:
         if config.bootstrap:
             await swarm.wait_dht_ready(timeout_s)
-        result = await swarm.fetch(
-            infohash,
-            out,
-            timeout_s=timeout_s,
-            on_progress=ProgressBar(stderr, PIECE_BYTES),
-            peers=peers,
-        )
+        with ProgressBar(stderr, PIECE_BYTES) as bar:
+            result = await swarm.fetch(
+                infohash, out, timeout_s=timeout_s, on_progress=bar, peers=peers
+            )
         return [(path, await asyncio.to_thread(file_sha256, path)) for path in result.files]
 
 

@@ -220,6 +220,8 @@ class PointerState:
             "public_key": self.public_key.hex(),
             "round": record.round if record else None,
             "state_hash": record.state_hash.hex() if record else None,
+            # v1, 40 hex: what the downloader takes (python -m scryp.client INFOHASH, §8.6).
+            "infohash": record.infohash.hex() if record else None,
             # Checked, not just present: a forged certificate vouches for nothing (§8.4).
             "certified": self.certified,
             "api": record.api if record else None,
@@ -251,6 +253,7 @@ class Status:
     verified: VerifiedRound | None  # None: no majority-certified round found
     pointers: tuple[PointerState, ...]
     apis: tuple[ServerState, ...]
+    bootstrap: tuple[tuple[str, int], ...] = ()  # the DHT nodes this client joined
 
     def as_json(self) -> dict[str, Any]:
         verified = self.verified
@@ -258,6 +261,8 @@ class Status:
             "servers": self.quorum_size,
             "certified_round": verified.round if verified else None,
             "state_hash": verified.record.state_hash.hex() if verified else None,
+            "infohash": verified.record.infohash.hex() if verified else None,
+            "bootstrap": [f"{host}:{port}" for host, port in self.bootstrap],
             "signers": list(verified.signers) if verified else [],
             "agreeing": list(verified.vouching) if verified else [],
             "pointers": [p.as_json() for p in self.pointers],
@@ -322,7 +327,8 @@ async def status(client: Client) -> Status:
         verified = None
     records, _ = await client.swarm.get_pointers(quorum)
     pointers = pointer_states(quorum, records, client.refused, verified)
-    return Status(len(quorum), verified, pointers, await server_states(client.apis))
+    apis = await server_states(client.apis)
+    return Status(len(quorum), verified, pointers, apis, client.network.bootstrap)
 
 
 async def spendable(client: Client, account: bytes, amount: int) -> VerifiedBalance:

@@ -3,6 +3,10 @@
 The torrent port (default 6881) carries BitTorrent over TCP and the DHT over UDP; the server
 port (default 6882) carries the HTTP API and the links to the other servers. Everything
 listens on 127.0.0.1 and uses only the DHT bootstrap nodes given, unless --public-dht.
+
+First start in a fresh checkout: the server makes its key (keys/server.seed), prints its public
+id and the exact commands that write the quorum (.keys) and the genesis, and exits with status
+2 (protocol §9.11; README, "Running a server").
 """
 
 from __future__ import annotations
@@ -20,16 +24,22 @@ from pathlib import Path
 from aiohttp import web
 
 from scryp import logthrottle
-from scryp.core.genesis import Genesis
-from scryp.crypto import KeyPair
-from scryp.errors import ConfigError, MalformedInput, StorageCorrupt
+from scryp.errors import ConfigError, StorageCorrupt
 from scryp.hostport import hostport_arg
-from scryp.keyfile import read_quorum, read_seed
 from scryp.server.api import LINGERING_S, make_app
 from scryp.server.config import ServerConfig, ServerLimits
+from scryp.server.firststart import load_setup
 from scryp.server.node import ServerNode
 
 log = logging.getLogger("scryp.server")
+
+
+# Decision (protocol §7.4): a server started by hand seals every 10 s; the test network 1 s.
+ROUND_INTERVAL_S = 10.0
+
+
+class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module's docstring as written, and each option's default."""
 
 
 def peer(text: str) -> tuple[int, str]:
@@ -41,14 +51,26 @@ def peer(text: str) -> tuple[int, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scryp.server", description=__doc__)
-    parser.add_argument("torrent_port", type=int, nargs="?", default=6881)
-    parser.add_argument("server_port", type=int, nargs="?", default=6882)
-    parser.add_argument("--key", type=Path, default=Path("keys/server.seed"))
+    parser = argparse.ArgumentParser(
+        prog="python -m scryp.server",
+        description=__doc__,
+        formatter_class=Help,
+    )
+    parser.add_argument(
+        "torrent_port", type=int, nargs="?", default=6881, help="BitTorrent (TCP) and DHT (UDP)"
+    )
+    parser.add_argument(
+        "server_port", type=int, nargs="?", default=6882, help="HTTP API and server links"
+    )
+    parser.add_argument(
+        "--key", type=Path, default=Path("keys/server.seed"), help="seed file; made if missing"
+    )
     parser.add_argument("--keys", type=Path, default=Path(".keys"), help="the quorum file")
-    parser.add_argument("--genesis", type=Path, default=Path("genesis"))
-    parser.add_argument("--data", type=Path, default=Path("data"))
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--genesis", type=Path, default=Path("genesis"), help="round 0")
+    parser.add_argument(
+        "--data", type=Path, default=Path("data"), help="rounds and the write-ahead log"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--bootstrap",
         type=hostport_arg,
@@ -65,8 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="INDEX=HOST:PORT",
         help="a server's address (repeatable)",
     )
-    parser.add_argument("--round-interval", type=float, default=10.0, metavar="S")
-    parser.add_argument("--rounds-kept", type=int, default=8)
+    parser.add_argument(
+        "--round-interval",
+        type=float,
+        default=ROUND_INTERVAL_S,
+        metavar="S",
+        help="seconds between rounds; the same on every server of a quorum (protocol §7.4)",
+    )
+    parser.add_argument("--rounds-kept", type=int, default=8, help="newest rounds kept on disk")
     parser.add_argument(
         "--compaction-lag",
         type=float,
@@ -122,27 +150,26 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
     )
 
 
-async def serve(config: ServerConfig) -> None:
-    key = KeyPair.from_seed(read_seed(config.key_file))
-    quorum = read_quorum(config.quorum_file)
-    try:
-        genesis = Genesis.decode(config.genesis_file.read_bytes())
-    except (OSError, MalformedInput) as problem:
-        raise ConfigError(f"genesis {config.genesis_file}: {problem}") from None
-    if key.public not in quorum:
-        raise ConfigError(f"{config.key_file} is not one of the servers in {config.quorum_file}")
-    node = ServerNode(config, key, quorum, genesis)
+async def serve(config: ServerConfig, argv: list[str]) -> None:
+    # A fresh checkout: the key is made here, and NotSetUp says what else to run (§9.11).
+    setup = load_setup(config, argv)
+    key, quorum = setup.key, setup.quorum
+    if setup.key_made:
+        log.info("made this server's key in %s", config.key_file)
+    node = ServerNode(config, key, quorum, setup.genesis)
     runner = web.AppRunner(make_app(node), access_log=None, lingering_time=LINGERING_S)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.server_port).start()
         log.info(
-            "server %d of %d listening: api http://%s:%d, torrents %d",
+            "server %d of %d (id %s) listening: api http://%s:%d, torrents %d, rounds every %g s",
             node.index,
             len(quorum),
+            key.account_id,
             config.host,
             config.server_port,
             config.torrent_port,
+            config.round_interval_s,
         )
         await node.run()
     finally:
@@ -150,6 +177,7 @@ async def serve(config: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     config = parse_args(argv)
 
     async def run() -> None:
@@ -159,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await serve(config)
+            await serve(config, argv)
         log.info("stopped")
 
     try:

@@ -8,7 +8,8 @@ module only does their effects, as tasks of one TaskGroup (``run``):
 - per round, a **seed** task (torrent, swarm) and, per catch-up, a **fetch** task (§9.5),
   both reporting back to the driver; a failure (``NotAvailable``) is reported, not raised, and
   the round protocol retries the seed;
-- the **pointer publisher** (always the newest record only) and **discovery** (§9.6);
+- the **pointer publisher** (always the newest record only) and the **pointer watch**
+  (``scryp.server.pointers``: the others' addresses, §9.6, and their pointers logged, §9.12);
 - the **HTTP API** (``scryp.server.api``), which reads ``ServerView``, never the cores.
 
 Whose fault: malformed frames or requests from peers and clients are logged and dropped
@@ -29,7 +30,7 @@ from typing import Any
 from scryp.core import snapshot
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, Reason
-from scryp.core.pointer import PointerRecord, SignedItem, encode_record, verify_item
+from scryp.core.pointer import PointerRecord, encode_record
 from scryp.core.proposals import ProposalQueue
 from scryp.core.raft import Entry, RaftConfig, RaftNode, Ready, SnapshotMeta
 from scryp.core.raft.apply import EntryApplied
@@ -68,6 +69,7 @@ from scryp.server.driver import (
     SeedFailed,
 )
 from scryp.server.outcome_file import OutcomeFile
+from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
 from scryp.server.rounds import RoundStore
 from scryp.server.verify import precheck_parallel
@@ -111,7 +113,15 @@ class ServerNode:
         self._wake = asyncio.Event()
         self._last_now_ms = 0
         self.driver: Driver | None = None
-        self._discovered: dict[int, str] = {}
+        # The others' pointers: their addresses (§9.6) and a log line each minute (§9.12).
+        self.pointers = PointerWatch(
+            quorum,
+            self.index,
+            self.network,
+            list(config.peers),
+            poll_s=config.discovery_interval_s,
+            get_timeout_s=config.limits.dht_get_timeout_s,
+        )
         self._tasks: asyncio.TaskGroup | None = None
         self.swarm: Swarm | None = None
         self.publisher: Publisher | None = None
@@ -253,7 +263,7 @@ class ServerNode:
                 tasks.create_task(self.hub.run())
                 tasks.create_task(self.publisher.run())
                 tasks.create_task(self._publish_loop())
-                tasks.create_task(self._discover())
+                tasks.create_task(self.pointers.run(swarm))
                 # Every server seeds round 0 (the genesis) and every round it still holds.
                 await asyncio.to_thread(self._write_genesis_round)
                 await driver.boot(await asyncio.to_thread(self.held_rounds))
@@ -270,7 +280,7 @@ class ServerNode:
     # -- inputs from elsewhere -----------------------------------------------------------
 
     def _address_of(self, peer: int) -> str | None:
-        return self.config.peers.get(peer) or self._discovered.get(peer)
+        return self.config.peers.get(peer) or self.pointers.addresses.get(peer)
 
     def _on_frame(self, peer: int, data: bytes) -> None:
         try:
@@ -461,36 +471,6 @@ class ServerNode:
         if address is None or not share.torrent_port:
             return []
         return [(address.rpartition(":")[0], share.torrent_port)]
-
-    # -- discovery of the other servers' addresses from their DHT pointers (§9.6) -------
-
-    async def _discover(self) -> None:
-        """Look up the addresses of servers not given with --peer: often while one is
-        unknown, then now and then, since a server may move (protocol §9.6)."""
-        while True:
-            wanted = [
-                self.quorum[i]
-                for i in range(len(self.quorum))
-                if i != self.index and i not in self.config.peers
-            ]
-            if wanted and self.swarm is not None:
-                items = await self.swarm.get_items(
-                    wanted, timeout_s=self.config.limits.dht_get_timeout_s
-                )
-                for public, item in items.items():
-                    self._learn_address(public, item)
-            unknown = any(self._address_of(self.quorum.index(k)) is None for k in wanted)
-            period_s = self.config.discovery_interval_s * (1 if unknown else 12)
-            await asyncio.sleep(period_s)  # a period, not a wait for an event
-
-    def _learn_address(self, public: bytes, item: SignedItem) -> None:
-        try:
-            record = verify_item(item, self.quorum)
-        except RemoteError as error:
-            log.warning("pointer of %s refused: %s", public.hex()[:16], error)
-            return
-        if record.network == self.network and record.api:
-            self._discovered[self.quorum.index(public)] = record.api
 
 
 class ServerIO:

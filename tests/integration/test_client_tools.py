@@ -5,7 +5,11 @@ refuse, where plain ``pay`` refuses it before sending. A real 3-server network o
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -49,3 +53,68 @@ def test_an_overspend_is_refused_before_sending_or_by_the_servers(
     )
     assert code == 1 and sent["status"] == "rejected"
     assert sent["reason"] == "insufficient funds"
+
+
+async def published(net: LocalNetwork, server: int, round_number: int) -> dict[str, Any] | None:
+    """What ``server`` itself says of ``round_number`` (GET /rounds), if it still holds it."""
+    code, body = await net.get(server, f"/rounds?from={round_number}")
+    rounds = body.get("rounds", []) if code == 200 and isinstance(body, dict) else []
+    return next((r for r in rounds if r["round"] == round_number), None)
+
+
+def test_status_shows_each_servers_infohash_ready_for_the_downloader(
+    net: LocalNetwork, tmp_path: Path
+) -> None:
+    code, status, err = cli(net, tmp_path, "status")
+    assert code == 0, err
+    assert len(status["pointers"]) == 3
+    for pointer in status["pointers"]:
+        assert pointer["round"] is not None, pointer
+        served = asyncio.run(published(net, pointer["index"], pointer["round"]))
+        assert served is not None, f"server {pointer['index']} forgot round {pointer['round']}"
+        assert pointer["infohash"] == served["infohash"]  # v1, as the server seeds it
+        assert pointer["state_hash"] == served["state_hash"]
+    # Pasted into the downloader, the certified round's infohash fetches that round: its
+    # balances file hashes to the certified state hash (protocol §4.2).
+    argv = [sys.executable, "-m", "scryp.client", status["infohash"], "--out", str(tmp_path)]
+    argv += [arg for b in status["bootstrap"] for arg in ("--bootstrap", b)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    hashes = {Path(path).name: digest for digest, path in map(str.split, done.stdout.splitlines())}
+    assert hashes["balances"] == status["state_hash"]
+
+    status_argv = ["status", "--testnet", str(net.root), "--data", str(tmp_path / "text")]
+    text = subprocess.run(
+        [sys.executable, "-m", "scryp.client", *status_argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    assert re.search(r"^    infohash [0-9a-f]{40}  state [0-9a-f]{64}$", text, re.MULTILINE)
+    assert re.search(r"^download: python -m scryp.client [0-9a-f]{40} --bootstrap ", text, re.M)
+
+
+def test_servers_log_the_other_servers_pointers(net: LocalNetwork) -> None:
+    """Each server logs every other server's pointer (round, v1 infohash, state) the first
+    time it sees it, then once a minute (protocol §9.12)."""
+    log_file = net.root / "logs" / "server-0.log"
+    line = re.compile(
+        r"pointer of server (\d): round (\d+) infohash ([0-9a-f]{40}) state ([0-9a-f]{64})"
+    )
+
+    async def logged_both() -> bool:
+        seen = {m.group(1) for m in line.finditer(log_file.read_text())}
+        return {"1", "2"} <= seen
+
+    asyncio.run(net.wait_until(logged_both, 30.0, "server 0 logging servers 1 and 2's pointers"))
+    newest: dict[int, re.Match[str]] = {}
+    for match in line.finditer(log_file.read_text()):
+        newest[int(match.group(1))] = match
+    checked = 0
+    for server, match in newest.items():
+        served = asyncio.run(published(net, server, int(match.group(2))))
+        if served is not None:  # logged rounds may be older than what servers keep
+            assert (served["infohash"], served["state_hash"]) == match.group(3, 4)
+            checked += 1
+    assert checked > 0

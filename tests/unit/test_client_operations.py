@@ -173,6 +173,7 @@ def test_each_pointer_is_shown_against_the_certified_round() -> None:
         "public_key": QUORUM[2].hex(),
         "round": None,
         "state_hash": None,
+        "infohash": None,
         "certified": False,
         "api": None,
         "refused": "BEP 44 signature does not verify",
@@ -180,6 +181,7 @@ def test_each_pointer_is_shown_against_the_certified_round() -> None:
     }
     # "certified" means a certificate that verifies: server 1's one-signature claim is not one.
     assert states[0].as_json()["certified"]
+    assert states[0].as_json()["infohash"] == records[QUORUM[0]].infohash.hex()  # v1, 40 hex
     assert not states[1].as_json()["certified"] and states[1].as_json()["round"] == 9
 
     # With no certified round nothing agrees, and the status says so.
@@ -191,6 +193,8 @@ def test_each_pointer_is_shown_against_the_certified_round() -> None:
         "servers",
         "certified_round",
         "state_hash",
+        "infohash",
+        "bootstrap",
         "signers",
         "agreeing",
         "pointers",
