@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--round-interval", type=float, default=10.0, metavar="S")
     parser.add_argument("--rounds-kept", type=int, default=8)
     parser.add_argument(
+        "--rounds-kept-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="...and the rounds of at least this many seconds (older ones: an archive's)",
+    )
+    parser.add_argument(
         "--compaction-lag",
         type=float,
         default=10.0,
@@ -113,6 +120,7 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         peers=dict(args.peer),
         round_interval_s=args.round_interval,
         rounds_kept=args.rounds_kept,
+        rounds_kept_s=args.rounds_kept_s,
         compaction_lag_s=args.compaction_lag,
         limits=replace(
             ServerLimits(),
