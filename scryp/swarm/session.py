@@ -249,8 +249,7 @@ class Swarm(Bep44, Fetching):
         params.ti = info
         params.save_path = str(save_dir)
         params.file_priorities = [
-            PRIORITY_SEED if layout.file_name(i) in files else 0
-            for i in range(layout.num_files())
+            PRIORITY_SEED if layout.file_name(i) in files else 0 for i in range(layout.num_files())
         ]
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         name = str(info.name())

@@ -252,6 +252,8 @@ def verify_torrent(
     if infohash_v1 is not None and hashlib.sha1(info_dict).digest() != infohash_v1:
         raise Rejected("info dict does not hash to the v1 infohash")
     info = bdecode(info_dict)
+    if not isinstance(info, dict):
+        raise Rejected("the info dict is not a dict")
     if info[b"piece length"] != PIECE or info[b"meta version"] != 2:
         raise Rejected("not a 16 KiB hybrid torrent")
     return info

@@ -106,9 +106,11 @@ def liar(changes: Callable[[dict[str, Any]], None], round_number: int, real: str
     """An archive API that serves the real archive's listing with ``round_number`` changed."""
 
     async def rounds(request: web.Request) -> web.Response:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{real}/rounds", params=request.query) as response:
-                body = await response.json()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{real}/rounds", params=request.query) as response,
+        ):
+            body = await response.json()
         for entry in body["rounds"]:
             if entry["round"] == round_number:
                 changes(entry)
