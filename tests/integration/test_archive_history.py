@@ -55,8 +55,9 @@ def paid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwor
         round_interval_s=ROUND_S,
         archives=1,
         archive_args=["--checkpoint-every", "10"],
-        # Servers keep ~3 s of rounds, so the payment's round leaves them within seconds.
-        server_args=["--rounds-kept", "2", "--rounds-kept-s", "3", "--compaction-lag", "2"],
+        # Servers keep ~8 s of rounds, so the payment's round leaves them within seconds (and
+        # the archive, polling every 0.5 s, has slack on a loaded machine).
+        server_args=["--rounds-kept", "2", "--rounds-kept-s", "8", "--compaction-lag", "2"],
     )
     try:
         asyncio.run(net.start())
@@ -81,9 +82,19 @@ def paid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwor
             return True
 
         asyncio.run(net.wait_until(servers_forgot, DEADLINE_S, "servers dropping the round"))
+        code, status = asyncio.run(archive_status(net))
+        assert code == 200 and status["gaps"] == [], status  # it kept up with the servers
         yield net, round_paid
     finally:
         asyncio.run(net.stop())
+
+
+async def archive_status(net: LocalNetwork) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(net.archive_apis[0] + "/status") as response,
+    ):
+        return response.status, await response.json()
 
 
 def test_cli_history_starts_at_the_genesis(paid: tuple[LocalNetwork, int], tmp_path: Path) -> None:
@@ -171,7 +182,6 @@ def test_wallet_page_shows_the_faucet_payment(
         pytest.skip("tools/setup installs chromium and chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     net, round_paid = paid
@@ -192,12 +202,19 @@ def test_wallet_page_shows_the_faucet_payment(
         )
         wait = WebDriverWait(driver, DEADLINE_S)
         driver.get(line.split()[-1])
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#payments li.payment"))
-        items = driver.find_elements(By.CSS_SELECTOR, "#payments li.payment")
-        assert len(items) == 1
-        assert f"+{AMOUNT}" in items[0].text and f"round {round_paid}" in items[0].text
-        assert driver.find_element(By.ID, "since").text == "since the genesis, verified"
-        assert driver.find_element(By.ID, "balance").text == f"{AMOUNT} scryp"
+        # The page re-renders every second: read its texts in one script, never stale.
+        read = (
+            "return [document.getElementById('since').textContent,"
+            " document.getElementById('balance').textContent,"
+            " Array.from(document.querySelectorAll('#payments li.payment'))"
+            ".map(li => li.textContent)];"
+        )
+        wait.until(lambda d: d.execute_script(read)[0].startswith("since the genesis"))
+        since, balance, items = driver.execute_script(read)
+        assert since == "since the genesis, verified"
+        assert balance == f"{AMOUNT} scryp"
+        assert len(items) == 1, items
+        assert f"+{AMOUNT}" in items[0] and f"round {round_paid}" in items[0]
     finally:
         if driver is not None:
             driver.quit()
