@@ -112,6 +112,9 @@ class LocalNetwork:
     bootstrap: tuple[str, int] | None = None
     server_processes: list[ServerProcess] = field(default_factory=list)
     seeder_children: list[Child] = field(default_factory=list)
+    archives: int = 0  # archival seeders (protocol §10.8)
+    archive_args: list[str] = field(default_factory=list)  # extra options for each
+    archive_ports: list[tuple[int, int]] = field(default_factory=list)  # (api, torrent)
     faucet: KeyPair | None = None
     genesis: Genesis | None = None
     paused: set[int] = field(default_factory=set)  # servers stopped with SIGSTOP
@@ -137,6 +140,15 @@ class LocalNetwork:
                 f"seeder-{number}",
                 self._seeder_argv(number),
                 self.root / "logs" / f"seeder-{number}.log",
+            )
+            child.start()
+            self.seeder_children.append(child)
+        for number in range(self.archives):
+            self.archive_ports.append((free_port(), free_port()))
+            child = Child(
+                f"archive-{number}",
+                self._archive_argv(number),
+                self.root / "logs" / f"archive-{number}.log",
             )
             child.start()
             self.seeder_children.append(child)
@@ -195,6 +207,18 @@ class LocalNetwork:
             argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
         return argv
 
+    def _archive_argv(self, number: int) -> list[str]:
+        api_port, torrent_port = self.archive_ports[number]
+        argv = self._seeder_argv(number)
+        argv[argv.index("--dir") + 1] = str(self.root / "archives" / f"archive-{number}")
+        argv[argv.index("--poll-s") + 1] = str(min(1.0, self.round_interval_s))
+        argv += ["--archive", "--api-port", str(api_port), "--port", str(torrent_port)]
+        return argv + self.archive_args
+
+    @property
+    def archive_apis(self) -> list[str]:
+        return [f"http://{LOOPBACK}:{api}" for api, _ in self.archive_ports]
+
     def _write_description(self) -> None:
         assert self.genesis is not None and self.faucet is not None
         description = {
@@ -214,6 +238,11 @@ class LocalNetwork:
                     "pid": s.child.process.pid if s.child.process else None,
                 }
                 for s in self.server_processes
+            ],
+            # Archival seeders: history from the genesis (protocol §10.8); untrusted.
+            "archives": [
+                {"api": api, "torrent_port": torrent}
+                for api, (_, torrent) in zip(self.archive_apis, self.archive_ports, strict=True)
             ],
         }
         atomic_write(self.root / "testnet.json", json.dumps(description, indent=2).encode())

@@ -2,6 +2,7 @@
 last K rounds (protocol §8.7).
 
 ``python -m scryp.seeder --keys .keys --bootstrap HOST:PORT ... [--rounds-kept K] [--dir DIR]``
+(``--archive``: the archival seeder instead, ``scryp.archive``, protocol §10.8)
 
 Each poll reads every server's BEP 44 pointer in parallel, verifies each (key in ``.keys``,
 signature, size, strict record), and follows the highest round a majority vouches for (the same
@@ -26,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scryp.archive import run as archive_run
 from scryp.core import snapshot
 from scryp.core.certificate import majority
 from scryp.core.pointer import PointerRecord, agreed
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true", help="poll once, wait for the fetch")
     parser.add_argument("--public-dht", action="store_true", help="join the public DHT")
     parser.add_argument("-v", "--verbose", action="store_true")
+    archive_run.add_arguments(parser)
     return parser
 
 
@@ -229,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --bootstrap HOST:PORT (a private DHT) or --public-dht")
     try:
         quorum = read_quorum(args.keys)
+        if args.archive:
+            return asyncio.run(archive_run.serve(args, quorum))
         return asyncio.run(serve(args, quorum))
     except LocalError as error:
         print(f"scryp.seeder: {error}", file=sys.stderr)

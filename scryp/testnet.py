@@ -1,7 +1,7 @@
 """The local test network on 127.0.0.1, in one command (protocol §9.1).
 
-    python -m scryp.testnet [--dir DIR] [--servers 3|5|7] [--seeders M] [--round-interval S]
-                            [--demo-payments N] [--duration-s S]
+    python -m scryp.testnet [--dir DIR] [--servers 3|5|7] [--seeders M] [--archives A]
+                            [--round-interval S] [--demo-payments N] [--duration-s S]
     python -m scryp.testnet kill|restart|pause|resume N [--dir DIR]   # fail server N
     python -m scryp.testnet list [--dir DIR]                          # each server's process
 
@@ -203,7 +203,11 @@ class LiveView:
 
 async def run(args: argparse.Namespace) -> None:
     net = LocalNetwork(
-        args.dir, servers=args.servers, seeders=args.seeders, round_interval_s=args.round_interval
+        args.dir,
+        servers=args.servers,
+        seeders=args.seeders,
+        round_interval_s=args.round_interval,
+        archives=args.archives,
     )
     control = ControlServer(net)
     stop = asyncio.Event()
@@ -293,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path("testnet"))
     parser.add_argument("--servers", type=int, default=3, choices=QUORUM_SIZES)
     parser.add_argument("--seeders", type=int, default=1)
+    parser.add_argument(
+        "--archives", type=int, default=1, help="archival seeders: history from the genesis"
+    )
     parser.add_argument("--round-interval", type=float, default=1.0, metavar="S")
     parser.add_argument(
         "--demo-payments",

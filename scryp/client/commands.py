@@ -75,7 +75,11 @@ async def run_history(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def text_history(result: dict[str, Any]) -> str:
-    lines = [f"account {result['account']}: {len(result['payments'])} payment(s) synced"]
+    start = result.get("from_round")
+    since = "the genesis" if start == 0 else f"round {start}" if start is not None else "-"
+    lines = [f"account {result['account']}: {len(result['payments'])} payment(s) since {since}"]
+    if result.get("archive_error"):
+        lines.append(f"(history before round {start}: {result['archive_error']})")
     for p in result["payments"]:
         sign = "-" if p["direction"] == "out" else "+"
         word = "to  " if p["direction"] == "out" else "from"

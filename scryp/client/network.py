@@ -34,6 +34,8 @@ class Network:
     network_id: bytes | None = None  # when known; else the certified records name it
     faucet_seed_file: Path | None = None
     public_dht: bool = False
+    archives: tuple[str, ...] = ()  # archives' HTTP APIs (protocol §10.8), untrusted
+    archive_peers: tuple[tuple[str, int], ...] = ()  # their BitTorrent ports, dialled too
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class NetworkFile:
     torrent_peers: tuple[tuple[str, int], ...]
     network_id: bytes | None
     faucet_seed_file: Path | None
+    archives: tuple[str, ...] = ()
+    archive_peers: tuple[tuple[str, int], ...] = ()
 
 
 def parse_hostport(text: str) -> tuple[str, int]:
@@ -84,6 +88,7 @@ def read_testnet(directory: Path) -> NetworkFile:
     servers = description.get("servers") or []
     network_id = description.get("network_id")
     faucet = description.get("faucet_seed_file")
+    archives = description.get("archives") or []
     try:
         return NetworkFile(
             quorum_file=Path(description.get("quorum_file") or directory / QUORUM_FILE),
@@ -92,6 +97,8 @@ def read_testnet(directory: Path) -> NetworkFile:
             torrent_peers=tuple(("127.0.0.1", int(s["torrent_port"])) for s in servers),
             network_id=bytes.fromhex(network_id) if network_id else None,
             faucet_seed_file=Path(faucet) if faucet else None,
+            archives=tuple(api_url(str(a["api"])) for a in archives),
+            archive_peers=tuple(("127.0.0.1", int(a["torrent_port"])) for a in archives),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{path}: unexpected content ({error})") from None
@@ -103,6 +110,7 @@ def describe(
     keys: Path | None = None,
     bootstrap: Sequence[str] = (),
     servers: Sequence[str] = (),
+    archives: Sequence[str] = (),
 ) -> Network:
     """The network a client talks to: ``--keys`` and ``--bootstrap`` replace what
     ``testnet.json`` says, ``--server`` URLs are asked before its servers. ConfigError when
@@ -119,8 +127,9 @@ def describe(
         raise ConfigError("give --testnet DIR or --bootstrap HOST:PORT (a DHT node to join)")
     try:
         apis = tuple(api_url(s) for s in servers) + (base.apis if base else ())
+        archive_apis = tuple(api_url(a) for a in archives) + (base.archives if base else ())
     except ValueError as error:
-        raise ConfigError(f"--server: {error}") from None
+        raise ConfigError(f"--server/--archive: {error}") from None
     network = Network(
         quorum=quorum,
         bootstrap=nodes,
@@ -128,6 +137,8 @@ def describe(
         torrent_peers=base.torrent_peers if base else (),
         network_id=base.network_id if base else None,
         faucet_seed_file=base.faucet_seed_file if base else None,
+        archives=archive_apis,
+        archive_peers=base.archive_peers if base else (),
     )
     check_loopback(network)
     return network
@@ -137,10 +148,10 @@ def check_loopback(network: Network) -> None:
     """Refuse, before any traffic, an address off this machine (protocol §8.8, §10.1)."""
     if network.public_dht:
         return
-    for host, port in network.bootstrap + network.torrent_peers:
+    for host, port in network.bootstrap + network.torrent_peers + network.archive_peers:
         if not is_loopback(host):
             raise ConfigError(f"{host}:{port} is not a loopback address (127.0.0.0/8)")
-    for url in network.apis:
+    for url in network.apis + network.archives:
         if not api_allowed(url, network.public_dht):
             raise ConfigError(f"server {url} is not a loopback address (127.0.0.0/8)")
 

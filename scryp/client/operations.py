@@ -2,8 +2,8 @@
 the wallet page (``wallet``) (protocol §10.6, §10.7).
 
 - **verified balance**: a sync chosen by mode (protocol §10.4: ``auto`` picks the cheapest);
-- **history**: the account's payments in the synced rounds, and its balance in the held round
-  (protocol §10.5);
+- **history**: the account's payments in the synced rounds and, with an archive, in every
+  round since the genesis, verified (protocol §10.5, §10.8), and its balance in the held round;
 - **status**: the certified round, every server's pointer and every API's own report;
 - **pay**: the checks before sending (payee, amount, not oneself, the verified balance), then
   sign, submit, resend while no server knows it, and wait until a certified round decides it.
@@ -21,13 +21,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from scryp.client import servers
+from scryp.client import archive, servers
 from scryp.client.store import Payment, Store, read_balance
 from scryp.client.verify import VerifiedRound
 from scryp.core.pointer import PointerRecord, certified
 from scryp.core.tx import AMOUNT_MAX, Transaction
 from scryp.crypto import KeyPair, parse_public_key_hex
-from scryp.errors import MalformedInput, RemoteError, invariant
+from scryp.errors import MalformedInput, NotAvailable, RemoteError, invariant
 
 if TYPE_CHECKING:
     from scryp.client.sync import Client, Synced
@@ -155,18 +155,28 @@ class History:
 
     at: VerifiedBalance
     payments: tuple[PaymentEntry, ...]
+    from_round: int | None = None  # the first round covered (0: from the genesis)
+    archive_error: str | None = None  # why rounds before ``from_round`` are not covered
 
     def as_json(self, newest_first: bool = False, limit: int | None = None) -> dict[str, Any]:
         shown = self.payments[::-1] if newest_first else self.payments
-        return {**self.at.as_json(), "payments": [p.as_json() for p in shown[:limit]]}
+        return {
+            **self.at.as_json(),
+            "payments": [p.as_json() for p in shown[:limit]],
+            "from_round": self.from_round,
+            "archive_error": self.archive_error,
+        }
 
 
-def assemble_history(store: Store, account: bytes, at: VerifiedBalance) -> History:
+def assemble_history(
+    store: Store, account: bytes, at: VerifiedBalance, archive_error: str | None = None
+) -> History:
     """``account``'s history from what ``store`` holds; its balance from the held round."""
     payments = tuple(PaymentEntry.of(account, p) for p in store.payments(account))
     held = store.held()
     balance = read_balance(held, account) if held else None
-    return History(_replace_balance(at, account, balance), payments)
+    at = _replace_balance(at, account, balance)
+    return History(at, payments, archive.first_round(store), archive_error)
 
 
 def _replace_balance(at: VerifiedBalance, account: bytes, balance: int | None) -> VerifiedBalance:
@@ -311,7 +321,14 @@ async def history(client: Client, account: bytes, mode: str = AUTO, min_round: i
     incremental) rather than one account's balance: history needs rounds held (§10.5)."""
     synced = await client.sync_latest(mode, None if mode == AUTO else account, min_round)
     at = VerifiedBalance.from_synced(synced, account)
-    return assemble_history(client.store(synced.round), account, at)
+    store = client.store(synced.round)
+    error = None
+    if client.network.archives:  # the rounds before the first sync, verified (§10.8)
+        try:
+            await archive.fill_from_genesis(client, store, synced.round.record.network)
+        except (RemoteError, NotAvailable) as problem:
+            error = str(problem)
+    return assemble_history(store, account, at, error)
 
 
 async def server_states(apis: Sequence[str]) -> tuple[ServerState, ...]:

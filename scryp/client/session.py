@@ -36,6 +36,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         "--server", action="append", default=[], metavar="URL", help="a server's HTTP API"
     )
     parser.add_argument(
+        "--archive",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an archive's HTTP API: history from the genesis (untrusted: checked)",
+    )
+    parser.add_argument(
         "--data", type=Path, default=None, metavar="DIR", help="client data (~/.scryp)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -44,7 +51,11 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def network_from(args: argparse.Namespace) -> Network:
     """The network the common options describe (``network.describe``, protocol §10.1)."""
     return describe(
-        testnet=args.testnet, keys=args.keys, bootstrap=args.bootstrap, servers=args.server
+        testnet=args.testnet,
+        keys=args.keys,
+        bootstrap=args.bootstrap,
+        servers=args.server,
+        archives=args.archive,
     )
 
 

@@ -57,6 +57,7 @@ PAGE = """<!doctype html>
   </section>
   <section>
     <h2>Payments</h2>
+    <div class="muted" id="since"></div>
     <ul id="payments"><li class="muted">none synced yet</li></ul>
   </section>
   <section>
@@ -95,6 +96,8 @@ function render(w) {
     list.append(li);
   }
   if (!w.payments.length) list.innerHTML = '<li class="muted">no payments synced yet</li>';
+  $("since").textContent = (w.from_round === 0 ? "since the genesis, verified" :
+    "since round " + w.from_round) + (w.archive_error ? " (" + w.archive_error + ")" : "");
   $("agree").textContent = "certified round " + w.round + ": signed by servers " +
     w.signers.join(", ") + "; pointers of " + w.agreeing.join(", ") + " agree";
   const rows = $("servers");

@@ -50,6 +50,25 @@ def peer(text: str) -> tuple[int, str]:
     return int(index), address
 
 
+def add_retention(parser: argparse.ArgumentParser) -> None:
+    """How long a server keeps rounds and log entries (protocol §9.4, §9.5)."""
+    parser.add_argument("--rounds-kept", type=int, default=8, help="newest rounds kept on disk")
+    parser.add_argument(
+        "--rounds-kept-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="...and the rounds of at least this many seconds (older ones: an archive's)",
+    )
+    parser.add_argument(
+        "--compaction-lag",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="keep Raft entries this long for followers that fall behind",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m scryp.server",
@@ -94,14 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between rounds; the same on every server of a quorum (protocol §7.4)",
     )
-    parser.add_argument("--rounds-kept", type=int, default=8, help="newest rounds kept on disk")
-    parser.add_argument(
-        "--compaction-lag",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="keep Raft entries this long for followers that fall behind",
-    )
+    add_retention(parser)
     parser.add_argument(
         "--public-dht",
         action="store_true",
@@ -141,6 +153,7 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         peers=dict(args.peer),
         round_interval_s=args.round_interval,
         rounds_kept=args.rounds_kept,
+        rounds_kept_s=args.rounds_kept_s,
         compaction_lag_s=args.compaction_lag,
         limits=replace(
             ServerLimits(),

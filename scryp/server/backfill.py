@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from scryp.core import snapshot
-from scryp.core.certificate import Certificate, Statement, verify_certificate
+from scryp.core.listing import certified_round
 from scryp.core.raft import SnapshotMeta
 from scryp.core.raft.entries import SNAPSHOT_META_BYTES, decode_snapshot_meta, encode_snapshot_meta
 from scryp.core.replay import replay_to
@@ -41,7 +41,6 @@ from scryp.swarm import Swarm
 
 HTTP_TIMEOUT_S = 5.0
 ROUND_TXS_MAX = 1 << 20
-INFOHASH_V1_BYTES = 20
 ROUNDS_MAX = 100  # one listing (GET /rounds): a longer absence leaves the rest unknown
 OWED = "owed"  # in the work directory: since's and to's Raft metadata
 SINCE_BALANCES = "since-balances"
@@ -171,44 +170,26 @@ class Backfill:
         peers: Sequence[tuple[str, int]],
         timeout_s: float,
     ) -> list[Transaction]:
-        entry = listing[number]
-        if entry.get("transactions") == 0:
+        if listing[number].get("transactions") == 0:
             return []  # if that was a lie, the replay does not reach the state hash
-        try:
-            infohash = bytes.fromhex(str(entry["infohash"]))
-        except (KeyError, ValueError):
-            infohash = b""
-        if len(infohash) != INFOHASH_V1_BYTES:
-            raise MalformedInput(f"a peer's listing of round {number} is malformed")
-        infohash_v2 = self._certified_v2(number, entry)
+        listed = certified_round(listing[number], self.network, self.quorum)
         result = await self.swarm.fetch(
-            infohash,
+            listed.infohash,
             self.work_dir,
             timeout_s=timeout_s,
             files=[snapshot.TRANSACTIONS],
             peers=peers,
             expect_name=snapshot.round_dir_name(number),
-            expect_infohash_v2=infohash_v2,
+            # As the majority certificate states it: the transactions fetched are the ones
+            # the servers certified, not a peer's say-so (a file that swaps a refused payment
+            # for an accepted one of the same effect would replay fine).
+            expect_infohash_v2=listed.infohash_v2,
         )
         try:
             data = (result.round_dir / snapshot.TRANSACTIONS).read_bytes()
         finally:
-            await self.swarm.remove(infohash)
+            await self.swarm.remove(listed.infohash)
         return decode_many(data, ROUND_TXS_MAX)
-
-    def _certified_v2(self, number: int, entry: dict[str, Any]) -> bytes:
-        """The round's v2 infohash, as its majority certificate states it: the transactions
-        fetched are then the ones the servers certified, not a peer's say-so (a file that
-        swaps a refused payment for an accepted one of the same effect would replay fine)."""
-        try:
-            state = bytes.fromhex(str(entry["state_hash"]))
-            v2 = bytes.fromhex(str(entry["infohash_v2"]))
-            certificate = Certificate.from_bytes(bytes.fromhex(str(entry.get("certificate", ""))))
-            statement = Statement(self.network, number, state, v2)
-        except (KeyError, ValueError):
-            raise MalformedInput(f"a peer's listing of round {number} is malformed") from None
-        verify_certificate(certificate, statement, self.quorum)
-        return v2
 
 
 def _rounds_of(body: Any) -> dict[int, dict[str, Any]]:

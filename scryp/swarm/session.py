@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 TORRENT_ADD_TIMEOUT_S = 10.0
 TORRENT_REMOVE_TIMEOUT_S = 10.0
 LISTEN_TIMEOUT_S = 10.0
+PRIORITY_SEED = 4  # libtorrent's default file priority: keep (and serve) the file
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,36 @@ class Swarm(Bep44, Fetching):
             params.flags |= lt.torrent_flags.super_seeding
         await self._add(params, torrent.infohash)
         return torrent
+
+    def info_dict(self, infohash: bytes) -> bytes:
+        """The bencoded info dict of a torrent in this session whose metadata we have: its
+        SHA-256 is the v2 infohash (protocol §8.2). An archive keeps it to seed the round's
+        files again after a restart (``seed_files``); a verifier checks it by hand."""
+        handle = self._live().find_torrent(lt.sha1_hash(infohash))
+        if not handle.is_valid() or not handle.status().has_metadata:
+            raise LocalError(f"no metadata for torrent {infohash.hex()} in this session")
+        return bytes(handle.torrent_file().info_section())
+
+    async def seed_files(
+        self, info_dict: bytes, save_dir: Path, files: Sequence[str]
+    ) -> RoundTorrent:
+        """Seed the ``files`` (names inside the round) of the round torrent whose info dict is
+        ``info_dict`` from ``save_dir/<round>/``; its other files are not wanted, so nothing
+        is downloaded. libtorrent checks the files present against the piece hashes first."""
+        torrent = b"d4:info" + info_dict + b"e"  # a canonical one-key dict around the info
+        info = lt.torrent_info(torrent)
+        hashes = info.info_hashes()
+        layout = info.layout()
+        params = lt.add_torrent_params()
+        params.ti = info
+        params.save_path = str(save_dir)
+        params.file_priorities = [
+            PRIORITY_SEED if layout.file_name(i) in files else 0 for i in range(layout.num_files())
+        ]
+        params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        name = str(info.name())
+        await self._add(params, hashes.v1.to_bytes())
+        return RoundTorrent(name, torrent, hashes.v1.to_bytes(), hashes.v2.to_bytes())
 
     async def _add(
         self, params: Any, infohash: bytes, timeout_s: float = TORRENT_ADD_TIMEOUT_S

@@ -65,6 +65,7 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
             description = json.loads(description_path.read_text())
             assert description["bootstrap"].startswith("127.0.0.1:")
             assert len(description["servers"]) == 3
+            assert len(description["archives"]) == 1  # one archive by default
             urls = [server["api"] + "/status" for server in description["servers"]]
             for server in description["servers"]:
                 assert server["api"].startswith("http://127.0.0.1:")
@@ -97,4 +98,5 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
 
     assert asyncio.run(all_down()), "a server outlived the testnet command"
     logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
-    assert logs == ["dht.log", "seeder-0.log", "server-0.log", "server-1.log", "server-2.log"]
+    servers = [f"server-{i}.log" for i in range(3)]  # the archive runs by default (§10.8)
+    assert logs == ["archive-0.log", "dht.log", "seeder-0.log", *servers]

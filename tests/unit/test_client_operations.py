@@ -133,7 +133,8 @@ def test_history_is_the_accounts_payments_in_the_synced_rounds_oldest_first(
     ]
     assert [p.tx_id for p in history.payments] == [first[0].tx_id, second[0].tx_id]
     shown = history.as_json()
-    assert list(shown) == [*BALANCE_KEYS, "payments"]
+    assert list(shown) == [*BALANCE_KEYS, "payments", "from_round", "archive_error"]
+    assert shown["from_round"] == 3 and shown["archive_error"] is None  # no archive asked
     assert shown["balance"] == 500 and shown["account"] == BOB.account_id
     assert shown["payments"][0] == {
         "round": 3,
@@ -228,7 +229,12 @@ def test_server_states_and_payment_outcomes_keep_their_json_shape() -> None:
 
 def test_history_json_is_the_balance_json_plus_payments() -> None:
     empty = History(at(7), ())
-    assert empty.as_json() == {**at(7).as_json(), "payments": []}
+    assert empty.as_json() == {
+        **at(7).as_json(),
+        "payments": [],
+        "from_round": None,
+        "archive_error": None,
+    }
 
 
 def test_a_pointer_with_a_forged_certificate_is_not_shown_certified() -> None:

@@ -1,0 +1,75 @@
+"""Running the archive: ``python -m scryp.seeder --archive`` (protocol §10.8).
+
+One libtorrent session (seeding every archived round), one aiohttp API on 127.0.0.1, and the
+follow loop, in one TaskGroup; SIGINT/SIGTERM stop them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from aiohttp import web
+
+from scryp.archive.api import make_app
+from scryp.archive.follow import Archive, ArchiveConfig
+from scryp.archive.store import ArchiveStore
+from scryp.client.network import api_url
+from scryp.hostport import LOOPBACK
+from scryp.swarm import Swarm, SwarmConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("archive (history from the genesis, protocol §10.8)")
+    group.add_argument(
+        "--archive",
+        action="store_true",
+        help="keep every round's transactions and certificate (and the state every K rounds)",
+    )
+    group.add_argument("--checkpoint-every", type=int, default=100, metavar="K")
+    group.add_argument("--api-port", type=int, default=0, help="archive HTTP port (0: any)")
+    group.add_argument(
+        "--server", action="append", default=[], metavar="URL", help="a server's API to list"
+    )
+
+
+async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
+    config = SwarmConfig(
+        listen_host="0.0.0.0" if args.public_dht else LOOPBACK,
+        listen_port=args.port,
+        bootstrap=tuple(args.bootstrap),
+        public_dht=args.public_dht,
+    )
+    archive_config = ArchiveConfig(
+        quorum=tuple(quorum),
+        checkpoint_every=max(1, args.checkpoint_every),
+        network=bytes.fromhex(args.network) if args.network else None,
+        servers=tuple(api_url(s) for s in args.server),
+        poll_s=args.poll_s,
+        fetch_timeout_s=min(args.fetch_timeout_s, 60.0),
+        public_dht=args.public_dht,
+    )
+    async with Swarm.start(config) as swarm:
+        if config.bootstrap:
+            await swarm.wait_dht_ready()
+        archive = Archive(swarm, ArchiveStore(args.dir), archive_config)
+        await archive.resume()
+        runner = web.AppRunner(make_app(archive), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, LOOPBACK, args.api_port)
+        await site.start()
+        port = runner.addresses[0][1]
+        print(f"archive: api http://{LOOPBACK}:{port} torrents {swarm.port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        if args.duration_s is not None:
+            loop.call_later(args.duration_s, stop.set)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(archive.run(stop))
+        finally:
+            await runner.cleanup()
+    return 0
