@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import logging
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.keyfile import QUORUM_SIZES
 from scryp.localnet import LocalNetwork
+from scryp.logformat import add_log_arguments, setup_logging
 
 DEMO_AMOUNT_MAX = 1_000
 STATUS_PERIOD_S = 1.0
@@ -71,7 +73,11 @@ async def demo_payments(net: LocalNetwork, count: int, period_s: float) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     net = LocalNetwork(
-        args.dir, servers=args.servers, seeders=args.seeders, round_interval_s=args.round_interval
+        args.dir,
+        servers=args.servers,
+        seeders=args.seeders,
+        round_interval_s=args.round_interval,
+        log_format=args.log_format,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -131,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration-s", type=float, default=None, help="stop by itself after this long"
     )
+    add_log_arguments(parser)  # this process's and every child's log lines
     args = parser.parse_args(argv)
+    setup_logging(args, logging.INFO)
     asyncio.run(run(args))
     return 0
 
