@@ -56,6 +56,39 @@ def url_of(node: ServerNode) -> str:
     return f"http://127.0.0.1:{node.config.server_port}/metrics"
 
 
+async def pay_with_one_refused(via: ServerNode) -> list[Transaction]:
+    """PAYMENTS payments from the faucet, and one too old, posted to ``via``'s API."""
+    now_ms = int(time.time() * 1000)
+    txs = [
+        Transaction.create(FAUCET, KEYS[i % 3].public, 10 + i, now_ms + i) for i in range(PAYMENTS)
+    ]
+    stale = Transaction.create(FAUCET, KEYS[0].public, 1, now_ms - 60_000)
+    api = f"http://127.0.0.1:{via.config.server_port}/transact"
+    async with aiohttp.ClientSession() as session:
+        headers = {"Content-Type": "application/octet-stream"}
+        async with session.post(api, data=encode_many([*txs, stale]), headers=headers) as r:
+            assert r.status == 202, await r.text()
+    return txs
+
+
+async def follow_with_a_seeder(nodes: list[ServerNode], directory: Path) -> tuple[Samples, int]:
+    """A real seeder's metrics, scraped over HTTP once it fetched a round; bytes it fetched."""
+    swarm = Swarm(SwarmConfig(bootstrap=nodes[0].config.bootstrap))
+    try:
+        await swarm.wait_listening()
+        await swarm.wait_dht_ready()
+        quorum = tuple(key.public for key in KEYS)
+        seeder = Seeder(swarm, SeederConfig(quorum, directory, poll_s=1))
+        deadline = time.monotonic() + DEADLINE_S
+        while await seeder.step() is None:
+            assert time.monotonic() < deadline, "the seeder fetched nothing"
+            await asyncio.sleep(0.2)  # the next poll, as the seeder's loop would
+        async with serve_metrics(seeder.registry, 0) as port:
+            return await scrape(f"http://127.0.0.1:{port}/metrics"), seeder.last_fetch_bytes
+    finally:
+        await swarm.close()
+
+
 def test_metrics_move_with_payments_rounds_and_fetches(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with cluster(tmp_path, {}, running=3) as (nodes, runs):
@@ -74,18 +107,7 @@ def test_metrics_move_with_payments_rounds_and_fetches(tmp_path: Path) -> None:
 
             # Payments through server 1 (a follower forwards them), and one it refuses.
             via = nodes[1]
-            now_ms = int(time.time() * 1000)
-            txs = [
-                Transaction.create(FAUCET, KEYS[i % 3].public, 10 + i, now_ms + i)
-                for i in range(PAYMENTS)
-            ]
-            stale = Transaction.create(FAUCET, KEYS[0].public, 1, now_ms - 60_000)
-            api = f"http://127.0.0.1:{via.config.server_port}/transact"
-            async with aiohttp.ClientSession() as session:
-                body = encode_many([*txs, stale])
-                headers = {"Content-Type": "application/octet-stream"}
-                async with session.post(api, data=body, headers=headers) as response:
-                    assert response.status == 202, await response.text()
+            txs = await pay_with_one_refused(via)
             last = txs[-1].tx_id
 
             def settled() -> bool:
@@ -94,20 +116,7 @@ def test_metrics_move_with_payments_rounds_and_fetches(tmp_path: Path) -> None:
             await wait_for(settled, "the payments certified everywhere", runs)
 
             # A seeder follows the pointers and fetches a round from the servers.
-            seeder_swarm = Swarm(SwarmConfig(bootstrap=nodes[0].config.bootstrap))
-            try:
-                await seeder_swarm.wait_listening()
-                await seeder_swarm.wait_dht_ready()
-                quorum = tuple(key.public for key in KEYS)
-                seeder = Seeder(seeder_swarm, SeederConfig(quorum, tmp_path / "seeder", poll_s=1))
-                deadline = time.monotonic() + DEADLINE_S
-                while await seeder.step() is None:
-                    assert time.monotonic() < deadline, "the seeder fetched nothing"
-                    await asyncio.sleep(0.2)  # the next poll, as the seeder's loop would
-                async with serve_metrics(seeder.registry, 0) as port:
-                    seeded = await scrape(f"http://127.0.0.1:{port}/metrics")
-            finally:
-                await seeder_swarm.close()
+            seeded, fetched_bytes = await follow_with_a_seeder(nodes, tmp_path / "seeder")
             assert value(seeded, "scryp_seeder_round_held") >= 2
             assert value(seeded, "scryp_seeder_fetches_total", result="ok") == 1
             assert value(seeded, "scryp_seeder_rounds_held") == 1
@@ -140,7 +149,7 @@ def test_metrics_move_with_payments_rounds_and_fetches(tmp_path: Path) -> None:
                 - value(old, "scryp_swarm_upload_bytes_total")
                 for old, new in zip(before, after, strict=True)
             )
-            assert uploaded >= seeder.last_fetch_bytes > 0
+            assert uploaded >= fetched_bytes > 0
 
     asyncio.run(scenario())
 
