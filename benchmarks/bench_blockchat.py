@@ -123,12 +123,14 @@ async def replay(
         async with session.post(api + "/transact", data=io.BytesIO(body), headers=headers) as r:
             return r.status, await r.json(content_type=None)
 
+    stamp_ms = 0
     for start in range(0, len(payments), batch):
-        now_ms = int(time.time() * 1000)
-        txs = [
-            Transaction.create(key, payee, amount, now_ms + offset)
-            for offset, (payee, amount) in enumerate(payments[start : start + batch])
-        ]
+        txs = []
+        for payee, amount in payments[start : start + batch]:
+            # Strictly increasing stamps: the file repeats (payee, amount) pairs, and two equal
+            # payments with one stamp would be one payment twice, refused as a replay (§6.2).
+            stamp_ms = max(stamp_ms + 1, int(time.time() * 1000))
+            txs.append(Transaction.create(key, payee, amount, stamp_ms))
         retries += await post_retrying(post, encode_many(txs))
     return retries
 
@@ -163,6 +165,11 @@ def merged(scrapes: list[dict[str, float]]) -> dict[str, float]:
     return total
 
 
+def gained(before: list[dict[str, float]], after: list[dict[str, float]], name: str) -> list[float]:
+    """How much a sample grew on each server between two scrapes."""
+    return [a.get(name, 0.0) - b.get(name, 0.0) for a, b in zip(after, before, strict=True)]
+
+
 async def run_batch(
     net: LocalNetwork, session: aiohttp.ClientSession, root: Path, count: int, batch: int
 ) -> Result:
@@ -180,42 +187,30 @@ async def run_batch(
     )
     total = count * net.servers
     after: list[dict[str, float]] = []
+    applied_at = 0.0
+
+    async def all_applied() -> bool:
+        nonlocal after, applied_at
+        after = [await scrape(session, api) for api in apis]
+        rejected = {
+            name: number - before[0].get(name, 0)
+            for name, number in after[0].items()
+            if name.startswith("scryp_payments_applied_total") and name != ACCEPTED
+        }
+        if any(rejected.values()):
+            raise AssertionError(f"payments rejected: {rejected}")
+        applied_at = time.perf_counter()
+        return min(gained(before, after, ACCEPTED)) >= total
 
     async def all_certified() -> bool:
         nonlocal after
         after = [await scrape(session, api) for api in apis]
-        applied = all(
-            a.get(ACCEPTED, 0) - b.get(ACCEPTED, 0) >= total
-            for a, b in zip(after, before, strict=True)
-        )
-        timed = sum(
-            a.get(CERTIFY + "_count", 0) - b.get(CERTIFY + "_count", 0)
-            for a, b in zip(after, before, strict=True)
-        )
-        return applied and timed >= total
-
-    applied_at = 0.0
-
-    async def all_applied() -> bool:
-        nonlocal applied_at
-        samples = [await scrape(session, api) for api in apis]
-        if all(
-            a.get(ACCEPTED, 0) - b.get(ACCEPTED, 0) >= total
-            for a, b in zip(samples, before, strict=True)
-        ):
-            applied_at = time.perf_counter()
-            return True
-        return False
+        return sum(gained(before, after, CERTIFY + "_count")) >= total
 
     await net.wait_until(all_applied, DEADLINE_S, "every payment applied", poll_s=0.05)
     await net.wait_until(all_certified, DEADLINE_S, "every payment certified", poll_s=0.05)
-    committed = round(
-        min(a.get(ACCEPTED, 0) - b.get(ACCEPTED, 0) for a, b in zip(after, before, strict=True))
-    )
-    rounds = after[0].get(INTERVAL + "_count", 0) - before[0].get(INTERVAL + "_count", 0)
-    round_s = (after[0].get(INTERVAL + "_sum", 0) - before[0].get(INTERVAL + "_sum", 0)) / max(
-        rounds, 1
-    )
+    rounds = gained(before[:1], after[:1], INTERVAL + "_count")[0]
+    round_s = gained(before[:1], after[:1], INTERVAL + "_sum")[0] / max(rounds, 1)
     old, new = merged(before), merged(after)
     timed = new[CERTIFY + "_count"] - old.get(CERTIFY + "_count", 0)
     mean = (new[CERTIFY + "_sum"] - old.get(CERTIFY + "_sum", 0)) / max(timed, 1)
@@ -223,7 +218,7 @@ async def run_batch(
         net.servers,
         count,
         batch,
-        committed,
+        round(min(gained(before, after, ACCEPTED))),
         applied_at - started,
         sum(retries),
         round_s,
