@@ -52,8 +52,8 @@ from scryp.core.tx import Transaction, encode_many
 from scryp.crypto import KeyPair
 from scryp.localnet import LocalNetwork
 
-DEADLINE_S = 300.0
-FUNDS_PER_SENDER = 1_000_000_000
+DEADLINE_S = 120.0
+FUNDS_PER_SENDER = 10_000_000  # far more than any run pays (K × 10 a batch size)
 HTTP_TIMEOUT_S = 10.0
 ACCEPTED = 'scryp_payments_applied_total{outcome="accepted"}'
 CERTIFY = "scryp_payment_certify_seconds"
@@ -239,7 +239,12 @@ async def fund(net: LocalNetwork, session: aiohttp.ClientSession) -> None:
     await post_retrying(partial(net.post, 0, "/transact"), encode_many(txs))
 
     async def funded() -> bool:
-        replies = [await net.get(i, f"/tx/{txs[-1].tx_id.hex()}") for i in range(net.servers)]
+        replies = [
+            await net.get(i, f"/tx/{tx.tx_id.hex()}") for i in range(net.servers) for tx in txs
+        ]
+        for code, body in replies:
+            if code == 200 and body["status"] != "accepted":
+                raise AssertionError(f"funding a sender failed: {body}")
         return all(code == 200 and body["certified"] for code, body in replies)
 
     await net.wait_until(funded, DEADLINE_S, "the senders funded")
@@ -259,7 +264,15 @@ async def measure(
         await net.start()
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await fund(net, session)
-            return [await run_batch(net, session, root, count, batch) for batch in batches]
+            results = []
+            for batch in batches:
+                try:
+                    results.append(await run_batch(net, session, root, count, batch))
+                except TimeoutError as error:  # reported, not hidden: the next ones still run
+                    print(f"| {servers} | {servers} × {count} | {batch} | {error} |", flush=True)
+                    continue
+                print(table(results[-1:]).splitlines()[-1], flush=True)
+            return results
     finally:
         await net.stop()
 
@@ -328,8 +341,6 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
                 results += await measure(
                     servers, count, args.batch, args.round_interval, Path(directory)
                 )
-                rows = table(results[-len(args.batch) :]).splitlines()[2:]
-                print("\n".join(rows), flush=True)
     return results
 
 

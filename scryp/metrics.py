@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 METRICS_PATH = "/metrics"
 # Seconds, for latencies from a payment's submission to its round's certificate: rounds are
 # 0.3 s to 10 s long, and a catch-up can take a minute.
-LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# 0.1 s apart around a round of 1 s, so quantiles read from them are meaningful.
+LATENCY_BUCKETS_S = (
+    *(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2),
+    *(1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0),
+)
 
 
 def swarm_families(swarm: Swarm | None) -> Iterator[Metric]:
