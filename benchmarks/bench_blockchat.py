@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table(results))
     print(
         f"committed {sum(r.committed for r in results)} of "
-        f"{sum(r.servers * r.payments for r in results)} payments"
+        f"{sum(n * k * len(args.batch) for n in args.servers for k in args.payments)} payments"
     )
     if args.plot is not None:
         plot(results, args.plot, f"Scryp, BlockChat experiment ({when}, {machine})")
