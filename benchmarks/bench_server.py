@@ -21,7 +21,10 @@ import random
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from scryp.core.ledger import precheck_all
 from scryp.core.tx import Transaction, encode_many
@@ -47,6 +50,22 @@ def batch(faucet: KeyPair, start: int, size: int, targets: list[bytes]) -> list[
     ]
 
 
+Post = Callable[[bytes], Awaitable[tuple[int, Any]]]
+
+
+async def post_retrying(post: Post, body: bytes) -> int:
+    """POST payments until taken (202); how many 503s (back-pressure) were retried."""
+    code, reply = await post(body)
+    refusals = 0
+    while code == 503 and refusals < BACKPRESSURE_RETRIES_MAX:
+        # Back-pressure ("overloaded", or no leader for a moment): retry, as a client would.
+        refusals += 1
+        await asyncio.sleep(BACKPRESSURE_PAUSE_S)
+        code, reply = await post(body)
+    assert code == 202, (code, reply)
+    return refusals
+
+
 async def throughput(net: LocalNetwork, total: int, size: int) -> tuple[float, int]:
     """Committed payments per second, and how many 503s (back-pressure) were retried."""
     assert net.faucet is not None
@@ -59,15 +78,7 @@ async def throughput(net: LocalNetwork, total: int, size: int) -> tuple[float, i
         txs = batch(net.faucet, sent, min(size, total - sent), targets)
         body = encode_many(txs)
         target = (sent // size) % net.servers
-        code, reply = await net.post(target, "/transact", body)
-        refusals = 0
-        while code == 503 and refusals < BACKPRESSURE_RETRIES_MAX:
-            # Back-pressure ("overloaded", or no leader for a moment): retry, as a client would.
-            refusals += 1
-            await asyncio.sleep(BACKPRESSURE_PAUSE_S)
-            code, reply = await net.post(target, "/transact", body)
-        assert code == 202, (code, reply)
-        retries += refusals
+        retries += await post_retrying(partial(net.post, target, "/transact"), body)
         sent += len(txs)
         lasts.append(txs[-1])
     done_at = 0.0

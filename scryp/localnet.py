@@ -108,6 +108,7 @@ class LocalNetwork:
     server_args: list[str] = field(default_factory=list)  # extra options for every server
     # Tell each server the others' addresses (--peer); without, they find them in the DHT.
     give_peers: bool = True
+    log_format: str = "text"  # servers' and seeders' --log-format (scryp.logformat)
     dht: Child | None = None
     bootstrap: tuple[str, int] | None = None
     server_processes: list[ServerProcess] = field(default_factory=list)
@@ -115,6 +116,7 @@ class LocalNetwork:
     archives: int = 0  # archival seeders (protocol §10.8)
     archive_args: list[str] = field(default_factory=list)  # extra options for each
     archive_ports: list[tuple[int, int]] = field(default_factory=list)  # (api, torrent)
+    seeder_metrics_ports: list[int] = field(default_factory=list)  # 127.0.0.1:PORT/metrics
     faucet: KeyPair | None = None
     genesis: Genesis | None = None
     paused: set[int] = field(default_factory=set)  # servers stopped with SIGSTOP
@@ -135,6 +137,7 @@ class LocalNetwork:
         for server in self.server_processes:
             server.child.argv = self._server_argv(server)
             server.child.start()
+        self.seeder_metrics_ports = [free_port() for _ in range(self.seeders)]
         for number in range(self.seeders):
             child = Child(
                 f"seeder-{number}",
@@ -183,6 +186,8 @@ class LocalNetwork:
             str(self.root / "data" / f"server-{server.index}"),
             "--round-interval",
             str(self.round_interval_s),
+            "--log-format",
+            self.log_format,
         ]
         if self.bootstrap is not None:
             argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
@@ -202,6 +207,10 @@ class LocalNetwork:
             str(self.root / "seeders" / f"seeder-{number}"),
             "--poll-s",
             str(max(1.0, self.round_interval_s)),
+            "--log-format",
+            self.log_format,
+            "--metrics-port",
+            str(self.seeder_metrics_ports[number]),
         ]
         if self.bootstrap is not None:
             argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
@@ -243,6 +252,10 @@ class LocalNetwork:
             "archives": [
                 {"api": api, "torrent_port": torrent}
                 for api, (_, torrent) in zip(self.archive_apis, self.archive_ports, strict=True)
+            ],
+            "seeders": [
+                {"metrics": f"http://{LOOPBACK}:{port}/metrics", "log": str(child.log_path)}
+                for port, child in zip(self.seeder_metrics_ports, self.seeder_children, strict=True)
             ],
         }
         atomic_write(self.root / "testnet.json", json.dumps(description, indent=2).encode())

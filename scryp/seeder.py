@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.registry import CollectorRegistry
+
 from scryp.archive import run as archive_run
 from scryp.core import snapshot
 from scryp.core.certificate import majority
@@ -34,6 +36,8 @@ from scryp.core.pointer import PointerRecord, agreed
 from scryp.errors import LocalError, NotAvailable
 from scryp.hostport import LOOPBACK, hostport_arg
 from scryp.keyfile import read_quorum
+from scryp.logformat import add_log_arguments, announce, setup_logging
+from scryp.metrics import SeederCollector, serve_metrics
 from scryp.swarm import FetchFailed, Swarm, SwarmConfig
 
 log = logging.getLogger("scryp.seeder")
@@ -74,7 +78,13 @@ class Seeder:
     config: SeederConfig
     held: dict[int, HeldRound] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
+    fetches: Counter[str] = field(default_factory=Counter)  # by result, for /metrics
     last_fetch_bytes: int = 0
+    # This seeder's own metrics (never prometheus_client's global registry).
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.registry.register(SeederCollector(self))
 
     async def resume(self) -> None:
         """Seed again the rounds already on disk (after a restart), newest K only."""
@@ -130,15 +140,19 @@ class Seeder:
                 timeout_s=self.config.fetch_timeout_s,
             )
         except FetchFailed as error:
+            self.fetches["refused"] += 1
             log.warning("round %d refused: %s", target.round, error)
             return None
         except NotAvailable as error:
+            self.fetches["not_available"] += 1
             log.warning("round %d not fetched yet: %s", target.round, error)
             return None
         if result.round_dir.name != snapshot.round_dir_name(target.round):
+            self.fetches["refused"] += 1
             log.warning("round %d arrived as %s; dropped", target.round, result.round_dir.name)
             await self.swarm.remove(target.infohash)
             return None
+        self.fetches["ok"] += 1
         self.last_fetch_bytes = result.payload_bytes_downloaded
         self.held[target.round] = HeldRound(target.round, target.infohash, result.round_dir)
         log.info(
@@ -179,8 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration-s", type=float, default=None, help="stop after this long")
     parser.add_argument("--once", action="store_true", help="poll once, wait for the fetch")
     parser.add_argument("--public-dht", action="store_true", help="join the public DHT")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: any free port)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     archive_run.add_arguments(parser)
+    add_log_arguments(parser)
     return parser
 
 
@@ -199,15 +221,20 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
         poll_s=args.poll_s,
         fetch_timeout_s=args.fetch_timeout_s,
     )
-    async with Swarm.start(config) as swarm:
+    async with Swarm.start(config) as swarm, contextlib.AsyncExitStack() as stack:
         if config.bootstrap:
             await swarm.wait_dht_ready()
         seeder = Seeder(swarm, seeder_config)
         await seeder.resume()
-        print(f"seeder: listening on {config.listen_host}:{swarm.port}", flush=True)
+        announce(args, log.name, f"seeder: listening on {config.listen_host}:{swarm.port}")
+        if args.metrics_port is not None:
+            served = serve_metrics(seeder.registry, args.metrics_port)
+            port = await stack.enter_async_context(served)
+            announce(args, log.name, f"seeder: metrics on http://{LOOPBACK}:{port}/metrics")
         if args.once:
             fetched = await seeder.step()
-            print(f"seeder: round {fetched}" if fetched is not None else "seeder: nothing new")
+            done = f"seeder: round {fetched}" if fetched is not None else "seeder: nothing new"
+            announce(args, log.name, done)
             return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -224,10 +251,7 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    setup_logging(args, logging.INFO if args.verbose else logging.WARNING)
     if not args.bootstrap and not args.public_dht:
         parser.error("give --bootstrap HOST:PORT (a private DHT) or --public-dht")
     try:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -45,6 +46,7 @@ from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.keyfile import QUORUM_SIZES
 from scryp.localnet import LocalNetwork
+from scryp.logformat import add_log_arguments, setup_logging
 from scryp.testnet_control import ACTIONS, ControlServer, NotRunning, Refused, apply, request
 
 DEMO_AMOUNT_MAX = 1_000
@@ -208,6 +210,7 @@ async def run(args: argparse.Namespace) -> None:
         seeders=args.seeders,
         round_interval_s=args.round_interval,
         archives=args.archives,
+        log_format=args.log_format,
     )
     control = ControlServer(net)
     stop = asyncio.Event()
@@ -311,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duration-s", type=float, default=None, help="stop by itself after this long"
     )
+    add_log_arguments(parser)  # this process's and every child's log lines
     args = parser.parse_args(argv)
+    setup_logging(args, logging.INFO)
     asyncio.run(run(args))
     return 0
 

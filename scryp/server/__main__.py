@@ -26,6 +26,7 @@ from aiohttp import web
 from scryp import logthrottle
 from scryp.errors import ConfigError, StorageCorrupt
 from scryp.hostport import hostport_arg
+from scryp.logformat import add_log_arguments, setup_logging
 from scryp.server.api import LINGERING_S, make_app
 from scryp.server.config import ServerConfig, ServerLimits
 from scryp.server.firststart import load_setup
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="signature checks one client address may cause each second (protocol §9.9)",
     )
     parser.add_argument("--log-level", default=os.environ.get("SCRYP_LOG_LEVEL", "INFO"))
+    add_log_arguments(parser)
     return parser
 
 
@@ -135,10 +137,7 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
     args = parser.parse_args(argv)
     if args.client_signatures_per_s <= 0:
         parser.error("--client-signatures-per-s must be positive")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args, args.log_level.upper())
     logthrottle.install()  # clients' malformed HTTP: one line per client a minute
     return ServerConfig(
         key_file=args.key,

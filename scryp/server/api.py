@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction, decode_many
@@ -151,6 +152,7 @@ async def transact(request: web.Request) -> web.Response:
             pending.append(tx.raw)
             results.append({"id": tx.tx_id.hex(), "status": "pending"})
         else:
+            view.refused(reason)
             results.append({"id": tx.tx_id.hex(), "status": "rejected", "reason": str(reason)})
     if pending:
         refusal = view.submit(pending)
@@ -271,5 +273,7 @@ def build_app(
     app.router.add_get("/rounds", rounds)
     app.router.add_get("/tx/{id}", transaction)
     app.router.add_get("/record", record)
+    # Prometheus text format, from the server's own registry (scryp.server.metrics).
+    app.router.add_get("/metrics", make_aiohttp_handler(view.metrics_registry))
     add_peer_routes(app)
     return app

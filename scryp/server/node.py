@@ -68,6 +68,7 @@ from scryp.server.driver import (
     Seeded,
     SeedFailed,
 )
+from scryp.server.metrics import ServerMetrics
 from scryp.server.outcome_file import OutcomeFile
 from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
@@ -131,6 +132,7 @@ class ServerNode:
         self._catch_up: Candidates | None = None
         self.api_address = f"{config.host}:{config.server_port}"
         self.view = ServerView(self)
+        self.metrics = ServerMetrics(self)  # its own registry: GET /metrics
 
     # -- time ----------------------------------------------------------------------------
 
@@ -533,9 +535,10 @@ class ServerIO:
         return self.node.rounds.prune(config.rounds_kept_effective, keep_from=keep_from)
 
     def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
-        pass
+        self.node.metrics.applied(applied)
 
     def report(self, report: Report) -> None:
+        self.node.metrics.report(report)
         _log_report(report)
 
 

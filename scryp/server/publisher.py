@@ -45,6 +45,7 @@ class Publisher:
         self.salt = salt
         self.value: bytes | None = None
         self.puts = 0
+        self.put_failures = 0  # puts that timed out or reached no DHT node (/metrics)
         self.last: PutResult | None = None
         self.on_put = on_put
         self._changed = asyncio.Event()
@@ -58,12 +59,17 @@ class Publisher:
     async def _put(self) -> PutResult:
         invariant(self.value is not None, "put before anything was published")
         assert self.value is not None
-        result = await self.swarm.put_pointer(self.key, self.value, self.salt)
+        try:
+            result = await self.swarm.put_pointer(self.key, self.value, self.salt)
+        except NotAvailable:
+            self.put_failures += 1
+            raise
         self.puts += 1
         self.last = result
         if self.on_put is not None:
             self.on_put(result)
         if result.num_success == 0:
+            self.put_failures += 1
             log.warning("pointer put reached no DHT node; retrying in %.0f s", self.republish_s)
         return result
 

@@ -11,8 +11,11 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client.registry import CollectorRegistry
+
 from scryp.core.balances import lookup
 from scryp.core.certificate import Certificate
+from scryp.core.ledger import Reason
 from scryp.core.outcomes import Decided
 from scryp.core.rounds import RoundInfo
 from scryp.errors import RemoteError
@@ -63,7 +66,18 @@ class ServerView:
 
     def submit(self, txs: list[bytes]) -> str | None:
         """Queue prechecked payments; None, or why they cannot be taken now (503)."""
-        return self._node.submit(txs)
+        refusal = self._node.submit(txs)
+        if refusal is None:
+            self._node.metrics.submitted(txs)
+        return refusal
+
+    def refused(self, reason: Reason) -> None:
+        """The API refused a payment before queueing it (counted for /metrics)."""
+        self._node.metrics.refused_payment(reason)
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        return self._node.metrics.registry
 
     def remembers(self, tx_id: bytes) -> bool:
         """Whether the ledger would refuse ``tx_id`` as a replay (protocol §6.2)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .fetch import DEFAULT_TIMEOUT_S, PEER_LOOKUP_INTERVAL_S, FetchFailed, FetchResult, Progress
 from .items import DHT_GET_TIMEOUT_S, DHT_PUT_TIMEOUT_S, PutResult
-from .session import Swarm, TorrentStats
+from .session import Swarm, SwarmTotals, TorrentStats
 from .settings import (
     PUBLIC_ROUTERS,
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
@@ -46,6 +46,7 @@ __all__ = [
     "RoundTorrent",
     "Swarm",
     "SwarmConfig",
+    "SwarmTotals",
     "TorrentStats",
     "build_round_torrent",
     "settings_for",

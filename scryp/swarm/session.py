@@ -46,6 +46,15 @@ PRIORITY_SEED = 4  # libtorrent's default file priority: keep (and serve) the fi
 
 
 @dataclass(frozen=True, slots=True)
+class SwarmTotals:
+    """The whole session's figures for /metrics: upload counts torrents removed since too."""
+
+    payload_bytes_uploaded: int
+    num_peers: int
+    torrents: int
+
+
+@dataclass(frozen=True, slots=True)
 class TorrentStats:
     infohash: bytes
     payload_bytes_uploaded: int
@@ -84,6 +93,7 @@ class Swarm(Bep44, Fetching):
         self._dht_ready: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
         self.handler_errors = 0
+        self._uploaded_by_removed_bytes = 0  # so the upload total never goes back
         # Alerts may have been queued before the fd was set; drain once.
         self._drain_alerts()
 
@@ -289,6 +299,7 @@ class Swarm(Bep44, Fetching):
             if isinstance(alert, lt.torrent_removed_alert) and not removed.done():
                 removed.set_result(None)
 
+        self._uploaded_by_removed_bytes += int(handle.status().total_payload_upload)
         unwatch = self._watch(infohash, on_alert)
         try:
             flags = lt.session.delete_files if delete_files else 0
@@ -311,6 +322,16 @@ class Swarm(Bep44, Fetching):
             int(status.num_peers),
             bool(status.is_seeding),
         )
+
+    def totals(self) -> SwarmTotals:
+        """Payload bytes uploaded since the session started, peers and torrents now."""
+        uploaded, peers = self._uploaded_by_removed_bytes, 0
+        handles = self._live().get_torrents()
+        for handle in handles:
+            status = handle.status()
+            uploaded += int(status.total_payload_upload)
+            peers += int(status.num_peers)
+        return SwarmTotals(uploaded, peers, len(handles))
 
     def infohashes(self) -> list[bytes]:
         return [_infohash_v1(h) for h in self._live().get_torrents()]

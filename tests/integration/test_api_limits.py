@@ -22,8 +22,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
 
 from scryp import logthrottle
+from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.peers import PEER_PATH
@@ -41,6 +43,11 @@ class View:
         self.window_ms = 5_000
         self.network = bytes(32)
         self.submitted: list[bytes] = []
+        self.metrics_registry = CollectorRegistry()
+        self.refusals: list[Reason] = []
+
+    def refused(self, reason: Reason) -> None:
+        self.refusals.append(reason)
 
     def submit(self, txs: list[bytes]) -> str | None:
         self.submitted += txs
