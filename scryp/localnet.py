@@ -113,6 +113,7 @@ class LocalNetwork:
     bootstrap: tuple[str, int] | None = None
     server_processes: list[ServerProcess] = field(default_factory=list)
     seeder_children: list[Child] = field(default_factory=list)
+    archive_children: list[Child] = field(default_factory=list)
     archives: int = 0  # archival seeders (protocol §10.8)
     archive_args: list[str] = field(default_factory=list)  # extra options for each
     archive_ports: list[tuple[int, int]] = field(default_factory=list)  # (api, torrent)
@@ -154,7 +155,7 @@ class LocalNetwork:
                 self.root / "logs" / f"archive-{number}.log",
             )
             child.start()
-            self.seeder_children.append(child)
+            self.archive_children.append(child)
         self._write_description()
         await self.wait_until(self._all_answering, START_TIMEOUT_S, "servers answering")
 
@@ -196,7 +197,7 @@ class LocalNetwork:
                 argv += ["--peer", f"{other.index}={LOOPBACK}:{other.server_port}"]
         return argv + self.server_args
 
-    def _seeder_argv(self, number: int) -> list[str]:
+    def _seeder_argv(self, number: int, metrics: bool = True) -> list[str]:
         argv = [
             self.python,
             "-m",
@@ -209,16 +210,16 @@ class LocalNetwork:
             str(max(1.0, self.round_interval_s)),
             "--log-format",
             self.log_format,
-            "--metrics-port",
-            str(self.seeder_metrics_ports[number]),
         ]
+        if metrics:
+            argv += ["--metrics-port", str(self.seeder_metrics_ports[number])]
         if self.bootstrap is not None:
             argv += ["--bootstrap", f"{self.bootstrap[0]}:{self.bootstrap[1]}"]
         return argv
 
     def _archive_argv(self, number: int) -> list[str]:
         api_port, torrent_port = self.archive_ports[number]
-        argv = self._seeder_argv(number)
+        argv = self._seeder_argv(number, metrics=False)
         argv[argv.index("--dir") + 1] = str(self.root / "archives" / f"archive-{number}")
         argv[argv.index("--poll-s") + 1] = str(min(1.0, self.round_interval_s))
         argv += ["--archive", "--api-port", str(api_port), "--port", str(torrent_port)]
@@ -293,7 +294,8 @@ class LocalNetwork:
         return "paused" if index in self.paused else "up"
 
     async def stop(self) -> None:
-        children = [s.child for s in self.server_processes] + self.seeder_children
+        children = [s.child for s in self.server_processes]
+        children += self.seeder_children + self.archive_children
         if self.dht is not None:
             children.append(self.dht)
         for child in children:

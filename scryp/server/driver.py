@@ -255,7 +255,8 @@ class Driver:
     def submit(self, txs: Sequence[bytes]) -> str | None:
         """Prechecked payments from a client; None, or why they cannot be taken now."""
         raft = self.raft
-        taken: Taken = self.proposals.submit(txs, raft.role is Role.LEADER, raft.leader_id)
+        leading = raft.role is Role.LEADER
+        taken: Taken = self.proposals.submit(txs, leading, raft.leader_id, self.now_ms)
         if taken.forward is not None:
             self.io.send(taken.forward.leader, Forward(taken.forward.txs))
         return taken.refusal
@@ -276,7 +277,7 @@ class Driver:
             peer, frame = self._inbox.popleft()
             await self._step(peer, frame)
         raft = self.raft
-        for action in self.proposals.take(raft.role is Role.LEADER, raft.leader_id):
+        for action in self.proposals.take(raft.role is Role.LEADER, raft.leader_id, self.now_ms):
             if isinstance(action, Propose):
                 self._propose(action.txs)
             else:
@@ -396,6 +397,7 @@ class Driver:
         applied = apply_entry(ledger, entry, prechecked, decoded)
         self.io.applied(entry, applied, ledger)
         open_round = self._sealed[-1].round + 1
+        self.proposals.settled(tx.tx_id for tx in applied.txs)  # no need to send them again
         for tx, outcome in zip(applied.txs, applied.outcomes, strict=True):
             if outcome.accepted:
                 self._round_txs.append(tx.raw)

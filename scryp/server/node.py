@@ -184,7 +184,7 @@ class ServerNode:
             kept_max=limits.tx_status_kept_max,
             start_stamp_ms=meta.stamp_ms,
         )
-        queue = ProposalQueue(limits.proposals_queued_max)
+        queue = ProposalQueue(limits.proposals_queued_max, window_ms=self.config.window_ms)
         log.info(
             "server %d: resuming at round %d (index %d), %d log entries, term %d",
             self.index,
