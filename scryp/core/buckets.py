@@ -127,15 +127,21 @@ class MerkleTree:
     def update(self, leaves: Mapping[int, bytes]) -> int:
         """Set changed leaves and rehash the paths above them; returns the hashes computed."""
         width = 1 << self.bits
+        nodes, size = self._nodes, HASH_BYTES
         dirty = set()
         for index, value in leaves.items():
-            invariant(0 <= index < width, "leaf out of range")
-            self._set(width + index, value)
-            dirty.add((width + index) >> 1)
+            invariant(0 <= index < width and len(value) == size, "bad leaf")
+            node = width + index
+            nodes[node * size : (node + 1) * size] = value
+            dirty.add(node >> 1)
         hashed = 0
+        sha256 = hashlib.sha256
         while dirty:
+            # Children 2i and 2i+1 are adjacent: one 64-byte slice is the hashed input.
             for node in dirty:
-                self._set(node, node_hash(self._get(2 * node), self._get(2 * node + 1)))
+                start = 2 * node * size
+                digest = sha256(NODE_TAG + nodes[start : start + 2 * size]).digest()
+                nodes[node * size : (node + 1) * size] = digest
             hashed += len(dirty)
             dirty = {node >> 1 for node in dirty if node > 1}
         return hashed
@@ -191,29 +197,19 @@ class BucketedBalances:
 
 def _apply_to_bucket(bucket: bytearray, records: Iterable[tuple[bytes, int]]) -> None:
     """Set, insert or (balance 0) remove records in one bucket, keeping it sorted."""
+    ids = [bytes(bucket[i : i + ACCOUNT_ID_BYTES]) for i in range(0, len(bucket), RECORD_BYTES)]
     for account, balance in records:
-        keys = _FullIds(bucket)
-        position = bisect_left(keys, account)
+        position = bisect_left(ids, account)
         start = position * RECORD_BYTES
-        present = position < len(keys) and keys[position] == account
+        present = position < len(ids) and ids[position] == account
         if present and balance:
             bucket[start : start + RECORD_BYTES] = RECORD.pack(account, balance)
         elif present:
             del bucket[start : start + RECORD_BYTES]
+            del ids[position]
         elif balance:
             bucket[start:start] = RECORD.pack(account, balance)
-
-
-class _FullIds(Sequence[bytes]):
-    def __init__(self, bucket: bytearray) -> None:
-        self._bucket = bucket
-
-    def __len__(self) -> int:
-        return len(self._bucket) // RECORD_BYTES
-
-    def __getitem__(self, index: int) -> bytes:  # type: ignore[override]
-        start = index * RECORD_BYTES
-        return bytes(self._bucket[start : start + ACCOUNT_ID_BYTES])
+            ids.insert(position, account)
 
 
 def _check_bits(bits: int) -> None:
