@@ -196,20 +196,34 @@ class BucketedBalances:
 
 
 def _apply_to_bucket(bucket: bytearray, records: Iterable[tuple[bytes, int]]) -> None:
-    """Set, insert or (balance 0) remove records in one bucket, keeping it sorted."""
-    ids = [bytes(bucket[i : i + ACCOUNT_ID_BYTES]) for i in range(0, len(bucket), RECORD_BYTES)]
+    """Set, insert or (balance 0) remove records in one bucket, keeping it sorted.
+
+    Bisection reads ~log2(n) ids of the bucket per record, never the whole bucket's ids.
+    """
     for account, balance in records:
-        position = bisect_left(ids, account)
+        count = len(bucket) // RECORD_BYTES
+        position = bisect_left(range(count), account, key=_IdAt(bucket))
         start = position * RECORD_BYTES
-        present = position < len(ids) and ids[position] == account
+        present = position < count and bucket[start : start + ACCOUNT_ID_BYTES] == account
         if present and balance:
             bucket[start : start + RECORD_BYTES] = RECORD.pack(account, balance)
         elif present:
             del bucket[start : start + RECORD_BYTES]
-            del ids[position]
         elif balance:
             bucket[start:start] = RECORD.pack(account, balance)
-            ids.insert(position, account)
+
+
+class _IdAt:
+    """Record index -> its id in one bucket: the bisection key."""
+
+    __slots__ = ("_bucket",)
+
+    def __init__(self, bucket: bytearray) -> None:
+        self._bucket = bucket
+
+    def __call__(self, index: int) -> bytes:
+        start = index * RECORD_BYTES
+        return bytes(self._bucket[start : start + ACCOUNT_ID_BYTES])
 
 
 def _check_bits(bits: int) -> None:
