@@ -4,13 +4,17 @@ python -m scryp.keytool new keys/alice.seed        # make a key pair, print its 
 python -m scryp.keytool id keys/alice.seed         # print the id of an existing key
 python -m scryp.keytool quorum keys/s0.seed keys/s1.seed keys/s2.seed --out .keys
 python -m scryp.keytool genesis ID=AMOUNT ... --out genesis  # ID: 64 hex or a seed file
+python -m scryp.keytool genesis --random-accounts N --faucet keys/faucet.seed [--seed S] \
+    [ID=AMOUNT ...] --out genesis        # N random accounts; the faucet keeps the rest
 python -m scryp.keytool init DIR --servers 3       # everything a new network needs
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from scryp.keyfile import (
     read_seed,
     write_quorum,
 )
+from scryp.random_genesis import write_random_genesis
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     quorum.add_argument("--out", type=Path, default=Path(".keys"))
     genesis = commands.add_parser("genesis", help=f"write a genesis (sum {TOTAL_SUPPLY})")
     genesis.add_argument(
-        "allocations", nargs="+", metavar="ID=AMOUNT", help="ID: 64 hex digits or a seed file"
+        "allocations", nargs="*", metavar="ID=AMOUNT", help="ID: 64 hex digits or a seed file"
     )
     genesis.add_argument("--out", type=Path, default=Path("genesis"))
+    genesis.add_argument(
+        "--random-accounts",
+        type=int,
+        metavar="N",
+        help="add N random accounts of 1..1000 scryp each (test and benchmark networks)",
+    )
+    genesis.add_argument(
+        "--faucet", help="with --random-accounts: the account (hex or seed file) keeping the rest"
+    )
+    genesis.add_argument(
+        "--seed", type=int, help="with --random-accounts: seed, for a reproducible file"
+    )
     init = commands.add_parser("init", help="server keys, .keys, faucet key and genesis")
     init.add_argument("dir", type=Path)
     init.add_argument("--servers", type=int, default=3, choices=QUORUM_SIZES)
@@ -144,6 +161,12 @@ def _run(args: argparse.Namespace) -> int:
             if account in allocations:
                 raise MalformedInput(f"account {account.hex()} allocated twice")
             allocations[account] = amount
+        if args.random_accounts is not None:
+            return _random_genesis(args, allocations)
+        if args.faucet is not None or args.seed is not None:
+            raise ConfigError("--faucet and --seed go with --random-accounts")
+        if not allocations:
+            raise ConfigError("give ID=AMOUNT allocations, or --random-accounts N --faucet ID")
         made = Genesis.from_allocations(allocations)
         atomic_write(args.out, made.encode())
         print(f"wrote {args.out}: network id {made.network_id.hex()}")
@@ -153,6 +176,22 @@ def _run(args: argparse.Namespace) -> int:
         print(f"network id {made.network_id.hex()}")
         print(f"quorum     {files.quorum} ({len(servers)} servers)")
         print(f"faucet     {faucet.account_id} (seed in {files.faucet_seed})")
+    return 0
+
+
+def _random_genesis(args: argparse.Namespace, fixed: dict[bytes, int]) -> int:
+    if args.faucet is None:
+        raise ConfigError("--random-accounts needs --faucet ID (hex or seed file)")
+    seed = args.seed if args.seed is not None else secrets.randbits(64)
+    started = time.perf_counter()
+    size, network_id = write_random_genesis(
+        args.out, args.random_accounts, _key_or_seed_file(args.faucet), fixed, seed
+    )
+    took_s = time.perf_counter() - started
+    print(
+        f"wrote {args.out}: {size // 36} accounts, {size} bytes, seed {seed}, "
+        f"{took_s:.1f} s; network id {network_id.hex()}"
+    )
     return 0
 
 

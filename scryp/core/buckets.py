@@ -1,0 +1,231 @@
+"""The balances cut into buckets by account-id prefix, and the Merkle root over the buckets
+(protocol §4.4, issue 10). Pure: no files, clock or randomness.
+
+Owns:
+- ``bucket_of``: bucket ``b`` of an account is the first ``bits`` bits of its id, so bucket
+  ``b`` holds the records of the canonical balances file (protocol §4.1) whose ids start with
+  ``b``, and the concatenation of the buckets in index order IS the flat balances file;
+- ``split``: the flat file cut into its 2**bits buckets (byte ranges, no copy of the order);
+- the Merkle tree: leaf ``b`` = SHA-256(0x00 ‖ bucket bytes), inner node = SHA-256(0x01 ‖
+  left ‖ right), a complete binary tree over exactly 2**bits leaves (empty buckets included);
+  ``merkle_root`` computes it from scratch, ``MerkleTree`` keeps every node and updates only
+  the paths above changed leaves; ``proof``/``verify_proof`` give and check the ``bits``
+  sibling hashes from a leaf to the root;
+- ``BucketedBalances``: the in-memory state as one bytearray per bucket plus its tree, where
+  applying a round's changed records costs O(changed buckets × (bucket size + bits)).
+
+Invariants (checked by tests against naive oracles): every bucket is a canonical balances
+file whose ids all start with its index; concatenating the buckets gives the flat file;
+the incremental root equals ``merkle_root`` of the current buckets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+
+from scryp.core.balances import ACCOUNT_ID_BYTES, BALANCE_MAX, RECORD, RECORD_BYTES
+from scryp.errors import MalformedInput, invariant
+
+HASH_BYTES = 32
+LEAF_TAG = b"\x00"  # domain separation: a leaf can never be read as an inner node (RFC 6962)
+NODE_TAG = b"\x01"
+BITS_MAX = 24  # 16M leaves, 1 GiB of nodes: beyond that the tree does not belong in memory
+_PREFIX_BYTES = 4
+_ID_PREFIX = struct.Struct(f">I{RECORD_BYTES - _PREFIX_BYTES}x")
+
+
+def bucket_of(account: bytes, bits: int) -> int:
+    """The bucket of an account id: its first ``bits`` bits (0 ≤ bits ≤ 24)."""
+    return int.from_bytes(account[:_PREFIX_BYTES], "big") >> (8 * _PREFIX_BYTES - bits)
+
+
+def leaf_hash(bucket: bytes | bytearray | memoryview) -> bytes:
+    return hashlib.sha256(LEAF_TAG + bytes(bucket)).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(NODE_TAG + left + right).digest()
+
+
+def bucket_bounds(balances_file: bytes | bytearray | memoryview, bits: int) -> list[int]:
+    """Byte offsets where each bucket starts in a canonical flat file, plus its end.
+
+    ``bounds[b]:bounds[b+1]`` is bucket ``b``: 2**bits + 1 offsets, each a C-level bisection
+    over the ids' first 4 bytes.
+    """
+    _check_bits(bits)
+    prefixes = array("I", (p for (p,) in _ID_PREFIX.iter_unpack(balances_file)))
+    shift = 8 * _PREFIX_BYTES - bits
+    bounds = [bisect_left(prefixes, bucket << shift) * RECORD_BYTES for bucket in range(1 << bits)]
+    bounds.append(len(prefixes) * RECORD_BYTES)
+    return bounds
+
+
+def split(balances_file: bytes | bytearray, bits: int) -> list[bytes]:
+    """The 2**bits buckets of a flat balances file, in order (their concatenation is it)."""
+    bounds = bucket_bounds(balances_file, bits)
+    return [bytes(balances_file[bounds[b] : bounds[b + 1]]) for b in range(1 << bits)]
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """The root over leaf hashes (a power of two of them), from scratch: the naive oracle."""
+    invariant(len(leaves) > 0 and len(leaves) & (len(leaves) - 1) == 0, "leaves not 2**k")
+    level = list(leaves)
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def verify_proof(
+    root: bytes, index: int, bucket: bytes | bytearray, proof: Sequence[bytes], bits: int
+) -> bool:
+    """Does ``bucket`` sit at leaf ``index`` of the tree with this root? (protocol §4.4)"""
+    if len(proof) != bits or not 0 <= index < 1 << bits:
+        return False
+    node = leaf_hash(bucket)
+    for sibling in proof:
+        if len(sibling) != HASH_BYTES:
+            return False
+        node = node_hash(sibling, node) if index & 1 else node_hash(node, sibling)
+        index >>= 1
+    return node == root
+
+
+class MerkleTree:
+    """Every node of the tree over 2**bits leaves, heap-ordered: node 1 is the root, node i
+    has children 2i and 2i+1, leaf b is node 2**bits + b. 32 bytes a node in one bytearray."""
+
+    __slots__ = ("_nodes", "bits")
+
+    def __init__(self, leaves: Sequence[bytes], bits: int) -> None:
+        _check_bits(bits)
+        invariant(len(leaves) == 1 << bits, "one leaf per bucket")
+        self.bits = bits
+        width = 1 << bits
+        self._nodes = bytearray(2 * width * HASH_BYTES)
+        self._nodes[width * HASH_BYTES :] = b"".join(leaves)
+        for node in range(width - 1, 0, -1):
+            self._set(node, node_hash(self._get(2 * node), self._get(2 * node + 1)))
+
+    def _get(self, node: int) -> bytes:
+        return bytes(self._nodes[node * HASH_BYTES : (node + 1) * HASH_BYTES])
+
+    def _set(self, node: int, value: bytes) -> None:
+        self._nodes[node * HASH_BYTES : (node + 1) * HASH_BYTES] = value
+
+    @property
+    def root(self) -> bytes:
+        return self._get(1)
+
+    def leaf(self, index: int) -> bytes:
+        return self._get((1 << self.bits) + index)
+
+    def update(self, leaves: Mapping[int, bytes]) -> int:
+        """Set changed leaves and rehash the paths above them; returns the hashes computed."""
+        width = 1 << self.bits
+        nodes, size = self._nodes, HASH_BYTES
+        dirty = set()
+        for index, value in leaves.items():
+            invariant(0 <= index < width and len(value) == size, "bad leaf")
+            node = width + index
+            nodes[node * size : (node + 1) * size] = value
+            dirty.add(node >> 1)
+        hashed = 0
+        sha256 = hashlib.sha256
+        while dirty:
+            # Children 2i and 2i+1 are adjacent: one 64-byte slice is the hashed input.
+            for node in dirty:
+                start = 2 * node * size
+                digest = sha256(NODE_TAG + nodes[start : start + 2 * size]).digest()
+                nodes[node * size : (node + 1) * size] = digest
+            hashed += len(dirty)
+            dirty = {node >> 1 for node in dirty if node > 1}
+        return hashed
+
+    def proof(self, index: int) -> list[bytes]:
+        """The sibling hashes from leaf ``index`` up to the root, leaf level first."""
+        node = (1 << self.bits) + index
+        path = []
+        while node > 1:
+            path.append(self._get(node ^ 1))
+            node >>= 1
+        return path
+
+
+class BucketedBalances:
+    """Balances as 2**bits bucket bytearrays and their Merkle tree (see the module header)."""
+
+    __slots__ = ("bits", "buckets", "tree")
+
+    def __init__(self, balances_file: bytes | bytearray, bits: int) -> None:
+        self.bits = bits
+        self.buckets = [bytearray(b) for b in split(balances_file, bits)]
+        self.tree = MerkleTree([leaf_hash(b) for b in self.buckets], bits)
+
+    @property
+    def root(self) -> bytes:
+        return self.tree.root
+
+    def flat(self) -> bytes:
+        """The canonical flat balances file (protocol §4.1): the buckets laid end to end."""
+        return b"".join(self.buckets)
+
+    def apply(self, changes: Mapping[bytes, int]) -> list[int]:
+        """Set each account's new balance (0 removes it); rehash changed buckets only.
+
+        Returns the changed bucket indices, ascending.
+        """
+        by_bucket: dict[int, list[tuple[bytes, int]]] = {}
+        for account, balance in changes.items():
+            if len(account) != ACCOUNT_ID_BYTES or not 0 <= balance <= BALANCE_MAX:
+                raise MalformedInput("bad changed record")
+            by_bucket.setdefault(bucket_of(account, self.bits), []).append((account, balance))
+        for index, records in by_bucket.items():
+            _apply_to_bucket(self.buckets[index], records)
+        self.tree.update({i: leaf_hash(self.buckets[i]) for i in by_bucket})
+        return sorted(by_bucket)
+
+    def proof(self, account: bytes) -> tuple[int, bytes, list[bytes]]:
+        """(bucket index, bucket bytes, sibling path): what proves a balance (§4.4)."""
+        index = bucket_of(account, self.bits)
+        return index, bytes(self.buckets[index]), self.tree.proof(index)
+
+
+def _apply_to_bucket(bucket: bytearray, records: Iterable[tuple[bytes, int]]) -> None:
+    """Set, insert or (balance 0) remove records in one bucket, keeping it sorted.
+
+    Bisection reads ~log2(n) ids of the bucket per record, never the whole bucket's ids.
+    """
+    for account, balance in records:
+        count = len(bucket) // RECORD_BYTES
+        position = bisect_left(range(count), account, key=_IdAt(bucket))
+        start = position * RECORD_BYTES
+        present = position < count and bucket[start : start + ACCOUNT_ID_BYTES] == account
+        if present and balance:
+            bucket[start : start + RECORD_BYTES] = RECORD.pack(account, balance)
+        elif present:
+            del bucket[start : start + RECORD_BYTES]
+        elif balance:
+            bucket[start:start] = RECORD.pack(account, balance)
+
+
+class _IdAt:
+    """Record index -> its id in one bucket: the bisection key."""
+
+    __slots__ = ("_bucket",)
+
+    def __init__(self, bucket: bytearray) -> None:
+        self._bucket = bucket
+
+    def __call__(self, index: int) -> bytes:
+        start = index * RECORD_BYTES
+        return bytes(self._bucket[start : start + ACCOUNT_ID_BYTES])
+
+
+def _check_bits(bits: int) -> None:
+    if not 0 <= bits <= BITS_MAX:
+        raise ValueError(f"bucket bits must be 0..{BITS_MAX}, got {bits}")
