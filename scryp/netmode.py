@@ -107,9 +107,12 @@ def advertise_problem(mode: Mode, host: str) -> str | None:
 
 def _hostport(text: str, flag: str) -> tuple[str, int]:
     try:
-        return split_hostport(text)
+        host, port = split_hostport(text)
     except ValueError as error:
         raise ConfigError(f"{flag}: {error}") from None
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address, [::1]:6881
+        host = host[1:-1]
+    return host, port
 
 
 def check_address(mode: Mode, host: str, port: int, flag: str) -> None:
