@@ -38,7 +38,7 @@ def test_default_settings_stay_on_loopback() -> None:
     ],
 )
 def test_leaving_loopback_needs_another_mode(config: dict[str, object]) -> None:
-    with pytest.raises(LocalError, match="loopback|not an IP address"):
+    with pytest.raises(LocalError, match=r"loopback|not an IP address"):
         SwarmConfig(**config)  # type: ignore[arg-type]
 
 
