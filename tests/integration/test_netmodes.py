@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,10 +158,12 @@ def test_a_cache_file_never_brings_a_public_address_into_loopback_mode() -> None
 
     nodes = [compact("8.8.8.8", 6881), compact("127.0.0.1", 7000), compact("10.1.2.3", 6881)]
     nodes += [compact("127.0.0.2", 0), b"short"]
-    state = lt.bencode({b"dht state": {b"node-id": [bytes(24)], b"nodes": nodes}})
+    saved: Any = {b"dht state": {b"node-id": [bytes(24)], b"nodes": nodes}}
+    state = lt.bencode(saved)
     loopback = dhtstate.filtered(bytes(state), lambda host: host_allowed(Mode.LOOPBACK, host))
     assert loopback is not None
-    assert lt.bdecode(loopback)[b"dht state"][b"nodes"] == [compact("127.0.0.1", 7000)]
+    loaded: Any = lt.bdecode(loopback)
+    assert loaded[b"dht state"][b"nodes"] == [compact("127.0.0.1", 7000)]
     private = dhtstate.filtered(bytes(state), lambda host: host_allowed(Mode.PRIVATE, host))
     assert private is not None and dhtstate.node_count(private) == 3
     assert dhtstate.filtered(b"not bencode", lambda host: True) is None
