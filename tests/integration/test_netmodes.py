@@ -167,3 +167,38 @@ def test_a_cache_file_never_brings_a_public_address_into_loopback_mode() -> None
     private = dhtstate.filtered(bytes(state), lambda host: host_allowed(Mode.PRIVATE, host))
     assert private is not None and dhtstate.node_count(private) == 3
     assert dhtstate.filtered(b"not bencode", lambda host: True) is None
+
+
+def test_private_mode_dht_works_with_production_settings_on_loopback_addresses() -> None:
+    """protocol §8.8.3: libtorrent's own DHT defences on (one node per address in a routing
+    table, BEP 42 node ids), so each node gets its own 127.0.N.1 address; pointers put by three
+    are read by a fifth."""
+    from scryp.netmode import Mode
+    from scryp.swarm import Swarm, SwarmConfig
+
+    keys = server_keys(3)
+    statement = Statement(NETWORK, ROUND, bytes(32), bytes(32))
+    record = certified_record(statement, bytes(20), keys, range(majority(3)))
+
+    async def body() -> None:
+        swarms: list[Swarm] = []
+        try:
+            for n in range(1, 6):
+                bootstrap = (swarms[0].address,) if swarms else ()
+                config = SwarmConfig(f"127.0.{n}.1", bootstrap=bootstrap, network=Mode.PRIVATE)
+                assert config.production
+                swarms.append(Swarm(config))
+                await swarms[-1].wait_listening()
+            for swarm in swarms[1:]:
+                await swarm.wait_dht_ready()
+            for key, swarm in zip(keys, swarms[1:4], strict=True):
+                put = await swarm.put_pointer(key, encode_record(record))
+                assert put.num_success > 0
+            found, refused = await swarms[4].get_pointers([key.public for key in keys])
+            assert not refused and {r.round for r in found.values()} == {ROUND}
+            assert len(found) == 3
+        finally:
+            for swarm in reversed(swarms):
+                await swarm.close()
+
+    asyncio.run(body())
