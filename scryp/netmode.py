@@ -116,17 +116,19 @@ def _hostport(text: str, flag: str) -> tuple[str, int]:
 
 
 def check_address(mode: Mode, host: str, port: int, flag: str) -> None:
-    """A ``ConfigError`` (one line) if ``mode`` may not reach ``host``."""
+    """A ``ConfigError`` (one line) if ``mode`` may not reach ``host``; ``flag`` names where
+    the address came from (``--bootstrap``, or ``--peer 1=``)."""
     if host_allowed(mode, host):
         return
+    given = f"{flag}{'' if flag.endswith('=') else ' '}{host}:{port}"
     if mode is Mode.LOOPBACK:
         raise ConfigError(
-            f"{flag} {host}:{port} is not a loopback address: --network loopback (the default) "
+            f"{given} is not a loopback address: --network loopback (the default) "
             "stays on 127.0.0.0/8; give --network private to leave it"
         )
     if _ip(host) is None:
-        raise ConfigError(f"{flag} {host}:{port}: give an IP address (--network {mode})")
-    raise ConfigError(f"{flag} {host}:{port} is not a unicast address")
+        raise ConfigError(f"{given}: give an IP address (--network {mode})")
+    raise ConfigError(f"{given} is not a unicast address")
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,10 +68,12 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
         await archive.resume()
         runner = web.AppRunner(make_app(archive), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, LOOPBACK, args.api_port)
+        # Clients on other machines ask it too in private mode: it binds --listen there.
+        host = LOOPBACK if config.network is netmode.Mode.LOOPBACK else config.listen_host
+        site = web.TCPSite(runner, host, args.api_port)
         await site.start()
         port = runner.addresses[0][1]
-        print(f"archive: api http://{LOOPBACK}:{port} torrents {swarm.port}", flush=True)
+        print(f"archive: api http://{host}:{port} torrents {swarm.port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
