@@ -179,7 +179,11 @@ async def serve(config: ServerConfig, argv: list[str]) -> None:
     runner = web.AppRunner(make_app(node), access_log=None, lingering_time=LINGERING_S)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.server_port).start()
+        try:
+            await web.TCPSite(runner, config.host, config.server_port).start()
+        except OSError as error:  # an address not on this machine, a port in use
+            where = f"{config.host}:{config.server_port}"
+            raise ConfigError(f"cannot listen on {where}: {error.strerror}") from None
         log.info(
             "server %d of %d (id %s) listening on %s: api http://%s:%d, torrents %d, rounds "
             "every %g s",

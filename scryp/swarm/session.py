@@ -33,7 +33,7 @@ from typing import Any
 
 import libtorrent as lt
 
-from scryp.errors import LocalError, NotAvailable, TimedOut, invariant
+from scryp.errors import ConfigError, LocalError, NotAvailable, TimedOut, invariant
 
 from . import dhtstate
 from .fetch import Fetching
@@ -158,7 +158,9 @@ class Swarm(Bep44, Fetching):
                 self._listening.set_result(alert.port)
         elif isinstance(alert, lt.listen_failed_alert):
             if not self._listening.done():
-                self._listening.set_exception(LocalError(f"cannot listen: {alert.message()}"))
+                # The operator's address or port: a configuration problem (exit status 2).
+                failed = ConfigError(f"cannot listen: {alert.message()}")
+                self._listening.set_exception(failed)
         elif isinstance(alert, lt.dht_bootstrap_alert):
             if not self._dht_ready.done():
                 self._dht_ready.set_result(None)

@@ -96,6 +96,19 @@ def test_contradictions_exit_2_with_one_line(tmp_path: Path, quorum_file: Path) 
     assert not (tmp_path / "data").exists()  # no server got as far as its data directory
 
 
+def test_a_server_given_an_address_not_on_this_machine_exits_2(tmp_path: Path) -> None:
+    """192.0.2.1 (TEST-NET-1, RFC 5737) is on no machine: the bind fails before any socket is
+    connected, and that is a configuration problem, not a traceback nor a storage fault."""
+    init = run("scryp.keytool", "init", str(tmp_path / "net"), "--servers", "1", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    argv = ["--network", "private", "--listen", "192.0.2.1", "--bootstrap", "127.0.0.1:1"]
+    files = ["--key", "keys/server-0.seed", "--keys", ".keys", "--genesis", "genesis"]
+    done = run("scryp.server", *argv, *files, cwd=tmp_path / "net")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "cannot listen on 192.0.2.1" in lines[0], lines
+
+
 async def client_status(keys: Path, data: Path, bootstrap: tuple[str, int]) -> dict[str, object]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
