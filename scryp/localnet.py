@@ -169,6 +169,14 @@ class LocalNetwork:
         )
         self.dht.start()
         self.bootstrap = (LOOPBACK, port)
+        # A server whose first DHT bootstrap finds no node waits out libtorrent's retry, and
+        # its first pointer put fails (seen under load): start the servers once it listens.
+        log_path = self.dht.log_path
+
+        async def listening() -> bool:
+            return b"listening" in await asyncio.to_thread(log_path.read_bytes)
+
+        await self.wait_until(listening, START_TIMEOUT_S, "the DHT node listening")
 
     def _server_argv(self, server: ServerProcess) -> list[str]:
         files = self.files
