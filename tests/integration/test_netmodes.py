@@ -215,3 +215,28 @@ def test_private_mode_dht_works_with_production_settings_on_loopback_addresses()
                 await swarm.close()
 
     asyncio.run(body())
+
+
+def test_a_server_learns_from_pointers_only_addresses_its_mode_allows() -> None:
+    """protocol §9.6.3: a verified pointer naming an address off 127.0.0.0/8 (or an
+    unspecified one) teaches a loopback-mode server nothing; private mode takes a unicast one."""
+    from scryp.core.pointer import PointerRecord
+    from scryp.netmode import Mode
+    from scryp.server.pointers import PointerWatch
+
+    quorum = [key.public for key in server_keys(3)]
+
+    def learnt(mode: Mode, api: str) -> dict[int, str]:
+        watch = PointerWatch(quorum, 0, NETWORK, given=[])
+        watch.mode = mode
+        record = PointerRecord(NETWORK, 1, bytes(32), bytes(20), bytes(32), api=api)
+        watch.learn(1, record, 0.0)
+        assert watch.latest[1] == record  # the pointer itself is still read and logged
+        return watch.addresses
+
+    assert learnt(Mode.LOOPBACK, "127.0.0.1:6882") == {1: "127.0.0.1:6882"}
+    assert learnt(Mode.LOOPBACK, "10.61.0.2:6882") == {}
+    assert learnt(Mode.LOOPBACK, "0.0.0.0:6882") == {}
+    assert learnt(Mode.PRIVATE, "10.61.0.2:6882") == {1: "10.61.0.2:6882"}
+    assert learnt(Mode.PRIVATE, "0.0.0.0:6882") == {}
+    assert learnt(Mode.PRIVATE, "scryp.example.org:6882") == {}
