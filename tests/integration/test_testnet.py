@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 60.0
+AGREEMENT = b"agreement: every server reports the same certified state"
 
 
 async def status(url: str) -> dict[str, Any] | None:
@@ -53,7 +55,9 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
         "--duration-s",
         "300",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Unbuffered, so the live view's frames arrive as it prints them.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         description_path = tmp_path / "testnet.json"
 
@@ -82,15 +86,32 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
             return urls
 
         urls = asyncio.run(scenario())
+
+        def read_until_agreement() -> bytes:
+            """The view prints a frame at most once a second: the servers may agree between
+            two frames, so wait (with a deadline) for a frame that shows it."""
+            assert process.stdout is not None
+            seen = b""
+            while AGREEMENT not in seen and (line := process.stdout.readline()):
+                seen += line
+            return seen
+
+        early = asyncio.run(asyncio.wait_for(asyncio.to_thread(read_until_agreement), DEADLINE_S))
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        output, _ = process.communicate(timeout=60)
+        # The rest through the same buffered reader (communicate would skip what it holds).
+        assert process.stdout is not None
+        rest = asyncio.run(asyncio.wait_for(asyncio.to_thread(process.stdout.read), 60))
+        process.wait(timeout=60)
+        output = early + rest
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
     text = output.decode()
     assert process.returncode == 0, text
-    assert "agreement: every server reports the same certified state" in text
+    assert AGREEMENT.decode() in text
     assert text.rstrip().endswith("stopped.")
 
     async def all_down() -> bool:
