@@ -37,6 +37,27 @@ async def wait_for(condition: Any, what: str) -> None:
         await asyncio.sleep(0.2)  # polling other processes, which cannot signal us
 
 
+async def output_on_ctrl_c(process: subprocess.Popen[bytes]) -> bytes:
+    """Everything the view printed: up to a frame showing agreement, then Ctrl-C, then the
+    rest. The view prints a frame at most once a second and the servers may agree between two
+    frames, so wait (with a deadline) for a frame that shows it."""
+    stdout = process.stdout
+    assert stdout is not None
+
+    def read_until_agreement() -> bytes:
+        seen = b""
+        while AGREEMENT not in seen and (line := stdout.readline()):
+            seen += line
+        return seen
+
+    early = await asyncio.wait_for(asyncio.to_thread(read_until_agreement), DEADLINE_S)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    # The rest through the same buffered reader (communicate would skip what it holds).
+    rest = await asyncio.wait_for(asyncio.to_thread(stdout.read), DEADLINE_S)
+    await asyncio.wait_for(asyncio.to_thread(process.wait), DEADLINE_S)
+    return early + rest
+
+
 def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     command = [
         sys.executable,
@@ -86,23 +107,7 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
             return urls
 
         urls = asyncio.run(scenario())
-
-        def read_until_agreement() -> bytes:
-            """The view prints a frame at most once a second: the servers may agree between
-            two frames, so wait (with a deadline) for a frame that shows it."""
-            assert process.stdout is not None
-            seen = b""
-            while AGREEMENT not in seen and (line := process.stdout.readline()):
-                seen += line
-            return seen
-
-        early = asyncio.run(asyncio.wait_for(asyncio.to_thread(read_until_agreement), DEADLINE_S))
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        # The rest through the same buffered reader (communicate would skip what it holds).
-        assert process.stdout is not None
-        rest = asyncio.run(asyncio.wait_for(asyncio.to_thread(process.stdout.read), 60))
-        process.wait(timeout=60)
-        output = early + rest
+        output = asyncio.run(output_on_ctrl_c(process))
     finally:
         if process.poll() is None:
             process.kill()
