@@ -12,7 +12,7 @@ import argparse
 import ipaddress
 
 PORT_MAX = 65_535
-# Where everything listens unless public_dht=True (protocol §8.8).
+# Where everything listens in loopback mode, the default (scryp.netmode; protocol §8.8).
 LOOPBACK = "127.0.0.1"
 
 

@@ -128,7 +128,8 @@ class LocalNetwork:
 
     async def start(self) -> None:
         keys, self.faucet, self.genesis = init_network(self.root, self.servers)
-        await self._start_dht()
+        if self.bootstrap is None:  # else: join the DHT node given (testnet --bootstrap)
+            await self._start_dht()
         ports = [(free_port(), free_port()) for _ in keys]
         for index, (key, (torrent_port, server_port)) in enumerate(zip(keys, ports, strict=True)):
             child = Child(f"server-{index}", [], self.root / "logs" / f"server-{index}.log")
@@ -168,6 +169,14 @@ class LocalNetwork:
         )
         self.dht.start()
         self.bootstrap = (LOOPBACK, port)
+        # A server whose first DHT bootstrap finds no node waits out libtorrent's retry, and
+        # its first pointer put fails (seen under load): start the servers once it listens.
+        log_path = self.dht.log_path
+
+        async def listening() -> bool:
+            return b"listening" in await asyncio.to_thread(log_path.read_bytes)
+
+        await self.wait_until(listening, START_TIMEOUT_S, "the DHT node listening")
 
     def _server_argv(self, server: ServerProcess) -> list[str]:
         files = self.files

@@ -35,7 +35,8 @@ commands:
   status     the servers, their rounds, and who agrees
   ui         the wallet page on 127.0.0.1
   download   the same as the bare INFOHASH form
-common options: --testnet DIR (a local network's testnet.json), --keys, --bootstrap, --json
+common options: --testnet DIR (a local network's testnet.json), --keys, --network MODE,
+                --bootstrap HOST:PORT, --data DIR, --json
 """
 
 

@@ -394,7 +394,7 @@ class Fetching:
     def _check_peers(self, peers: Sequence[tuple[str, int]]) -> None:
         for host, _ in peers:
             if not self.config.allows(host):
-                raise LocalError(f"peer {host} is not a loopback address (protocol §8.8)")
+                raise LocalError(f"peer {host} is not allowed in {self.config.network} mode (§8.8)")
 
     async def fetch_pieces(
         self, infohash: bytes, pieces: Iterable[int], timeout_s: float = DEFAULT_TIMEOUT_S

@@ -83,7 +83,7 @@ def test_unknown_infohash_fails_clearly_within_the_timeout(dht: PrivateDHT, tmp_
         ["xyz", "--bootstrap", "127.0.0.1:1"],
         ["ab" * 21, "--bootstrap", "127.0.0.1:1"],
         ["ab" * 20],  # no DHT to ask: refused rather than silently joining the public one
-        ["ab" * 20, "--bootstrap", "10.1.2.3:6881"],  # not loopback without --public-dht
+        ["ab" * 20, "--bootstrap", "10.1.2.3:6881"],  # not loopback in loopback mode
         ["ab" * 20, "--bootstrap", "localhost:6881"],  # a name: it could resolve anywhere
         ["ab" * 20, "--peer", "192.168.1.1:6881"],
     ],

@@ -24,8 +24,9 @@ from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.keyfile import read_quorum
 from scryp.localnet import LocalNetwork
+from scryp.netmode import DHT_STATE_FILE
 from scryp.peers import PeerLimits
-from scryp.swarm import Swarm, SwarmConfig
+from scryp.swarm import Swarm, SwarmConfig, dhtstate
 
 pytestmark = pytest.mark.slow
 
@@ -172,10 +173,19 @@ def test_servers_find_each_other_through_their_dht_pointers(tmp_path: Path) -> N
         net = LocalNetwork(tmp_path, servers=3, round_interval_s=ROUND_S, give_peers=False)
         try:
             await net.start()
-            statuses = await wait_certified(net, 1)
-            assert all(len(s["peers_out"]) == 2 for s in statuses)
+            await wait_certified(net, 1)
+
+            async def linked() -> bool:  # a majority certifies before the third link is up
+                statuses = await net.statuses()
+                return all(s is not None and len(s["peers_out"]) == 2 for s in statuses)
+
+            await net.wait_until(linked, DEADLINE_S, "every server linked to both others")
         finally:
             await net.stop()
+        # Each saved its DHT node cache at stop (protocol §8.8.7), with nodes in it.
+        for index in range(3):
+            state = (tmp_path / "data" / f"server-{index}" / DHT_STATE_FILE).read_bytes()
+            assert dhtstate.node_count(state) > 0
 
     asyncio.run(scenario())
 

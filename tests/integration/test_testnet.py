@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 60.0
+AGREEMENT = b"agreement: every server reports the same certified state"
 
 
 async def status(url: str) -> dict[str, Any] | None:
@@ -33,6 +35,27 @@ async def wait_for(condition: Any, what: str) -> None:
     while not await condition():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         await asyncio.sleep(0.2)  # polling other processes, which cannot signal us
+
+
+async def output_on_ctrl_c(process: subprocess.Popen[bytes]) -> bytes:
+    """Everything the view printed: up to a frame showing agreement, then Ctrl-C, then the
+    rest. The view prints a frame at most once a second and the servers may agree between two
+    frames, so wait (with a deadline) for a frame that shows it."""
+    stdout = process.stdout
+    assert stdout is not None
+
+    def read_until_agreement() -> bytes:
+        seen = b""
+        while AGREEMENT not in seen and (line := stdout.readline()):
+            seen += line
+        return seen
+
+    early = await asyncio.wait_for(asyncio.to_thread(read_until_agreement), DEADLINE_S)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    # The rest through the same buffered reader (communicate would skip what it holds).
+    rest = await asyncio.wait_for(asyncio.to_thread(stdout.read), DEADLINE_S)
+    await asyncio.wait_for(asyncio.to_thread(process.wait), DEADLINE_S)
+    return early + rest
 
 
 def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
@@ -53,7 +76,9 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
         "--duration-s",
         "300",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Unbuffered, so the live view's frames arrive as it prints them.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         description_path = tmp_path / "testnet.json"
 
@@ -82,15 +107,16 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
             return urls
 
         urls = asyncio.run(scenario())
-        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        output, _ = process.communicate(timeout=60)
+        output = asyncio.run(output_on_ctrl_c(process))
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
     text = output.decode()
     assert process.returncode == 0, text
-    assert "agreement: every server reports the same certified state" in text
+    assert AGREEMENT.decode() in text
     assert text.rstrip().endswith("stopped.")
 
     async def all_down() -> bool:
