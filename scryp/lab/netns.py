@@ -11,6 +11,7 @@ nothing here touches a real interface, forwarding or NAT.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -154,3 +155,9 @@ class VirtualNetwork:
     def destroy(self) -> None:
         clear()
         self.count = 0
+
+
+def sent_bytes(index: int) -> int:
+    """Bytes host ``index`` has sent on its eth0 (its upload, protocol overhead included)."""
+    out = _run(["ip", "-j", "-s", "-n", names.host_name(index), "link", "show", names.HOST_IFACE])
+    return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
