@@ -128,7 +128,8 @@ class LocalNetwork:
 
     async def start(self) -> None:
         keys, self.faucet, self.genesis = init_network(self.root, self.servers)
-        await self._start_dht()
+        if self.bootstrap is None:  # else: join the DHT node given (testnet --bootstrap)
+            await self._start_dht()
         ports = [(free_port(), free_port()) for _ in keys]
         for index, (key, (torrent_port, server_port)) in enumerate(zip(keys, ports, strict=True)):
             child = Child(f"server-{index}", [], self.root / "logs" / f"server-{index}.log")

@@ -1,7 +1,8 @@
 """The always-on seeder: follow the quorum's pointers, fetch and verify each round, seed the
 last K rounds (protocol §8.7).
 
-``python -m scryp.seeder --keys .keys --bootstrap HOST:PORT ... [--rounds-kept K] [--dir DIR]``
+``python -m scryp.seeder --keys .keys --bootstrap HOST:PORT ... [--rounds-kept K] [--dir DIR]
+[--network loopback|private|public] [--listen ADDR]``
 (``--archive``: the archival seeder instead, ``scryp.archive``, protocol §10.8)
 
 Each poll reads every server's BEP 44 pointer in parallel, verifies each (key in ``.keys``,
@@ -29,16 +30,17 @@ from pathlib import Path
 
 from prometheus_client.registry import CollectorRegistry
 
+from scryp import netmode
 from scryp.archive import run as archive_run
 from scryp.core import snapshot
 from scryp.core.certificate import majority
 from scryp.core.pointer import PointerRecord, agreed
-from scryp.errors import LocalError, NotAvailable
-from scryp.hostport import LOOPBACK, hostport_arg
+from scryp.errors import LocalError, NotAvailable, TimedOut
+from scryp.hostport import LOOPBACK
 from scryp.keyfile import read_quorum
 from scryp.logformat import add_log_arguments, announce, setup_logging
 from scryp.metrics import SeederCollector, serve_metrics
-from scryp.swarm import FetchFailed, Swarm, SwarmConfig
+from scryp.swarm import FetchFailed, Swarm
 
 log = logging.getLogger("scryp.seeder")
 
@@ -183,16 +185,17 @@ class Seeder:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scryp.seeder", description=__doc__)
     parser.add_argument("--keys", type=Path, default=Path(".keys"), help="the quorum file")
-    parser.add_argument("--bootstrap", type=hostport_arg, action="append", default=[])
+    netmode.add_arguments(parser, listen=True)
     parser.add_argument("--rounds-kept", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=Path("seeder"))
     parser.add_argument("--port", type=int, default=0, help="listen port (0: any)")
-    parser.add_argument("--network", help="64-hex network id to follow (default: majority's)")
+    parser.add_argument(
+        "--network-id", help="64-hex network id to follow (default: the majority's)"
+    )
     parser.add_argument("--poll-s", type=float, default=10.0)
     parser.add_argument("--fetch-timeout-s", type=float, default=600.0)
     parser.add_argument("--duration-s", type=float, default=None, help="stop after this long")
     parser.add_argument("--once", action="store_true", help="poll once, wait for the fetch")
-    parser.add_argument("--public-dht", action="store_true", help="join the public DHT")
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -207,23 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
-    config = SwarmConfig(
-        listen_host="0.0.0.0" if args.public_dht else LOOPBACK,
-        listen_port=args.port,
-        bootstrap=tuple(args.bootstrap),
-        public_dht=args.public_dht,
-    )
+    config = archive_run.swarm_config(args)
     seeder_config = SeederConfig(
         quorum=tuple(quorum),
         directory=args.dir,
         rounds_kept=args.rounds_kept,
-        network=bytes.fromhex(args.network) if args.network else None,
+        network=bytes.fromhex(args.network_id) if args.network_id else None,
         poll_s=args.poll_s,
         fetch_timeout_s=args.fetch_timeout_s,
     )
     async with Swarm.start(config) as swarm, contextlib.AsyncExitStack() as stack:
         if config.bootstrap:
-            await swarm.wait_dht_ready()
+            with contextlib.suppress(TimedOut):  # the DHT node cache may do instead
+                await swarm.wait_dht_ready()
         seeder = Seeder(swarm, seeder_config)
         await seeder.resume()
         announce(args, log.name, f"seeder: listening on {config.listen_host}:{swarm.port}")
@@ -243,7 +242,10 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
         if args.duration_s is not None:
             loop.call_later(args.duration_s, stop.set)
         started = time.monotonic()
-        await seeder.run(stop)
+        async with asyncio.TaskGroup() as tasks:
+            saver = tasks.create_task(swarm.keep_dht_state())
+            await seeder.run(stop)
+            saver.cancel()
         log.info("stopped after %.0f s", time.monotonic() - started)
     return 0
 
@@ -252,8 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args, logging.INFO if args.verbose else logging.WARNING)
-    if not args.bootstrap and not args.public_dht:
-        parser.error("give --bootstrap HOST:PORT (a private DHT) or --public-dht")
+    args.netmode = mode = netmode.parse_or_exit(
+        parser, args, needs_bootstrap=True, data_dir=args.dir
+    )
+    loopback = mode.mode is netmode.Mode.LOOPBACK
+    if loopback and not mode.bootstrap and not netmode.has_dht_state(args.dir):
+        netmode.fail(parser.prog, "give --bootstrap HOST:PORT (a DHT node to join)")
+    for url in args.server:  # the archive's servers
+        host = url.removeprefix("http://").rstrip("/").rpartition(":")[0]
+        if not mode.allows(host):
+            netmode.fail(parser.prog, f"--server {url} is not allowed in --network {mode.mode}")
     try:
         quorum = read_quorum(args.keys)
         if args.archive:

@@ -42,6 +42,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from scryp import netmode
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.keyfile import QUORUM_SIZES
@@ -211,6 +212,7 @@ async def run(args: argparse.Namespace) -> None:
         round_interval_s=args.round_interval,
         archives=args.archives,
         log_format=args.log_format,
+        bootstrap=args.netmode.bootstrap[0] if args.netmode.bootstrap else None,
     )
     control = ControlServer(net)
     stop = asyncio.Event()
@@ -315,7 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         "--duration-s", type=float, default=None, help="stop by itself after this long"
     )
     add_log_arguments(parser)  # this process's and every child's log lines
+    netmode.add_arguments(parser)
     args = parser.parse_args(argv)
+    args.netmode = netmode.parse_or_exit(parser, args)
+    if args.netmode.mode is not netmode.Mode.LOOPBACK:
+        netmode.fail(
+            parser.prog,
+            f"the local test network runs on 127.0.0.1 only, not --network {args.netmode.mode} "
+            "(README, 'Running across machines')",
+        )
     setup_logging(args, logging.INFO)
     asyncio.run(run(args))
     return 0

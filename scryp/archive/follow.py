@@ -45,7 +45,6 @@ class ArchiveConfig:
     servers: tuple[str, ...] = ()  # API URLs asked besides those the pointers name
     poll_s: float = 1.0
     fetch_timeout_s: float = 30.0
-    public_dht: bool = False
 
 
 class Archive:
@@ -86,7 +85,7 @@ class Archive:
                 url = api_url(record.api) if record.api else ""
             except ValueError:
                 continue
-            if url and api_allowed(url, self.config.public_dht):
+            if url and api_allowed(url, self.swarm.config.network):
                 apis.append(url)
         apis = list(dict.fromkeys(apis))
         first = max(self.held, default=-1) + 1

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 
 from aiohttp import web
 
+from scryp import netmode
 from scryp.archive.api import make_app
 from scryp.archive.follow import Archive, ArchiveConfig
 from scryp.archive.store import ArchiveStore
 from scryp.client.network import api_url
+from scryp.errors import TimedOut
 from scryp.hostport import LOOPBACK
 from scryp.swarm import Swarm, SwarmConfig
 
@@ -34,25 +37,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
-    config = SwarmConfig(
-        listen_host="0.0.0.0" if args.public_dht else LOOPBACK,
+def swarm_config(args: argparse.Namespace) -> SwarmConfig:
+    """The session of a seeder or an archive: its network mode, and the DHT node cache in
+    its directory (protocol §8.8)."""
+    mode: netmode.NetMode = args.netmode
+    return SwarmConfig(
+        listen_host=mode.listen,
         listen_port=args.port,
-        bootstrap=tuple(args.bootstrap),
-        public_dht=args.public_dht,
+        bootstrap=mode.bootstrap,
+        network=mode.mode,
+        dht_state_file=args.dir / netmode.DHT_STATE_FILE,
     )
+
+
+async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
+    config = swarm_config(args)
     archive_config = ArchiveConfig(
         quorum=tuple(quorum),
         checkpoint_every=max(1, args.checkpoint_every),
-        network=bytes.fromhex(args.network) if args.network else None,
+        network=bytes.fromhex(args.network_id) if args.network_id else None,
         servers=tuple(api_url(s) for s in args.server),
         poll_s=args.poll_s,
         fetch_timeout_s=min(args.fetch_timeout_s, 60.0),
-        public_dht=args.public_dht,
     )
     async with Swarm.start(config) as swarm:
         if config.bootstrap:
-            await swarm.wait_dht_ready()
+            with contextlib.suppress(TimedOut):  # the DHT node cache may do instead
+                await swarm.wait_dht_ready()
         archive = Archive(swarm, ArchiveStore(args.dir), archive_config)
         await archive.resume()
         runner = web.AppRunner(make_app(archive), access_log=None)
@@ -69,7 +80,9 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
             loop.call_later(args.duration_s, stop.set)
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(archive.run(stop))
+                saver = tasks.create_task(swarm.keep_dht_state())
+                await archive.run(stop)
+                saver.cancel()
         finally:
             await runner.cleanup()
     return 0

@@ -1,6 +1,7 @@
 """The downloader: fetch a round's snapshot by infohash from the swarm (protocol §8.6).
 
-``python -m scryp.client INFOHASH [--bootstrap HOST:PORT ...] [--out DIR] [--timeout-s S]``
+``python -m scryp.client INFOHASH [--network MODE] [--bootstrap HOST:PORT ...] [--out DIR]
+[--timeout-s S]``
 
 A run of several 40-hex infohashes pasted together means the last one (as in the original).
 A progress bar (rich) goes to stderr; stdout gets one ``<sha256>  <path>`` line per file (the format
@@ -29,11 +30,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from scryp import netmode
 from scryp.core.infohash import parse_infohash
 from scryp.core.snapshot import PIECE_BYTES
-from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut
+from scryp.errors import ConfigError, MalformedInput, RemoteError, TimedOut
 from scryp.files import file_sha256
-from scryp.hostport import LOOPBACK, hostport_arg, is_loopback
+from scryp.hostport import hostport_arg
 from scryp.swarm import Progress as SwarmProgress
 from scryp.swarm import Swarm, SwarmConfig
 
@@ -93,14 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download a Scryp round snapshot by infohash from the swarm.",
     )
     parser.add_argument("infohash", help="40 hex digits; a run of several means the last one")
-    parser.add_argument(
-        "--bootstrap",
-        type=hostport_arg,
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="a DHT node to join (repeatable); on loopback unless --public-dht",
-    )
+    netmode.add_arguments(parser)
     parser.add_argument(
         "--peer",
         type=hostport_arg,
@@ -112,11 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("."), help="directory to save into")
     parser.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
     parser.add_argument("--port", type=int, default=0, help="listen port (0: any)")
-    parser.add_argument(
-        "--public-dht",
-        action="store_true",
-        help="join the public Mainline DHT (leaves this machine; never used in tests)",
-    )
     return parser
 
 
@@ -148,21 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if not 0 < args.timeout_s <= TIMEOUT_MAX_S:
         parser.error(f"--timeout-s must be in (0, {TIMEOUT_MAX_S:.0f}]")
-    if not args.bootstrap and not args.peer and not args.public_dht:
-        parser.error("give --bootstrap HOST:PORT (a private DHT), --peer, or --public-dht")
+    mode = netmode.parse_or_exit(parser, args, needs_bootstrap=not args.peer)
+    if not mode.bootstrap and not args.peer and mode.mode is not netmode.Mode.PUBLIC:
+        netmode.fail(parser.prog, "give --bootstrap HOST:PORT (a DHT node to join) or --peer")
     try:
-        config = SwarmConfig(
-            listen_host="0.0.0.0" if args.public_dht else LOOPBACK,
-            listen_port=args.port,
-            bootstrap=tuple(args.bootstrap),
-            public_dht=args.public_dht,
-            dht_read_only=True,  # a one-shot downloader leaves no node behind (protocol §8.6)
-        )
-    except LocalError as error:  # a non-loopback address without --public-dht
-        parser.error(str(error))
-    for host, _ in args.peer:
-        if not args.public_dht and not is_loopback(host):
-            parser.error(f"--peer {host} is not a loopback address; add --public-dht to leave")
+        for host, port in args.peer:
+            netmode.check_address(mode.mode, host, port, "--peer")
+    except ConfigError as error:
+        netmode.fail(parser.prog, str(error))
+    config = SwarmConfig(
+        listen_host=mode.listen,
+        listen_port=args.port,
+        bootstrap=mode.bootstrap,
+        network=mode.mode,
+        dht_read_only=True,  # a one-shot downloader leaves no node behind (protocol §8.6)
+    )
     try:
         files = asyncio.run(
             download(

@@ -3,9 +3,10 @@
 
 ``describe`` is the one place a ``Network`` is built, from ``--testnet DIR`` (``DIR/testnet.json``,
 protocol §9.1, and its quorum file) and/or the flags ``--keys``, ``--bootstrap`` and
-``--server``; every command and the wallet page go through it. Only the quorum keys are
-trusted; addresses are just places to ask, and without ``public_dht`` every one must be on
-127.0.0.0/8 (protocol §8.8).
+``--server``, in the network mode of ``--network`` (``scryp.netmode``); every command and the
+wallet page go through it. Only the quorum keys are trusted; addresses are just places to ask,
+and each must be one the mode allows (in loopback mode, the default, 127.0.0.0/8; protocol
+§8.8).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from scryp.errors import ConfigError
-from scryp.hostport import is_loopback, split_hostport
+from scryp.hostport import split_hostport
 from scryp.keyfile import read_quorum
+from scryp.netmode import Mode, check_address, host_allowed
 
 TESTNET_JSON = "testnet.json"
 TESTNET_JSON_BYTES_MAX = 1 << 20
@@ -33,7 +35,7 @@ class Network:
     torrent_peers: tuple[tuple[str, int], ...] = ()  # servers' BitTorrent ports, dialled too
     network_id: bytes | None = None  # when known; else the certified records name it
     faucet_seed_file: Path | None = None
-    public_dht: bool = False
+    mode: Mode = Mode.LOOPBACK
     archives: tuple[str, ...] = ()  # archives' HTTP APIs (protocol §10.8), untrusted
     archive_peers: tuple[tuple[str, int], ...] = ()  # their BitTorrent ports, dialled too
 
@@ -67,10 +69,10 @@ def api_url(text: str) -> str:
     return f"http://{host}:{port}"
 
 
-def api_allowed(url: str, public_dht: bool) -> bool:
-    """Only loopback addresses unless the user opted out of the loopback rule (protocol §8.8)."""
+def api_allowed(url: str, mode: Mode) -> bool:
+    """Whether the network mode lets us ask the API at ``url`` (protocol §8.8)."""
     host, _ = split_hostport(url.removeprefix("http://"))
-    return public_dht or is_loopback(host)
+    return host_allowed(mode, host)
 
 
 def read_testnet(directory: Path) -> NetworkFile:
@@ -111,10 +113,14 @@ def describe(
     bootstrap: Sequence[str] = (),
     servers: Sequence[str] = (),
     archives: Sequence[str] = (),
+    mode: Mode = Mode.LOOPBACK,
+    cached: bool = False,
 ) -> Network:
     """The network a client talks to: ``--keys`` and ``--bootstrap`` replace what
     ``testnet.json`` says, ``--server`` URLs are asked before its servers. ConfigError when
-    the quorum or a DHT node to join is missing, or an address is malformed or not loopback."""
+    the quorum or a DHT node to join is missing, or an address is malformed or not one the
+    mode allows (protocol §8.8). ``cached``: a DHT node cache can stand in for ``--bootstrap``
+    (as can the routers of public mode)."""
     base = read_testnet(testnet) if testnet is not None else None
     if keys is not None:
         quorum = tuple(read_quorum(keys))
@@ -123,7 +129,7 @@ def describe(
     if not quorum:
         raise ConfigError("give --testnet DIR or --keys FILE: the servers' public keys")
     nodes = tuple(parse_hostport(b) for b in bootstrap) or (base.bootstrap if base else ())
-    if not nodes:
+    if not nodes and not cached and mode is not Mode.PUBLIC:
         raise ConfigError("give --testnet DIR or --bootstrap HOST:PORT (a DHT node to join)")
     try:
         apis = tuple(api_url(s) for s in servers) + (base.apis if base else ())
@@ -139,21 +145,21 @@ def describe(
         faucet_seed_file=base.faucet_seed_file if base else None,
         archives=archive_apis,
         archive_peers=base.archive_peers if base else (),
+        mode=mode,
     )
-    check_loopback(network)
+    check_addresses(network)
     return network
 
 
-def check_loopback(network: Network) -> None:
-    """Refuse, before any traffic, an address off this machine (protocol §8.8, §10.1)."""
-    if network.public_dht:
-        return
-    for host, port in network.bootstrap + network.torrent_peers + network.archive_peers:
-        if not is_loopback(host):
-            raise ConfigError(f"{host}:{port} is not a loopback address (127.0.0.0/8)")
+def check_addresses(network: Network) -> None:
+    """Refuse, before any traffic, an address the mode does not allow (protocol §8.8, §10.1)."""
+    for host, port in network.bootstrap:
+        check_address(network.mode, host, port, "--bootstrap")
+    for host, port in network.torrent_peers + network.archive_peers:
+        check_address(network.mode, host, port, "peer")
     for url in network.apis + network.archives:
-        if not api_allowed(url, network.public_dht):
-            raise ConfigError(f"server {url} is not a loopback address (127.0.0.0/8)")
+        host, port = split_hostport(url.removeprefix("http://"))
+        check_address(network.mode, host, port, "--server/--archive")
 
 
 def load_testnet(directory: Path) -> Network:

@@ -8,11 +8,11 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from scryp import netmode
 from scryp.client.network import Network, describe
 from scryp.client.sync import Client
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, TimedOut
-from scryp.hostport import LOOPBACK
 from scryp.keyfile import read_seed
 from scryp.swarm import Swarm, SwarmConfig
 
@@ -29,9 +29,7 @@ def default_data_dir() -> Path:
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--testnet", type=Path, metavar="DIR", help="a local test network's DIR")
     parser.add_argument("--keys", type=Path, metavar="FILE", help="the quorum's .keys file")
-    parser.add_argument(
-        "--bootstrap", action="append", default=[], metavar="HOST:PORT", help="a DHT node"
-    )
+    netmode.add_arguments(parser)
     parser.add_argument(
         "--server", action="append", default=[], metavar="URL", help="a server's HTTP API"
     )
@@ -49,13 +47,17 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def network_from(args: argparse.Namespace) -> Network:
-    """The network the common options describe (``network.describe``, protocol §10.1)."""
+    """The network the common options describe (``network.describe``, protocol §10.1); a
+    contradiction in the network mode's flags is a ConfigError (exit status 2)."""
+    mode = netmode.from_args(args, needs_bootstrap=args.testnet is None, data_dir=data_dir(args))
     return describe(
         testnet=args.testnet,
         keys=args.keys,
         bootstrap=args.bootstrap,
         servers=args.server,
         archives=args.archive,
+        mode=mode.mode,
+        cached=netmode.has_dht_state(data_dir(args)),
     )
 
 
@@ -73,7 +75,14 @@ def load_key(args: argparse.Namespace) -> KeyPair:
 
 @contextlib.asynccontextmanager
 async def open_client(network: Network, data: Path) -> AsyncIterator[Client]:
-    config = SwarmConfig(listen_host=LOOPBACK, bootstrap=network.bootstrap, dht_read_only=True)
+    """A read-only session in the network's mode, with the DHT node cache of ``data``."""
+    config = SwarmConfig(
+        listen_host=netmode.default_listen(network.mode),
+        bootstrap=network.bootstrap,
+        network=network.mode,
+        dht_read_only=True,
+        dht_state_file=data / netmode.DHT_STATE_FILE,
+    )
     async with Swarm.start(config) as swarm:
         for host, port in network.torrent_peers:  # servers run DHT nodes on these ports
             swarm.add_dht_node(host, port)

@@ -112,7 +112,7 @@ class Client:
                     url = api_url(record.api)
                 except ValueError:
                     continue  # a server's pointer names no usable address: the server's fault
-                if api_allowed(url, self.network.public_dht):
+                if api_allowed(url, self.network.mode):
                     apis.append(url)
         self.pointer_apis = tuple(apis)
         if chosen is None:

@@ -1,8 +1,10 @@
 """``python -m scryp.server [torrentPort [serverPort]]``: run one Scryp server.
 
 The torrent port (default 6881) carries BitTorrent over TCP and the DHT over UDP; the server
-port (default 6882) carries the HTTP API and the links to the other servers. Everything
-listens on 127.0.0.1 and uses only the DHT bootstrap nodes given, unless --public-dht.
+port (default 6882) carries the HTTP API and the links to the other servers. In loopback mode
+(the default) everything listens on 127.0.0.1 and uses only the DHT bootstrap nodes given;
+--network private binds --listen ADDR, tells peers and clients --advertise HOST, and joins the
+DHT through the --bootstrap nodes given (README, "Running across machines"; protocol §8.8).
 
 First start in a fresh checkout: the server makes its key (keys/server.seed), prints its public
 id and the exact commands that write the quorum (.keys) and the genesis, and exits with status
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from scryp import logthrottle
+from scryp import logthrottle, netmode
 from scryp.errors import ConfigError, StorageCorrupt
 from scryp.hostport import hostport_arg
 from scryp.logformat import add_log_arguments, setup_logging
@@ -90,14 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", type=Path, default=Path("data"), help="rounds and the write-ahead log"
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    netmode.add_arguments(parser, listen=True)
     parser.add_argument(
-        "--bootstrap",
-        type=hostport_arg,
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="a DHT node to join (repeatable)",
+        "--advertise",
+        default=None,
+        metavar="HOST",
+        help="the address peers and clients reach this server at, published in its pointer "
+        "(default: the --listen address)",
     )
     parser.add_argument(
         "--peer",
@@ -116,11 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_retention(parser)
     parser.add_argument(
-        "--public-dht",
-        action="store_true",
-        help="join the public Mainline DHT (never used in tests)",
-    )
-    parser.add_argument(
         "--client-signatures-per-s",
         type=float,
         default=ServerLimits().signatures_per_s,
@@ -137,6 +133,16 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
     args = parser.parse_args(argv)
     if args.client_signatures_per_s <= 0:
         parser.error("--client-signatures-per-s must be positive")
+    mode = netmode.parse_or_exit(parser, args, needs_bootstrap=True, data_dir=args.data)
+    advertise = args.advertise or mode.listen
+    problem = netmode.advertise_problem(mode.mode, advertise)
+    for index, address in args.peer:
+        try:
+            netmode.check_address(mode.mode, *hostport_arg(address), f"--peer {index}=")
+        except ConfigError as error:
+            problem = problem or str(error)
+    if problem:
+        netmode.fail(parser.prog, problem)
     setup_logging(args, args.log_level.upper())
     logthrottle.install()  # clients' malformed HTTP: one line per client a minute
     return ServerConfig(
@@ -144,11 +150,12 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         quorum_file=args.keys,
         genesis_file=args.genesis,
         data_dir=args.data,
-        host=args.host,
+        host=mode.listen,
+        advertise=advertise,
         torrent_port=args.torrent_port,
         server_port=args.server_port,
-        bootstrap=tuple(args.bootstrap),
-        public_dht=args.public_dht,
+        bootstrap=mode.bootstrap,
+        network=mode.mode,
         peers=dict(args.peer),
         round_interval_s=args.round_interval,
         rounds_kept=args.rounds_kept,
@@ -174,11 +181,13 @@ async def serve(config: ServerConfig, argv: list[str]) -> None:
     try:
         await web.TCPSite(runner, config.host, config.server_port).start()
         log.info(
-            "server %d of %d (id %s) listening: api http://%s:%d, torrents %d, rounds every %g s",
+            "server %d of %d (id %s) listening on %s: api http://%s:%d, torrents %d, rounds "
+            "every %g s",
             node.index,
             len(quorum),
             key.account_id,
             config.host,
+            config.advertise,
             config.server_port,
             config.torrent_port,
             config.round_interval_s,

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scryp.netmode import Mode
+
 
 @dataclass(frozen=True, slots=True)
 class ServerLimits:
@@ -36,11 +38,14 @@ class ServerConfig:
     quorum_file: Path
     genesis_file: Path
     data_dir: Path
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # what to bind (--listen)
+    # What peers and clients are told (--advertise): the host of the API address in the
+    # pointer, and of the torrent address peers derive from it (protocol §9.6).
+    advertise: str = "127.0.0.1"
     torrent_port: int = 6881
     server_port: int = 6882
     bootstrap: tuple[tuple[str, int], ...] = ()
-    public_dht: bool = False
+    network: Mode = Mode.LOOPBACK
     peers: dict[int, str] = field(default_factory=dict)  # server index -> "host:port"
     round_interval_s: float = 10.0
     window_ms: int = 5_000

@@ -46,6 +46,7 @@ from scryp.errors import (
     TimedOut,
     invariant,
 )
+from scryp.netmode import DHT_STATE_FILE
 from scryp.peers import PeerHub
 from scryp.raftstore import RaftStore
 from scryp.server.backfill import WORK_PREFIX, Backfill, owed_backfills
@@ -130,7 +131,7 @@ class ServerNode:
         self._publish_wanted = asyncio.Event()
         # A catch-up waiting for a peer's share naming the round's torrent (protocol §9.5).
         self._catch_up: Candidates | None = None
-        self.api_address = f"{config.host}:{config.server_port}"
+        self.api_address = f"{config.advertise}:{config.server_port}"  # protocol §9.6
         self.view = ServerView(self)
         self.metrics = ServerMetrics(self)  # its own registry: GET /metrics
 
@@ -247,7 +248,8 @@ class ServerNode:
             listen_host=self.config.host,
             listen_port=self.config.torrent_port,
             bootstrap=self.config.bootstrap,
-            public_dht=self.config.public_dht,
+            network=self.config.network,
+            dht_state_file=self.config.data_dir / DHT_STATE_FILE,  # protocol §8.8
             # A server's upload is the scarce resource: few unchoke slots and long piece runs
             # make clients trade pieces among themselves (docs/BENCHMARKS.md, swarm).
             unchoke_slots=SERVER_UNCHOKE_SLOTS,
@@ -266,6 +268,7 @@ class ServerNode:
                 tasks.create_task(self.publisher.run())
                 tasks.create_task(self._publish_loop())
                 tasks.create_task(self.pointers.run(swarm))
+                tasks.create_task(swarm.keep_dht_state())
                 # Every server seeds round 0 (the genesis) and every round it still holds.
                 await asyncio.to_thread(self._write_genesis_round)
                 await driver.boot(await asyncio.to_thread(self.held_rounds))

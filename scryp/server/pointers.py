@@ -7,8 +7,10 @@ pointer through the swarm (``Swarm.get_pointers``, which verifies each against `
 API address of each server not given with ``--peer`` and logs each server's pointer (round, v1
 infohash in hex, state hash) the first time it sees one and again once every ``log_period_s``.
 
-Invariants: only verified records are used; a record of another network teaches nothing; a
-refused item is the publisher's fault, logged as a warning and otherwise ignored.
+Invariants: only verified records are used; a record of another network teaches nothing; an
+address the network mode does not allow (a public one in loopback mode, an unspecified one in
+any) is never learnt (protocol §8.8); a refused item is the publisher's fault, logged as a
+warning and otherwise ignored.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from scryp.core.pointer import PointerRecord, certified
+from scryp.hostport import split_hostport
+from scryp.netmode import Mode, host_allowed
 from scryp.swarm import Swarm
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,8 @@ class PointerWatch:
         self.log_period_s = log_period_s
         self.get_timeout_s = get_timeout_s
         self.clock = clock
+        self.mode = Mode.LOOPBACK  # the swarm's, from run()
+        self._unusable: set[str] = set()
         self.addresses: dict[int, str] = {}  # learnt from pointers (--peer ones are not here)
         self.latest: dict[int, PointerRecord] = {}
         self._logged_s: dict[int, float] = {}
@@ -65,6 +71,7 @@ class PointerWatch:
         return all(i in self.latest and i in known for i in self.others)
 
     async def run(self, swarm: Swarm) -> None:
+        self.mode = swarm.config.network
         if not self.others:
             return  # a quorum of one: nobody else to read
         while True:
@@ -85,12 +92,28 @@ class PointerWatch:
                 self._logged_s[index] = now_s
                 log.info("pointer of server %d: none found in the DHT yet", index)
 
+    def _usable(self, api: str) -> bool:
+        try:
+            host, _ = split_hostport(api)
+        except ValueError:
+            return False
+        return host_allowed(self.mode, host)
+
     def learn(self, index: int, record: PointerRecord, now_s: float) -> None:
         if record.network != self.network:
             log.warning("pointer of server %d names another network", index)
             return
         if record.api and index not in self.given:
-            self.addresses[index] = record.api
+            if self._usable(record.api):
+                self.addresses[index] = record.api
+            elif record.api not in self._unusable:  # once per address, not every poll
+                self._unusable.add(record.api)
+                log.warning(
+                    "pointer of server %d: address %s not usable in %s mode",
+                    index,
+                    record.api,
+                    self.mode,
+                )
         first = index not in self.latest
         self.latest[index] = record
         if first or now_s - self._logged_s.get(index, now_s) >= self.log_period_s:

@@ -10,10 +10,14 @@ How it runs: libtorrent writes a byte to a pipe whenever its alert queue becomes
 alerts into futures and scryp's own frozen events. Nothing sleeps to wait: every wait is on a
 future with a deadline (``TimedOut``); anything asked of a closed session is ``NotAvailable``.
 
-Network safety (protocol §8.8): by default a session listens on 127.0.0.1 only, bootstraps
-its DHT from the loopback nodes it is given and nothing else (libtorrent's default routers are
-public hosts), and has LSD, UPnP and NAT-PMP off. Joining the public Mainline DHT needs
-``SwarmConfig(public_dht=True)``, which no test or default run sets.
+Network safety (protocol §8.8): by default (loopback mode) a session listens on 127.0.0.1
+only, bootstraps its DHT from the loopback nodes it is given and nothing else (libtorrent's
+default routers are public hosts), and has LSD, UPnP and NAT-PMP off. Private mode allows any
+unicast address, still bootstrapping only from the nodes given; joining the public Mainline DHT
+needs ``SwarmConfig(network=Mode.PUBLIC)``, which no test or default run sets.
+
+The DHT node cache (``SwarmConfig.dht_state_file``, ``dhtstate``): loaded at construction,
+saved by ``save_dht_state`` (periodically by the owner's ``keep_dht_state`` task) and at close.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import libtorrent as lt
 
 from scryp.errors import LocalError, NotAvailable, TimedOut, invariant
 
+from . import dhtstate
 from .fetch import Fetching
 from .items import Bep44
 from .settings import SwarmConfig, settings_for
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 TORRENT_ADD_TIMEOUT_S = 10.0
 TORRENT_REMOVE_TIMEOUT_S = 10.0
 LISTEN_TIMEOUT_S = 10.0
+DHT_STATE_SAVE_S = 300.0  # how often a long-running owner saves the DHT node cache
 PRIORITY_SEED = 4  # libtorrent's default file priority: keep (and serve) the file
 
 
@@ -75,7 +81,8 @@ class Swarm(Bep44, Fetching):
         self._loop = asyncio.get_running_loop()
         # The settings go in at construction: a default session would contact public routers.
         settings: Any = settings_for(config)
-        self._session: Any = lt.session(settings)
+        params = dhtstate.session_params(settings, config.dht_state_file, config.allows)
+        self._session: Any = lt.session(params)
         if config.rate_limit_loopback:
             # libtorrent puts loopback peers in its "local" peer class, which rate limits do
             # not touch: map every address to the global class.
@@ -115,6 +122,9 @@ class Swarm(Bep44, Fetching):
             return
         self._closed = True
         self._loop.remove_reader(self._read_fd)
+        if self.config.dht_state_file is not None:
+            with contextlib.suppress(OSError):  # only a cache; the reason is logged
+                await asyncio.to_thread(self._save_dht_state)
         # Destroying a session blocks while it says goodbye to peers and DHT nodes: drop the
         # last reference in a worker thread, then close the pipe libtorrent wrote to.
         holder = [self._session]
@@ -205,9 +215,31 @@ class Swarm(Bep44, Fetching):
         """Wait for the first DHT bootstrap to finish (it may have found few nodes)."""
         await deadline(asyncio.shield(self._dht_ready), timeout_s, "DHT bootstrap")
 
+    def _save_dht_state(self) -> int:
+        path = self.config.dht_state_file
+        if path is None or self._session is None:
+            return 0
+        try:
+            return dhtstate.save(self._session, path, self.config.allows)
+        except OSError as error:
+            log.warning("cannot save the DHT node cache %s: %s", path, error)
+            raise
+
+    async def save_dht_state(self) -> int:
+        """Save the DHT node cache now (if this session has one); the nodes saved."""
+        return await asyncio.to_thread(self._save_dht_state)
+
+    async def keep_dht_state(self, period_s: float = DHT_STATE_SAVE_S) -> None:
+        """Save the DHT node cache every ``period_s`` until cancelled (a task of the owner's
+        TaskGroup; ``close`` saves it once more)."""
+        while True:
+            await asyncio.sleep(period_s)  # a period, not a wait for an event
+            with contextlib.suppress(OSError):  # logged; the next period tries again
+                await self.save_dht_state()
+
     def add_dht_node(self, host: str, port: int) -> None:
         if not self.config.allows(host):
-            raise LocalError(f"{host} is not a loopback address (protocol §8.8)")
+            raise LocalError(f"{host} is not allowed in {self.config.network} mode (protocol §8.8)")
         self._live().add_dht_node((host, port))
 
     # -- torrents -------------------------------------------------------------------------------

@@ -2,22 +2,25 @@
 libtorrent settings pack a session is constructed with (protocol §8.6, §8.8, §8.9).
 
 Owns: every libtorrent setting Scryp changes, and why. Invariant: a session's settings go in
-at construction and come only from ``settings_for``; without ``public_dht=True`` every address
-in them is loopback (checked when the config is made), and libtorrent's default DHT routers,
-which are public hosts, are never used.
+at construction and come only from ``settings_for``; every address in them is one the
+network mode allows (``scryp.netmode``; in loopback mode, the default, 127.0.0.0/8 only; checked
+when the config is made), and libtorrent's default DHT routers, which are public hosts, are used
+only in public mode with no bootstrap node given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
 
 from scryp.errors import LocalError
-from scryp.hostport import LOOPBACK, is_loopback
+from scryp.hostport import LOOPBACK
+from scryp.netmode import Mode, check_address, host_allowed, listen_problem
 
-# The Mainline routers libtorrent would use by default; only ever used with public_dht=True.
+# The Mainline routers libtorrent would use by default; only ever used in public mode.
 PUBLIC_ROUTERS = "router.bittorrent.com:6881,dht.transmissionbt.com:6881,router.utorrent.com:6881"
 SERVER_UNCHOKE_SLOTS = 1
 # With a quota of 20 pieces (320 KiB) the lone unchoked peer is choked and re-unchoked over
@@ -39,7 +42,9 @@ class SwarmConfig:
     listen_host: str = LOOPBACK
     listen_port: int = 0  # 0: the OS picks; read it back from Swarm.port
     bootstrap: tuple[tuple[str, int], ...] = ()
-    public_dht: bool = False
+    network: Mode = Mode.LOOPBACK
+    # The DHT node cache (protocol §8.8): loaded at construction, saved by save_dht_state.
+    dht_state_file: Path | None = None
     upload_rate_limit_bytes_per_s: int = 0  # 0: unlimited
     # libtorrent puts loopback peers in its "local" peer class, which rate limits do not
     # touch; benchmarks map every address to the global class to cap loopback.
@@ -67,17 +72,20 @@ class SwarmConfig:
     dht_get_settle_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.public_dht:
-            for host in [self.listen_host, *(host for host, _ in self.bootstrap)]:
-                if not is_loopback(host):
-                    raise LocalError(
-                        f"{host} is not a loopback address; only public_dht=True may leave "
-                        "127.0.0.0/8 (protocol §8.8)"
-                    )
+        problem = listen_problem(self.network, self.listen_host)
+        if problem:
+            raise LocalError(f"{problem} (protocol §8.8)")
+        for host, port in self.bootstrap:
+            check_address(self.network, host, port, "bootstrap node")
+
+    @property
+    def production(self) -> bool:
+        """libtorrent's own DHT defences (private and public mode), not the loopback ones."""
+        return self.network is not Mode.LOOPBACK
 
     def allows(self, host: str) -> bool:
         """Whether this session may dial ``host`` (protocol §8.8)."""
-        return self.public_dht or is_loopback(host)
+        return host_allowed(self.network, host)
 
 
 def settings_for(config: SwarmConfig) -> dict[str, Any]:
@@ -87,12 +95,16 @@ def settings_for(config: SwarmConfig) -> dict[str, Any]:
 
 def _network_settings(config: SwarmConfig) -> dict[str, Any]:
     """Where the session listens and which DHT it joins (protocol §8.8)."""
-    nodes = ",".join(f"{host}:{port}" for host, port in config.bootstrap)
-    if config.public_dht and not nodes:
+    nodes = ",".join(_node(host, port) for host, port in config.bootstrap)
+    if config.network is Mode.PUBLIC and not nodes:
         nodes = PUBLIC_ROUTERS
+    production = config.production
+    # Outgoing connections leave from the bound address, unless bound to "any" (then the
+    # routing table picks) or public (libtorrent's default).
+    bound = config.listen_host not in ("0.0.0.0", "::") and config.network is not Mode.PUBLIC
     return {
-        "listen_interfaces": f"{config.listen_host}:{config.listen_port}",
-        "outgoing_interfaces": "" if config.public_dht else config.listen_host,
+        "listen_interfaces": f"{_node(config.listen_host, config.listen_port)}",
+        "outgoing_interfaces": config.listen_host if bound else "",
         "enable_dht": True,
         "dht_read_only": config.dht_read_only,
         "dht_bootstrap_nodes": nodes,
@@ -100,22 +112,27 @@ def _network_settings(config: SwarmConfig) -> dict[str, Any]:
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_ip_notifier": False,
-        # Many nodes share one address on loopback or a LAN test net (protocol §8.8); the
-        # public DHT keeps libtorrent's defences.
-        "dht_restrict_routing_ips": config.public_dht,
-        "dht_restrict_search_ips": config.public_dht,
-        "dht_enforce_node_id": config.public_dht,
-        "dht_prefer_verified_node_ids": config.public_dht,
-        "allow_multiple_connections_per_ip": not config.public_dht,
+        # Many nodes share one address on loopback (protocol §8.8); private and public mode
+        # keep libtorrent's defences (its production settings, its defaults).
+        "dht_restrict_routing_ips": production,
+        "dht_restrict_search_ips": production,
+        "dht_enforce_node_id": production,
+        "dht_prefer_verified_node_ids": production,
+        "allow_multiple_connections_per_ip": not production,
         # Every node of a loopback DHT shares 127.0.0.1: the per-IP flood guard (5 packets/s,
         # then a 5-minute block) would cut nodes off from each other mid-lookup.
-        "dht_block_ratelimit": 5 if config.public_dht else 1_000_000,
-        # A private DHT's nodes are few, so each is among the closest to every target, and a
+        "dht_block_ratelimit": 5 if production else 1_000_000,
+        # A loopback DHT's nodes are few, so each is among the closest to every target, and a
         # lookup waits out every dead one in its table; loopback loses no packets, so three
         # failed requests in a row (not 20) mean the node is gone.
-        "dht_max_fail_count": 20 if config.public_dht else 3,
-        "dht_upload_rate_limit": 8_000 if config.public_dht else 10_000_000,
+        "dht_max_fail_count": 20 if production else 3,
+        "dht_upload_rate_limit": 8_000 if production else 10_000_000,
     }
+
+
+def _node(host: str, port: int) -> str:
+    """``host:port`` as libtorrent's address lists spell it (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _transfer_settings(config: SwarmConfig) -> dict[str, Any]:
@@ -126,8 +143,9 @@ def _transfer_settings(config: SwarmConfig) -> dict[str, Any]:
         "enable_incoming_utp": False,
         # A fetch starts in upload mode (a seed then drops us as redundant) and may recheck
         # files (which drops every peer); libtorrent then waits min_reconnect_time (60 s by
-        # default) before dialling the same seed again. In a private network, 1 s.
-        "min_reconnect_time": 60 if config.public_dht else 1,
+        # default) before dialling the same seed again. In our own networks (loopback and
+        # private mode: these are not DHT settings), 1 s.
+        "min_reconnect_time": 60 if config.network is Mode.PUBLIC else 1,
         # A client that holds all it wants so far is "upload only", and so is a seed: libtorrent
         # closes such connections as redundant, and the client's next want (the pieces after
         # the metadata, a light sync's next probe) then waited min_reconnect_time. Clients
@@ -135,7 +153,7 @@ def _transfer_settings(config: SwarmConfig) -> dict[str, Any]:
         # measured 0.7 s faster for a capped full fetch (docs/BENCHMARKS.md).
         "close_redundant_connections": not config.dht_read_only,
         # Peers given by connect_peer are dialled on the next tick; 500 ms by default.
-        "tick_interval": 500 if config.public_dht else 100,
+        "tick_interval": 500 if config.network is Mode.PUBLIC else 100,
         "upload_rate_limit": config.upload_rate_limit_bytes_per_s,
         "unchoke_slots_limit": config.unchoke_slots,
         "seeding_piece_quota": config.seed_piece_quota,
