@@ -31,6 +31,7 @@ from scryp.errors import TimedOut
 from scryp.hostport import split_hostport
 from scryp.keyfile import read_quorum
 from scryp.lab import inhost
+from scryp.netmode import Mode
 from scryp.swarm import Swarm, SwarmConfig
 
 DHT_READY_TIMEOUT_S = 3.0
@@ -40,7 +41,7 @@ SPEC_BYTES_MAX = 16 << 20
 def client_config(address: str, bootstrap: tuple[str, int]) -> SwarmConfig:
     """A client session on the host's own address in private mode (issue 9)."""
     return SwarmConfig(
-        listen_host=address, bootstrap=(bootstrap,), dht_read_only=True, network="private"
+        listen_host=address, bootstrap=(bootstrap,), dht_read_only=True, network=Mode.PRIVATE
     )
 
 
@@ -78,7 +79,9 @@ async def one_client(spec: dict[str, Any], network: Network, origin: float) -> d
 
 def run(spec: dict[str, Any]) -> int:
     quorum = tuple(read_quorum(Path(spec["quorum"])))
-    network = Network(quorum=quorum, bootstrap=(split_hostport(spec["bootstrap"]),))
+    network = Network(
+        quorum=quorum, bootstrap=(split_hostport(spec["bootstrap"]),), mode=Mode.PRIVATE
+    )
     timeout_s = float(spec["timeout_s"])
     origin = time.monotonic() + 0.5  # every client's start_s counts from here
     futures: dict[concurrent.futures.Future[dict[str, Any]], dict[str, Any]] = {}
