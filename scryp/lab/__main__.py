@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_dir = args.dir or Path(f"lab-runs/{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}")
     command = "python -m scryp.lab " + shlex.join(sys.argv[1:] if argv is None else argv)
-    with Lab(run_dir.resolve(), hosts_for(args)) as lab:
-        outcome = asyncio.run(
-            asyncio.wait_for(run_scenario(lab, args), SCENARIO_TIMEOUT_S)
-        )
+    try:
+        with Lab(run_dir.resolve(), hosts_for(args)) as lab:
+            outcome = asyncio.run(asyncio.wait_for(run_scenario(lab, args), SCENARIO_TIMEOUT_S))
+    except Exception as error:  # the run failed: its report says how, then the error is raised
+        failed = {"error": f"{type(error).__name__}: {error}", "logs": str(run_dir / "logs")}
+        report.write(run_dir, args.scenario, command, failed, [failed])
+        raise
     markdown = report.write(
         run_dir, args.scenario, command, outcome.results, outcome.rows, outcome.times_s
     )
