@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from scryp.lab import crowd, netns, report, scenarios
+from scryp.lab import crowd, netns, report, scenarios, testbed
 from scryp.lab.lab import Lab
 from scryp.lab.scenarios import Outcome
 
@@ -45,8 +45,8 @@ def hosts_for(args: argparse.Namespace) -> int:
     if args.scenario == "crowd":
         return crowd.plan(args).hosts
     if args.scenario == "deploy":
-        return scenarios.Plan(args.servers, clients=11).hosts
-    return scenarios.Plan(args.servers, clients=5).hosts
+        return testbed.Plan(args.servers, clients=11).hosts
+    return testbed.Plan(args.servers, clients=5).hosts
 
 
 async def run_scenario(lab: Lab, args: argparse.Namespace) -> Outcome:
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(reason or "this machine can make the lab", file=sys.stderr)
         return EXIT_USAGE if reason else 0
     if args.scenario == "clean":
+        netns.take_lock()  # held until this process ends
         namespaces, links = netns.clear()
         print(f"removed {namespaces} namespace(s) and {links} link(s)")
         return 0
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write(run_dir, args.scenario, command, failed, [failed])
         raise
     markdown = report.write(
-        run_dir, args.scenario, command, outcome.results, outcome.rows, outcome.times_s
+        run_dir, args.scenario, command, outcome.results, outcome.rows, times_s=outcome.times_s
     )
     print(markdown.read_text())
     return 0

@@ -98,8 +98,12 @@ def run(spec: dict[str, Any]) -> int:
         line = (
             future.result()
             if error is None
-            else {"name": futures[future]["name"], "mode": futures[future]["mode"], "ok": False,
-                  "error": f"{type(error).__name__}: {error}"}
+            else {
+                "name": futures[future]["name"],
+                "mode": futures[future]["mode"],
+                "ok": False,
+                "error": f"{type(error).__name__}: {error}",
+            }
         )
         print(json.dumps(line), flush=True)
     for future in late:

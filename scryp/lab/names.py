@@ -3,8 +3,9 @@ its hosts (issue 9). Pure: nothing here runs a command.
 
 Owns: the prefix every object the lab makes carries (network namespaces ``scryplab-hN``, the
 bridge ``scryplab-br``, the root-side veth ends ``scryplab-vN``), the address plan
-(10.61.0.0/16, host 0 is 10.61.0.1, the DHT node of the issue's command lines), and the
-commands. Invariants (network safety, issue 9): the bridge has no address and is never given
+(10.61.0.0/16, one /24 per host for the first 250; host 0 is 10.61.0.1, the DHT node of the
+issue's command lines), and the commands. Invariants (network safety, issue 9): the bridge
+has no address and is never given
 a port that is not one of our veths; a host gets one address on its ``eth0`` and the route
 that address implies, never a default route; nothing here names a real interface, enables
 forwarding or NAT; the root namespace gets only an unreachable route for the lab's subnet
@@ -23,7 +24,8 @@ VETH_PREFIX = PREFIX + "v"
 HOST_IFACE = "eth0"  # the host's end of its veth, inside its namespace only
 SUBNET = ipaddress.IPv4Network("10.61.0.0/16")
 ADDRESSES_PER_BLOCK = 254  # .1 .. .254 of each 10.61.X.0/24
-HOSTS_MAX = 250 * ADDRESSES_PER_BLOCK  # 10.61.0.1 .. 10.61.249.254
+BLOCKS = 250  # 10.61.0.0/24 .. 10.61.249.0/24
+HOSTS_MAX = BLOCKS * ADDRESSES_PER_BLOCK
 IFNAME_CHARS_MAX = 15  # IFNAMSIZ - 1
 # tc tbf: a burst of 64 KiB lets a 10 MB/s cap pass whole 16 KiB pieces, and 100 ms of
 # queue is what a home router's buffer holds.
@@ -46,9 +48,13 @@ def veth_name(index: int) -> str:
 
 
 def host_address(index: int) -> str:
-    """Host ``index``'s address: 10.61.(index // 254).(index % 254 + 1)."""
+    """Host ``index``'s address: 10.61.(index % 250).(index // 250 + 1), so hosts 0..249 are
+    each in a /24 of their own, as machines on the internet are: libtorrent's production DHT
+    settings (private mode) query one node per /24 in a lookup and keep one per /24 in a
+    routing-table bucket, and with every host in one /24 most fresh clients found no pointer
+    (docs/BENCHMARKS.md, lab)."""
     _check_index(index)
-    block, offset = divmod(index, ADDRESSES_PER_BLOCK)
+    offset, block = divmod(index, BLOCKS)
     return str(SUBNET.network_address + block * 256 + offset + 1)
 
 

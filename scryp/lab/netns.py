@@ -11,6 +11,8 @@ nothing here touches a real interface, forwarding or NAT.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +26,21 @@ from scryp.lab import names
 
 COMMAND_TIMEOUT_S = 120.0
 NETNS_DIR = "/run/netns"
+
+
+LOCK_PATH = "/run/scryplab.lock"
+
+
+def take_lock() -> int:
+    """One lab per machine: its start clears every object with the prefix, which would pull
+    the network from under a lab already running. The lock goes with the process."""
+    fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LabUnavailable("another lab is running on this machine") from None
+    return fd
 
 
 class LabUnavailable(LocalError):
@@ -83,10 +100,8 @@ def clear() -> tuple[int, int]:
     for ns in namespaces:
         for pid in _run(["ip", "netns", "pids", ns], check=False).split():
             if pid.isdigit():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
     ip_batch([f"netns delete {ns}" for ns in namespaces], force=True)
     _, links = our_objects()  # a deleted namespace took its veth pair with it
     ip_batch([f"link delete {link}" for link in links], force=True)
@@ -104,12 +119,15 @@ class VirtualNetwork:
 
     count: int = 0
     setup_s: float = 0.0
+    lock_fd: int | None = None
     down: set[int] = field(default_factory=set)
 
     def create(self, count: int) -> None:
         reason = unavailable_reason()
         if reason is not None:
             raise LabUnavailable(reason)
+        if self.lock_fd is None:
+            self.lock_fd = take_lock()
         clear()
         started = time.monotonic()
         self.count = count
@@ -153,8 +171,12 @@ class VirtualNetwork:
             self.down.add(index)
 
     def destroy(self) -> None:
+        if self.lock_fd is None:
+            return  # never made (or another lab's): nothing of ours to remove
         clear()
         self.count = 0
+        os.close(self.lock_fd)
+        self.lock_fd = None
 
 
 def sent_bytes(index: int) -> int:

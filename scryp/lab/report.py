@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import os
+import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +52,7 @@ def write(
     command: str,
     results: dict[str, Any],
     rows: list[dict[str, Any]],
+    *,
     times_s: dict[str, list[float]] | None = None,
 ) -> Path:
     """The three files; returns the markdown's path. ``rows``: one dict per table row."""
@@ -65,7 +66,7 @@ def write(
     }
     atomic_write(run_dir / "report.json", json.dumps(report, indent=2).encode())
     lines = [f"### lab: {scenario}", "", f"{report['date']}, {report['machine']}", ""]
-    lines += [f"    {command}", ""] + markdown_table(rows)
+    lines += [f"    {command}", "", *markdown_table(rows)]
     markdown = run_dir / "report.md"
     atomic_write(markdown, ("\n".join(lines) + "\n").encode())
     if times_s and any(times_s.values()):
@@ -93,10 +94,10 @@ def _cell(value: Any) -> str:
 
 def plot(path: Path, scenario: str, times_s: dict[str, list[float]]) -> None:
     """Empirical CDFs of time to a verified balance, one line per kind of client."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (the bench extra; only the plot needs it)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, axes = plt.subplots(figsize=(7, 4))
     for label, values in times_s.items():

@@ -76,12 +76,14 @@ async def deploy(lab: Lab, servers: int, readers: int = 10, reads: int = 10) -> 
     plan = Plan(servers=servers, clients=1 + readers)
     testbed = await start(lab, plan)
     first = await pay_and_read(testbed, plan.client_hosts[0])
-    jobs = [ClientJob(host, "light", faucet(testbed).account_id, 0.0, reads)
-            for host in plan.client_hosts[1:]]
+    jobs = [
+        ClientJob(host, "light", faucet(testbed).account_id, 0.0, reads)
+        for host in plan.client_hosts[1:]
+    ]
     crowd = await clients.run_crowd(testbed, jobs, 1, CLIENT_TIMEOUT_S, f"deploy{servers}")
     first_reads = [c["first_read_s"] for c in crowd.clients if c.get("ok")]
     again = [r for c in crowd.clients if c.get("ok") for r in c["reads_s"]]
-    results = {
+    results: dict[str, Any] = {
         "servers": servers,
         "fresh_client": first,
         "first_read": report.summary(first_reads),
@@ -90,17 +92,19 @@ async def deploy(lab: Lab, servers: int, readers: int = 10, reads: int = 10) -> 
         "failures": crowd.failures,
         "network_setup_s": round(lab.network.setup_s, 3),
     }
-    rows = [{
-        "servers": servers,
-        "pay (CLI) s": first["pay_s"],
-        "balance (CLI) s": first["balance_s"],
-        "fresh read p50 s": results["first_read"]["p50_s"],
-        "fresh read p99 s": results["first_read"]["p99_s"],
-        "read p50 s": results["repeated_read"]["p50_s"],
-        "read p99 s": results["repeated_read"]["p99_s"],
-        "reads": len(first_reads) + len(again),
-        "failures": len(crowd.failures),
-    }]
+    rows = [
+        {
+            "servers": servers,
+            "pay (CLI) s": first["pay_s"],
+            "balance (CLI) s": first["balance_s"],
+            "fresh read p50 s": results["first_read"]["p50_s"],
+            "fresh read p99 s": results["first_read"]["p99_s"],
+            "read p50 s": results["repeated_read"]["p50_s"],
+            "read p99 s": results["repeated_read"]["p99_s"],
+            "reads": len(first_reads) + len(again),
+            "failures": len(crowd.failures),
+        }
+    ]
     return Outcome(results, rows, {f"light, {servers} servers": crowd.seconds("light")})
 
 
@@ -198,8 +202,12 @@ async def small(lab: Lab) -> Outcome:
     crowd = await clients.run_crowd(testbed, jobs, 1, CLIENT_TIMEOUT_S, "small")
     measured = await cut_leader(testbed, 8.0)
     after = await pay_and_read(testbed, plan.client_hosts[1], amount=3)
-    results = {"fresh_client": first, "light": _crowd_results(crowd), "partition": measured,
-               "after_heal": after}
+    results = {
+        "fresh_client": first,
+        "light": _crowd_results(crowd),
+        "partition": measured,
+        "after_heal": after,
+    }
     row = {"clients": 1 + len(jobs), "failures": len(crowd.failures), **measured}
     return Outcome(results, [row], {"light": crowd.seconds("light")})
 

@@ -22,8 +22,8 @@ import aiohttp
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances
 from scryp.core.genesis import Genesis
 from scryp.crypto import KeyPair
-from scryp.keyfile import atomic_write
-from scryp.keytool import NetworkFiles, init_network, load_or_create_key
+from scryp.keyfile import atomic_write, load_or_create_key
+from scryp.keytool import NetworkFiles, init_network
 from scryp.lab import inhost, names
 from scryp.lab.lab import Lab
 

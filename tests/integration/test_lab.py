@@ -105,3 +105,23 @@ def test_hosts_reach_each_other_only_and_caps_and_cuts_work(tmp_path: Path) -> N
         lab.heal(2)
         assert transfer(1000)[0] == 1000
     assert nothing_left()
+
+
+def test_the_small_scenario(tmp_path: Path) -> None:
+    """3 servers, a DHT node, 5 clients, one partition of the leader, all in private mode on
+    their own hosts: a fresh client pays and reads its verified balance, four light clients
+    read one, rounds resume on the majority side and everyone agrees after the heal."""
+    from scryp.lab import scenarios, testbed
+
+    with Lab(tmp_path, testbed.Plan(3, clients=5).hosts) as lab:
+        outcome = asyncio.run(asyncio.wait_for(scenarios.small(lab), 300))
+    assert nothing_left()
+    results = outcome.results
+    assert results["fresh_client"]["balance"] == 7  # checked against the paid amount too
+    assert results["after_heal"]["balance"] == 3
+    assert results["light"]["failure_count"] == 0 and results["light"]["light"]["count"] == 4
+    partition = results["partition"]
+    assert partition["resume_s"] is not None  # the majority certified a round while cut
+    assert (
+        partition["agreed_round"] > partition["certified_at_heal"] >= partition["certified_before"]
+    )

@@ -9,8 +9,10 @@ from scryp.lab import names
 
 def test_addresses_follow_the_plan_and_are_unique() -> None:
     assert names.host_address(0) == "10.61.0.1"  # the DHT node of the command lines
-    assert names.host_address(253) == "10.61.0.254"
-    assert names.host_address(254) == "10.61.1.1"
+    assert names.host_address(1) == "10.61.1.1"  # a /24 of its own
+    assert names.host_address(249) == "10.61.249.1"
+    assert names.host_address(250) == "10.61.0.2"
+    assert names.host_address(names.HOSTS_MAX - 1) == "10.61.249.254"
     addresses = {names.host_address(i) for i in range(0, names.HOSTS_MAX, 97)}
     assert len(addresses) == len(range(0, names.HOSTS_MAX, 97))
     for address in addresses:
