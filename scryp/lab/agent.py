@@ -1,0 +1,127 @@
+"""``python -m scryp.lab.agent SPEC.json``: many lab clients in one process (issue 9, crowd).
+
+Each client is a thread that enters its own host's namespace first (``inhost``), so its
+libtorrent session and sockets are bound to that host's address, as a separate machine's
+would be; the process shares only Python's start-up and the CPU. Each client: a fresh client
+session (its own data directory), the pointers read from the DHT and a majority certificate
+checked (``latest``), then a light or full sync; optionally ``reads`` more pointer reads in
+the same session. One JSON line per client on stdout, then one ``{"agent": ...}`` line with
+the process's CPU seconds, so the cost per client can be reported.
+
+The spec: ``{"quorum": FILE, "bootstrap": "HOST:PORT", "clients": [{"name", "ns",
+"address", "mode", "account", "data", "start_s", "reads"}...], "timeout_s"}``. Every client
+ends by ``timeout_s`` (a failure, reported), and so does the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scryp.client.network import Network
+from scryp.client.sync import Client
+from scryp.errors import TimedOut
+from scryp.hostport import split_hostport
+from scryp.keyfile import read_quorum
+from scryp.lab import inhost
+from scryp.netmode import Mode
+from scryp.swarm import Swarm, SwarmConfig
+
+DHT_READY_TIMEOUT_S = 3.0
+SPEC_BYTES_MAX = 16 << 20
+
+
+def client_config(address: str, bootstrap: tuple[str, int]) -> SwarmConfig:
+    """A client session on the host's own address in private mode (issue 9)."""
+    return SwarmConfig(
+        listen_host=address, bootstrap=(bootstrap,), dht_read_only=True, network=Mode.PRIVATE
+    )
+
+
+async def one_client(spec: dict[str, Any], network: Network, origin: float) -> dict[str, Any]:
+    """One client's run; times are from its own start (after ``start_s``)."""
+    await asyncio.sleep(max(0.0, origin + float(spec["start_s"]) - time.monotonic()))
+    started = time.monotonic()
+    result: dict[str, Any] = {"name": spec["name"], "mode": spec["mode"], "ok": False}
+    bootstrap = network.bootstrap[0]
+    async with Swarm.start(client_config(spec["address"], bootstrap)) as swarm:
+        with contextlib.suppress(TimedOut):
+            await swarm.wait_dht_ready(DHT_READY_TIMEOUT_S)
+        client = Client(network, Path(spec["data"]), swarm)
+        before = time.monotonic()
+        verified = await client.latest()
+        result["first_read_s"] = time.monotonic() - before
+        reads = []
+        for _ in range(int(spec.get("reads", 0))):
+            before = time.monotonic()
+            await client.latest()
+            reads.append(time.monotonic() - before)
+        result["reads_s"] = reads
+        account = bytes.fromhex(spec["account"]) if spec.get("account") else None
+        synced = await client.sync(verified, spec["mode"], account)
+        result.update(
+            ok=True,
+            seconds=time.monotonic() - started,
+            round=verified.round,
+            balance=synced.balance,
+            bytes_downloaded=synced.bytes_downloaded,
+            sync=synced.mode,
+        )
+    return result
+
+
+def run(spec: dict[str, Any]) -> int:
+    quorum = tuple(read_quorum(Path(spec["quorum"])))
+    network = Network(
+        quorum=quorum, bootstrap=(split_hostport(spec["bootstrap"]),), mode=Mode.PRIVATE
+    )
+    timeout_s = float(spec["timeout_s"])
+    origin = time.monotonic() + 0.5  # every client's start_s counts from here
+    futures: dict[concurrent.futures.Future[dict[str, Any]], dict[str, Any]] = {}
+    for client in spec["clients"]:
+
+        async def work(client: dict[str, Any] = client) -> dict[str, Any]:
+            return await asyncio.wait_for(one_client(client, network, origin), timeout_s)
+
+        futures[inhost.run_on_host(client["ns"], work, client["name"])] = client
+    deadline = origin + timeout_s + max((float(c["start_s"]) for c in spec["clients"]), default=0)
+    done, late = concurrent.futures.wait(futures, max(0.0, deadline - time.monotonic() + 5))
+    for future in done:
+        error = future.exception()
+        line = (
+            future.result()
+            if error is None
+            else {
+                "name": futures[future]["name"],
+                "mode": futures[future]["mode"],
+                "ok": False,
+                "error": f"{type(error).__name__}: {error}",
+            }
+        )
+        print(json.dumps(line), flush=True)
+    for future in late:
+        print(json.dumps({"name": futures[future]["name"], "ok": False, "error": "hung"}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = {"user_s": usage.ru_utime, "system_s": usage.ru_stime, "clients": len(futures)}
+    print(json.dumps({"agent": cpu}), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m scryp.lab.agent SPEC.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(args[0]).read_bytes()[:SPEC_BYTES_MAX])
+    return run(spec)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
