@@ -71,7 +71,7 @@ def test_public_dht_is_a_deprecated_name_of_public(capsys: pytest.CaptureFixture
     """The settings only: public mode is never run."""
     assert from_args(parse("--public-dht")).mode is Mode.PUBLIC
     assert "deprecated" in capsys.readouterr().err
-    assert host_allowed(Mode.PUBLIC, "router.bittorrent.com")
+    assert host_allowed(Mode.PUBLIC, "dht.example.org")  # a host name: public mode only
 
 
 def test_never_advertise_unspecified_nor_loopback_outside_loopback() -> None:
