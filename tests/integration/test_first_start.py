@@ -14,14 +14,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from scryp.crypto import KeyPair
 from scryp.keyfile import read_seed
 from scryp.localnet import LocalNetwork, free_port
+
+from .http import get_json
 
 pytestmark = pytest.mark.slow
 
@@ -105,13 +105,3 @@ def test_first_start_makes_the_key_and_prints_commands_that_work(tmp_path: Path)
         _, err = process.communicate(timeout=COMMAND_TIMEOUT_S)
     assert process.returncode == 0, err
     assert f"(id {key.account_id})" in err  # the server names itself as it starts
-
-
-async def get_json(url: str) -> dict[str, Any] | None:
-    try:
-        timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
-            body: dict[str, Any] = await r.json()
-            return body
-    except (aiohttp.ClientError, TimeoutError):
-        return None

@@ -12,22 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
+
+from .http import get_json
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 60.0
 AGREEMENT = b"agreement: every server reports the same certified state"
-
-
-async def status(url: str) -> dict[str, Any] | None:
-    try:
-        timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
-            body: dict[str, Any] = await r.json()
-            return body
-    except (aiohttp.ClientError, TimeoutError):
-        return None
 
 
 async def wait_for(condition: Any, what: str) -> None:
@@ -97,7 +88,7 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
                 assert len(server["public_key"]) == 64
 
             async def agreed() -> bool:
-                found = [await status(url) for url in urls]
+                found = [await get_json(url) for url in urls]
                 return (
                     all(s and (s["certified_round"] or 0) >= 3 for s in found)
                     and len({s["certified_state_hash"] for s in found if s}) == 1
@@ -120,7 +111,7 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
     assert text.rstrip().endswith("stopped.")
 
     async def all_down() -> bool:
-        return all(found is None for found in [await status(url) for url in urls])
+        return all(found is None for found in [await get_json(url) for url in urls])
 
     assert asyncio.run(all_down()), "a server outlived the testnet command"
     logs = sorted(p.name for p in (tmp_path / "logs").iterdir())

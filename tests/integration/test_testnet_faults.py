@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from scryp.localnet import LocalNetwork
+
+from .http import get_json
 
 pytestmark = pytest.mark.slow
 
@@ -44,16 +45,6 @@ def run_testnet(root: Path, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-async def status(url: str) -> dict[str, Any] | None:
-    try:
-        timeout = aiohttp.ClientTimeout(total=1)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
-            body: dict[str, Any] = await r.json()
-            return body
-    except (aiohttp.ClientError, TimeoutError):
-        return None
-
-
 def wait(condition: Any, what: str) -> None:
     asyncio.run(LocalNetwork.wait_until(condition, DEADLINE_S, what, poll_s=0.2))
 
@@ -66,11 +57,11 @@ class Network:
         self.urls = [server["api"] + "/status" for server in description["servers"]]
 
     async def statuses(self) -> list[dict[str, Any] | None]:
-        return list(await asyncio.gather(*(status(url) for url in self.urls)))
+        return list(await asyncio.gather(*(get_json(url, 1.0) for url in self.urls)))
 
     def wait_silent(self, index: int) -> None:
         async def silent() -> bool:
-            return await status(self.urls[index]) is None
+            return await get_json(self.urls[index], 1.0) is None
 
         wait(silent, f"server {index} to stop answering")
 

@@ -11,25 +11,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
 from scryp.core.balances import RECORD
 
+from .http import get_json
+
 pytestmark = pytest.mark.slow
 DEADLINE_S = 60.0
-
-
-async def get_json(url: str) -> dict[str, Any] | None:
-    try:
-        timeout = aiohttp.ClientTimeout(total=2)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as r:
-            body: dict[str, Any] = await r.json()
-            return body
-    except (aiohttp.ClientError, TimeoutError):
-        return None
 
 
 def keytool(*args: str) -> None:
