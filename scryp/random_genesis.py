@@ -31,6 +31,7 @@ import numpy as np
 
 from scryp.core.balances import ACCOUNT_ID_BYTES, RECORD, TOTAL_SUPPLY
 from scryp.errors import ConfigError, invariant
+from scryp.keyfile import fsync_directory
 
 RANGE_BITS_MAX = 16  # the id space is generated in at most 2**16 ranges, one at a time
 RANGE_ACCOUNTS = 1 << 16  # about this many random accounts per range, at most twice that
@@ -144,9 +145,5 @@ def write_random_genesis(
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)
     return size, digest.digest()

@@ -20,7 +20,7 @@ from pathlib import Path
 from scryp.core import snapshot
 from scryp.core.raft.entries import SnapshotMeta, decode_snapshot_meta, encode_snapshot_meta
 from scryp.errors import MalformedInput, invariant
-from scryp.keyfile import atomic_write
+from scryp.keyfile import atomic_write, fsync_directory
 
 RAFT_META = "raft-meta"
 CERTIFICATE = "certificate"
@@ -68,9 +68,9 @@ class RoundStore:
         for name, data in contents.items():
             _write_synced(temporary / name, data)
         _write_synced(temporary / RAFT_META, encode_snapshot_meta(meta))
-        _fsync_directory(temporary)
+        fsync_directory(temporary)
         os.replace(temporary, final)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return StoredRound(meta.round, final, meta)
 
     def adopt(self, fetched_dir: Path, meta: SnapshotMeta) -> StoredRound:
@@ -127,11 +127,3 @@ def _write_synced(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
