@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 
 from scryp import netmode
+from scryp.stopping import stop_event
 from scryp.swarm import Swarm, SwarmConfig
 
 
@@ -25,10 +25,7 @@ async def run(config: SwarmConfig) -> None:
     try:
         bound = await swarm.wait_listening()
         print(f"listening {config.listen_host}:{bound}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_event()
         async with asyncio.TaskGroup() as tasks:
             saver = tasks.create_task(swarm.keep_dht_state())
             await stop.wait()

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import signal
 import sys
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ from scryp.hostport import LOOPBACK
 from scryp.keyfile import read_quorum
 from scryp.logformat import add_log_arguments, announce, setup_logging
 from scryp.metrics import SeederCollector, serve_metrics
+from scryp.stopping import stop_event
 from scryp.swarm import FetchFailed, Swarm
 
 log = logging.getLogger("scryp.seeder")
@@ -235,12 +235,7 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
             done = f"seeder: round {fetched}" if fetched is not None else "seeder: nothing new"
             announce(args, log.name, done)
             return 0
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        if args.duration_s is not None:
-            loop.call_later(args.duration_s, stop.set)
+        stop = stop_event(args.duration_s)
         started = time.monotonic()
         async with asyncio.TaskGroup() as tasks:
             saver = tasks.create_task(swarm.keep_dht_state())

@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import sys
 import termios
 import time
@@ -48,6 +47,7 @@ from scryp.crypto import KeyPair
 from scryp.keyfile import QUORUM_SIZES
 from scryp.localnet import LocalNetwork
 from scryp.logformat import add_log_arguments, setup_logging
+from scryp.stopping import stop_event
 from scryp.testnet_control import ACTIONS, ControlServer, NotRunning, Refused, apply, request
 
 DEMO_AMOUNT_MAX = 1_000
@@ -215,10 +215,7 @@ async def run(args: argparse.Namespace) -> None:
         bootstrap=args.netmode.bootstrap[0] if args.netmode.bootstrap else None,
     )
     control = ControlServer(net)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_event()
     console = Console() if sys.stdout.isatty() else Console(width=PLAIN_WIDTH)
     try:
         await net.start()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 
 from aiohttp import web
 
@@ -20,6 +19,7 @@ from scryp.archive.store import ArchiveStore
 from scryp.client.network import api_url
 from scryp.errors import TimedOut
 from scryp.hostport import LOOPBACK
+from scryp.stopping import stop_event
 from scryp.swarm import Swarm, SwarmConfig
 
 
@@ -74,12 +74,7 @@ async def serve(args: argparse.Namespace, quorum: list[bytes]) -> int:
         await site.start()
         port = runner.addresses[0][1]
         print(f"archive: api http://{host}:{port} torrents {swarm.port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        if args.duration_s is not None:
-            loop.call_later(args.duration_s, stop.set)
+        stop = stop_event(args.duration_s)
         try:
             async with asyncio.TaskGroup() as tasks:
                 saver = tasks.create_task(swarm.keep_dht_state())

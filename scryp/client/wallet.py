@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from scryp.client.sync import Client
 from scryp.client.wallet_page import PAGE
 from scryp.crypto import KeyPair
 from scryp.errors import ConfigError, NotAvailable, RemoteError
+from scryp.stopping import stop_event
 
 SYNC_PERIOD_S = 1.0
 PAYMENTS_SHOWN_MAX = 500
@@ -127,10 +127,7 @@ async def serve(network: Network, data: Path, key: KeyPair, port: int) -> None:
         await site.start()
         bound = runner.addresses[0][1]
         print(f"wallet on http://127.0.0.1:{bound}/", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_event()
         try:
             async with asyncio.TaskGroup() as group:
                 follower = group.create_task(wallet.follow())
