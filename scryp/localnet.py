@@ -141,24 +141,20 @@ class LocalNetwork:
             server.child.start()
         self.seeder_metrics_ports = [free_port() for _ in range(self.seeders)]
         for number in range(self.seeders):
-            child = Child(
-                f"seeder-{number}",
-                self._seeder_argv(number),
-                self.root / "logs" / f"seeder-{number}.log",
+            self.seeder_children.append(
+                self._started(f"seeder-{number}", self._seeder_argv(number))
             )
-            child.start()
-            self.seeder_children.append(child)
         for number in range(self.archives):
             self.archive_ports.append((free_port(), free_port()))
-            child = Child(
-                f"archive-{number}",
-                self._archive_argv(number),
-                self.root / "logs" / f"archive-{number}.log",
-            )
-            child.start()
-            self.archive_children.append(child)
+            name = f"archive-{number}"
+            self.archive_children.append(self._started(name, self._archive_argv(number)))
         self._write_description()
         await self.wait_until(self._all_answering, START_TIMEOUT_S, "servers answering")
+
+    def _started(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv, self.root / "logs" / f"{name}.log")
+        child.start()
+        return child
 
     async def _start_dht(self) -> None:
         port = free_port()
