@@ -82,6 +82,15 @@ async def start_behind(nodes: list[ServerNode], runs: list[asyncio.Task[None]]) 
     return behind
 
 
+async def paid_while_behind(ahead: ServerNode, runs: list[asyncio.Task[None]]) -> Transaction:
+    """A payment the running servers decided while server 2 is down."""
+    await wait_for(lambda: ahead.driver is not None, "server 0 to start", runs)
+    tx = Transaction.create(FAUCET, KEYS[2].public, 5, int(time.time() * 1000))
+    await wait_for(lambda: ahead.view.submit([tx.encode()]) is None, "a leader", runs)
+    await wait_for(lambda: ahead.view.tx(tx.tx_id) is not None, "the payment", runs)
+    return tx
+
+
 def test_a_lying_first_answer_does_not_stop_a_catch_up(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -111,11 +120,7 @@ def test_a_server_that_caught_up_knows_what_the_skipped_rounds_accepted(tmp_path
 
     async def scenario() -> None:
         async with cluster(tmp_path, {}, BEHIND, **CONFIG) as (nodes, runs):
-            ahead = nodes[0]
-            await wait_for(lambda: ahead.driver is not None, "server 0 to start", runs)
-            tx = Transaction.create(FAUCET, KEYS[2].public, 5, int(time.time() * 1000))
-            await wait_for(lambda: ahead.view.submit([tx.encode()]) is None, "a leader", runs)
-            await wait_for(lambda: ahead.view.tx(tx.tx_id) is not None, "the payment", runs)
+            tx = await paid_while_behind(nodes[0], runs)
             behind = await start_behind(nodes, runs)
             await wait_for(
                 lambda: behind.view.tx(tx.tx_id) is not None, "server 2 to know the payment", runs
@@ -145,11 +150,7 @@ def test_a_backfill_cut_short_by_a_crash_resumes_on_the_next_start(tmp_path: Pat
     async def scenario() -> None:
         kinds: dict[int, type[ServerNode]] = {BEHIND: CrashesMidBackfill}
         async with cluster(tmp_path, kinds, BEHIND, **CONFIG) as (nodes, runs):
-            ahead = nodes[0]
-            await wait_for(lambda: ahead.driver is not None, "server 0 to start", runs)
-            tx = Transaction.create(FAUCET, KEYS[2].public, 5, int(time.time() * 1000))
-            await wait_for(lambda: ahead.view.submit([tx.encode()]) is None, "a leader", runs)
-            await wait_for(lambda: ahead.view.tx(tx.tx_id) is not None, "the payment", runs)
+            tx = await paid_while_behind(nodes[0], runs)
             behind = await start_behind(nodes, runs)
             data_dir = behind.config.data_dir
             ((since, _),) = owed_backfills(data_dir)
