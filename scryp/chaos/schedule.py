@@ -47,13 +47,17 @@ def plan(seed: int, options: ScheduleOptions) -> list[Fault]:
     """Faults one after another, each after a healthy gap, none in the quiet tail."""
     rng = random.Random(f"chaos-schedule-{seed}")
     faults: list[Fault] = []
-    at_s = options.first_fault_s
+    at_s = round(options.first_fault_s, 3)
     while True:
-        duration_s = rng.uniform(*options.fault_s)
+        # Times in whole ms, and the next fault counted from the rounded end of this one, so
+        # rounding never shortens a gap nor reaches into the tail (found by Hypothesis: a gap
+        # 1 ms short, seed 2582).
+        duration_s = round(rng.uniform(*options.fault_s), 3)
         if at_s + duration_s > options.duration_s - options.quiet_tail_s:
             return faults
         kind = rng.choice((FaultKind.KILL, FaultKind.PAUSE))
         leader = rng.random() < options.leader_share
         target = LEADER if leader else rng.randrange(options.servers)
-        faults.append(Fault(round(at_s, 3), kind, target, round(duration_s, 3)))
-        at_s += duration_s + rng.uniform(*options.gap_s)
+        fault = Fault(at_s, kind, target, duration_s)
+        faults.append(fault)
+        at_s = round(fault.until_s + rng.uniform(*options.gap_s), 3)
