@@ -73,10 +73,12 @@ def test_private_mode_is_public_minus_the_routers() -> None:
     assert private["dht_bootstrap_nodes"] == "10.61.0.1:6881,10.61.0.2:6881"  # never a router
     assert private["listen_interfaces"] == "10.61.0.5:0"
     assert private["outgoing_interfaces"] == "10.61.0.5"
-    # Public's production settings, but the per-IP flood guard (protocol §8.8.3: a private DHT
-    # of a few nodes trips it; measured in the lab).
-    production = {**PRODUCTION_DHT, "dht_block_ratelimit": private["dht_block_ratelimit"]}
-    assert private["dht_block_ratelimit"] > PRODUCTION_DHT["dht_block_ratelimit"]
+    # Public's production settings, but the per-IP flood guard and the DHT's upload cap
+    # (protocol §8.8.3: a private DHT of a few nodes trips both; measured in the lab).
+    raised = ("dht_block_ratelimit", "dht_upload_rate_limit")
+    production = {**PRODUCTION_DHT, **{key: private[key] for key in raised}}
+    for key in raised:
+        assert private[key] > PRODUCTION_DHT[key], key
     assert {key: private[key] for key in PRODUCTION_DHT} == production
     assert private["enable_lsd"] is False
     assert private["enable_upnp"] is False and private["enable_natpmp"] is False
@@ -91,6 +93,7 @@ def test_private_mode_is_public_minus_the_routers() -> None:
         "min_reconnect_time",
         "tick_interval",
         "dht_block_ratelimit",
+        "dht_upload_rate_limit",
     }
 
 
