@@ -24,6 +24,11 @@ HTTP_TIMEOUT_S = 5.0
 POLL_S = 0.2
 # A payment no server knows of after this long is sent again (protocol §10.6).
 RESUBMIT_AFTER_S = 1.5
+# A server that has not answered a submit within this long does not hold up the next one.
+SUBMIT_STAGGER_S = 0.5
+# A poll of a payment's outcome: a server silent this long is counted as not answering, so
+# one dead server does not slow every poll to HTTP_TIMEOUT_S (the lab's partition).
+POLL_HTTP_TIMEOUT_S = 1.5
 
 
 class ServersUnreachable(RemoteError):
@@ -47,9 +52,9 @@ class Outcome:
     server: str
 
 
-async def get_json(api: str, path: str) -> tuple[int, Any]:
+async def get_json(api: str, path: str, timeout_s: float = HTTP_TIMEOUT_S) -> tuple[int, Any]:
     """(status, JSON body) of a GET; (0, None) if the server did not answer."""
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(api + path) as r:
             return r.status, await r.json(content_type=None)
@@ -58,31 +63,57 @@ async def get_json(api: str, path: str) -> tuple[int, Any]:
 
 
 async def submit(apis: Sequence[str], tx: Transaction) -> str:
-    """POST the payment to the first server that takes it; that server's API."""
+    """POST the payment until a server takes it; that server's API.
+
+    Servers are tried in order, but a server that has not answered within
+    ``SUBMIT_STAGGER_S`` does not hold up the next one (protocol §10.6): a payment's timestamp
+    must reach the leader inside the window (§6.2), and waiting out a dead first server's
+    timeout used it up (the lab's partition: every payment refused while server 0 was cut
+    off). Several copies may arrive; a payment applies at most once (§6.2).
+    """
     if not apis:
         raise ServersUnreachable("no server address known (give --testnet DIR or --server URL)")
-    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
-    for api in apis:
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(
-                    api + "/transact",
-                    data=io.BytesIO(tx.encode()),
-                    headers={"Content-Type": "application/octet-stream"},
-                ) as response,
-            ):
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
-            continue
-        if response.status == 202:
-            return api
-        if response.status == 400:
-            results = body.get("results") if isinstance(body, dict) else None
-            reason = results[0].get("reason") if results else body.get("error", body)
-            raise PaymentRefused(f"server {api} refused the payment: {reason}")
-        # 429/503 and the like: this server cannot take it now; try the next one.
+    pending: set[asyncio.Task[tuple[str, int, Any]]] = set()
+    waiting = list(dict.fromkeys(apis))
+    try:
+        while waiting or pending:
+            if waiting:
+                pending.add(asyncio.create_task(_post(waiting.pop(0), tx)))
+            done, pending = await asyncio.wait(
+                pending,
+                timeout=SUBMIT_STAGGER_S if waiting else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                api, status, body = task.result()
+                if status == 202:
+                    return api
+                if status == 400:
+                    results = body.get("results") if isinstance(body, dict) else None
+                    reason = results[0].get("reason") if results else body.get("error", body)
+                    raise PaymentRefused(f"server {api} refused the payment: {reason}")
+                # no answer, 429/503 and the like: this server cannot take it now
+    finally:
+        for task in pending:
+            task.cancel()
     raise ServersUnreachable(f"no server took the payment (tried {', '.join(apis)})")
+
+
+async def _post(api: str, tx: Transaction) -> tuple[str, int, Any]:
+    """(api, status, JSON body) of one POST /transact; status 0 if no answer."""
+    timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(
+                api + "/transact",
+                data=io.BytesIO(tx.encode()),
+                headers={"Content-Type": "application/octet-stream"},
+            ) as response,
+        ):
+            return api, response.status, await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
+        return api, 0, None
 
 
 async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float) -> Outcome:
@@ -102,7 +133,7 @@ async def wait_certified(apis: Sequence[str], tx: Transaction, timeout_s: float)
     apis = list(dict.fromkeys(apis))  # one vote per server, however often it is named
     needed = majority(len(apis))
     while time.monotonic() < deadline:
-        replies = await asyncio.gather(*(get_json(api, path) for api in apis))
+        replies = await asyncio.gather(*(get_json(api, path, POLL_HTTP_TIMEOUT_S) for api in apis))
         known = False
         votes: dict[tuple[bool, str | None], list[Outcome]] = {}
         for api, (code, body) in zip(apis, replies, strict=True):
