@@ -26,6 +26,10 @@ POLL_S = 0.2
 RESUBMIT_AFTER_S = 1.5
 # A server that has not answered a submit within this long does not hold up the next one.
 SUBMIT_STAGGER_S = 0.5
+# Every server said "not now" (no leader yet, overloaded): ask again this often, for this long
+# (a payment's timestamp stays inside the 5 s window, protocol §6.2).
+SUBMIT_RETRY_S = 0.25
+SUBMIT_PATIENCE_S = 3.0
 # A poll of a payment's outcome: a server silent this long is counted as not answering, so
 # one dead server does not slow every poll to HTTP_TIMEOUT_S (the lab's partition).
 POLL_HTTP_TIMEOUT_S = 1.5
@@ -69,12 +73,25 @@ async def submit(apis: Sequence[str], tx: Transaction) -> str:
     ``SUBMIT_STAGGER_S`` does not hold up the next one (protocol §10.6): a payment's timestamp
     must reach the leader inside the window (§6.2), and waiting out a dead first server's
     timeout used it up (the lab's partition: every payment refused while server 0 was cut
-    off). Several copies may arrive; a payment applies at most once (§6.2).
+    off). Several copies may arrive; a payment applies at most once (§6.2). When every server
+    says "not now" (no leader during an election, overloaded), the round is tried again for
+    up to ``SUBMIT_PATIENCE_S``, still inside the window.
     """
     if not apis:
         raise ServersUnreachable("no server address known (give --testnet DIR or --server URL)")
+    deadline = time.monotonic() + SUBMIT_PATIENCE_S
+    while True:
+        taken = await _submit_once(list(dict.fromkeys(apis)), tx)
+        if taken is not None:
+            return taken
+        if time.monotonic() + SUBMIT_RETRY_S > deadline:
+            raise ServersUnreachable(f"no server took the payment (tried {', '.join(apis)})")
+        await asyncio.sleep(SUBMIT_RETRY_S)  # nothing to wait on: the servers said "not now"
+
+
+async def _submit_once(waiting: list[str], tx: Transaction) -> str | None:
+    """One round over the servers (staggered); the API that took the payment, or None."""
     pending: set[asyncio.Task[tuple[str, int, Any]]] = set()
-    waiting = list(dict.fromkeys(apis))
     try:
         while waiting or pending:
             if waiting:
@@ -96,7 +113,7 @@ async def submit(apis: Sequence[str], tx: Transaction) -> str:
     finally:
         for task in pending:
             task.cancel()
-    raise ServersUnreachable(f"no server took the payment (tried {', '.join(apis)})")
+    return None
 
 
 async def _post(api: str, tx: Transaction) -> tuple[str, int, Any]:

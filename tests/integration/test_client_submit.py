@@ -65,3 +65,30 @@ def test_a_refusal_is_reported_not_retried_elsewhere() -> None:
         assert "no" in str(error)
     else:
         raise AssertionError("a server's refusal must reach the user")
+
+
+def test_not_now_from_every_server_is_asked_again() -> None:
+    """An election leaves no leader for a moment: servers say 503, then take the payment."""
+
+    async def run() -> str:
+        asked: list[int] = []
+
+        async def transact(request: web.Request) -> web.Response:
+            await request.read()
+            asked.append(1)
+            if len(asked) <= 2:
+                return web.json_response({"error": "no leader at the moment"}, status=503)
+            return web.json_response({"accepted": 1}, status=202)
+
+        app = web.Application()
+        app.router.add_post("/transact", transact)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        try:
+            return await submit([f"http://{host}:{port}"], TX)
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(run()).startswith("http://127.0.0.1:")
