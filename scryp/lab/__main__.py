@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accounts", type=int, default=1_000_000, help="crowd: genesis size")
     parser.add_argument("--agents", type=int, default=4, help="crowd: client processes")
     parser.add_argument("--arrival-s", type=float, default=10.0, help="crowd: arrival window")
+    parser.add_argument(
+        "--full-every", type=int, default=crowd.FULL_EVERY, help="crowd: every Nth syncs fully"
+    )
     parser.add_argument("--cap-bytes-per-s", type=int, default=10_000_000)
     parser.add_argument("--cut-s", type=float, default=20.0, help="partition: cut length")
     return parser

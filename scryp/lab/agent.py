@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from scryp.client.network import Network
-from scryp.client.sync import Client
+from scryp.client.sync import Client, NoMajority
 from scryp.errors import TimedOut
 from scryp.hostport import split_hostport
 from scryp.keyfile import read_quorum
@@ -54,9 +54,13 @@ async def one_client(spec: dict[str, Any], network: Network, origin: float) -> d
     async with Swarm.start(client_config(spec["address"], bootstrap)) as swarm:
         with contextlib.suppress(TimedOut):
             await swarm.wait_dht_ready(DHT_READY_TIMEOUT_S)
+        result["dht_nodes_at_start"] = swarm.dht_node_count()
         client = Client(network, Path(spec["data"]), swarm)
         before = time.monotonic()
-        verified = await client.latest()
+        try:
+            verified = await client.latest()
+        except NoMajority as error:  # the report says how far this client's DHT reached
+            raise NoMajority(f"{error}; {swarm.dht_node_count()} DHT node(s) known", 0) from None
         result["first_read_s"] = time.monotonic() - before
         reads = []
         for _ in range(int(spec.get("reads", 0))):

@@ -20,7 +20,7 @@ from scryp.lab.lab import Lab
 from scryp.lab.scenarios import Outcome, start
 from scryp.lab.testbed import Plan
 
-FULL_EVERY = 4  # one client in four syncs fully
+FULL_EVERY = 4  # one client in four syncs fully (the issue's crowd); --full-every changes it
 CLIENT_TIMEOUT_S = 300.0
 SEED = 9  # the arrival times and accounts are drawn from a fixed seed: runs compare
 
@@ -29,12 +29,16 @@ def plan(args: argparse.Namespace) -> Plan:
     return Plan(servers=args.servers, seeders=args.seeders, clients=args.clients)
 
 
-def jobs(crowd_plan: Plan, accounts: int, arrival_s: float) -> list[ClientJob]:
+def jobs(
+    crowd_plan: Plan, accounts: int, arrival_s: float, full_every: int = FULL_EVERY
+) -> list[ClientJob]:
+    """One job per client host; every ``full_every``-th syncs fully (0: none do)."""
     chance = random.Random(SEED)
     made = []
     for number, host in enumerate(crowd_plan.client_hosts):
         account = hashlib.sha256(b"account %d" % chance.randrange(max(1, accounts))).hexdigest()
-        mode = "full" if number % FULL_EVERY == FULL_EVERY - 1 else "light"
+        full = full_every > 0 and number % full_every == full_every - 1
+        mode = "full" if full else "light"
         made.append(ClientJob(host, mode, account, chance.uniform(0.0, arrival_s)))
     return made
 
@@ -47,7 +51,7 @@ async def run(lab: Lab, args: argparse.Namespace) -> Outcome:
     await testbed.wait_certified(2)
     snapshot_bytes = len(Genesis.decode(testbed.files.genesis.read_bytes()).balances_file)
     before = {h: netns.sent_bytes(h) for h in crowd_plan.server_hosts}
-    work = jobs(crowd_plan, args.accounts, args.arrival_s)
+    work = jobs(crowd_plan, args.accounts, args.arrival_s, args.full_every)
     crowd = await clients.run_crowd(testbed, work, args.agents, CLIENT_TIMEOUT_S, "crowd")
     sent = {h: netns.sent_bytes(h) - before[h] for h in crowd_plan.server_hosts}
     fulls = sum(1 for j in work if j.mode == "full")

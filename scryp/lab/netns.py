@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from scryp.errors import LocalError
-from scryp.lab import names
+from scryp.lab import names, neigh
 
 COMMAND_TIMEOUT_S = 120.0
 NETNS_DIR = "/run/netns"
@@ -107,6 +107,7 @@ def clear() -> tuple[int, int]:
     ip_batch([f"link delete {link}" for link in links], force=True)
     if guard_route_present():
         ip_batch(names.guard_route_commands(add=False))
+    neigh.restore()
     left_ns, left_links = our_objects()
     if left_ns or left_links:
         raise LocalError(f"could not remove {left_ns + left_links}")
@@ -131,6 +132,7 @@ class VirtualNetwork:
         clear()
         started = time.monotonic()
         self.count = count
+        neigh.raise_for(count)
         root = names.guard_route_commands(add=True) + names.bridge_commands()
         for index in range(count):
             root += names.host_root_commands(index)

@@ -217,6 +217,10 @@ class Swarm(Bep44, Fetching):
         """Wait for the first DHT bootstrap to finish (it may have found few nodes)."""
         await deadline(asyncio.shield(self._dht_ready), timeout_s, "DHT bootstrap")
 
+    def dht_node_count(self) -> int:
+        """Nodes in this session's DHT routing table now (for reports and diagnosis)."""
+        return int(self._live().status().dht_nodes)
+
     def _save_dht_state(self) -> int:
         path = self.config.dht_state_file
         if path is None or self._session is None:
