@@ -2,9 +2,9 @@
 namespaces, write ``DIR/report.json``, ``DIR/report.md`` and a plot, and remove everything
 the lab made, however it ends (issue 9).
 
-Scenarios: ``small``, ``deploy``, ``partition``, ``crowd``; ``clean`` removes a crashed run's
-leftovers (every namespace and link named ``scryplab-*``); ``check`` says whether this machine
-can make the lab. Needs root and iproute2; exit status 2 with one line where it cannot.
+Scenarios: ``small``, ``deploy``, ``partition``, ``crowd``, ``strangers``; ``clean`` removes a
+crashed run's leftovers (every namespace and link named ``scryplab-*``); ``check`` says whether
+this machine can make the lab. Needs root and iproute2; exit status 2 with one line where it cannot.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from scryp.lab import crowd, netns, report, scenarios, testbed
+from scryp.lab import crowd, netns, report, scenarios, strangers, testbed
 from scryp.lab.lab import Lab
 from scryp.lab.scenarios import Outcome
 
@@ -27,7 +27,7 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scryp.lab", description=__doc__)
     parser.add_argument(
-        "scenario", choices=["small", "deploy", "partition", "crowd", "clean", "check"]
+        "scenario", choices=["small", "deploy", "partition", "crowd", "strangers", "clean", "check"]
     )
     parser.add_argument("--dir", type=Path, default=None, help="run directory (default: new)")
     parser.add_argument("--servers", type=int, default=3)
@@ -49,6 +49,8 @@ def hosts_for(args: argparse.Namespace) -> int:
         return crowd.plan(args).hosts
     if args.scenario == "deploy":
         return testbed.Plan(args.servers, clients=11).hosts
+    if args.scenario == "strangers":
+        return strangers.plan(args).hosts
     return testbed.Plan(args.servers, clients=5).hosts
 
 
@@ -59,6 +61,8 @@ async def run_scenario(lab: Lab, args: argparse.Namespace) -> Outcome:
         return await scenarios.deploy(lab, args.servers)
     if args.scenario == "partition":
         return await scenarios.partition(lab, args.servers, args.cut_s)
+    if args.scenario == "strangers":
+        return await strangers.run(lab, args)
     return await crowd.run(lab, args)
 
 

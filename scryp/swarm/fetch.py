@@ -34,6 +34,7 @@ from .waits import deadline, stop
 DEFAULT_TIMEOUT_S = 30.0
 # How often a session that does not announce looks its torrents' peers up (protocol §8.6).
 PEER_LOOKUP_INTERVAL_S = 2.0
+FIND_PEERS_AGAIN_S = 0.5
 PRIORITY_WANTED = 4  # libtorrent's default piece priority; 0 means "do not download"
 _CHECKING_STATES = (
     lt.torrent_status.states.checking_files,
@@ -308,6 +309,7 @@ class Fetching:
     config: SwarmConfig
     _loop: asyncio.AbstractEventLoop
     _closed: bool
+    _peer_waiters: dict[bytes, list[asyncio.Future[list[tuple[str, int]]]]]  # find_peers
 
     if TYPE_CHECKING:
 
@@ -432,13 +434,42 @@ class Fetching:
     # -- peer lookups of a session that does not announce (protocol §8.6) -----------------------
 
     def _on_peers_found(self, alert: Any) -> None:
-        """Dial the peers our own lookup found (routed here by Swarm._dispatch)."""
+        """Dial the peers our own lookup found (routed here by Swarm._dispatch), and hand
+        them to whoever waits in ``find_peers``."""
+        peers = [(host, port) for host, port in alert.peers() if self.config.allows(host)]
+        infohash = bytes(alert.info_hash.to_bytes())
+        for waiter in self._peer_waiters.get(infohash, []):
+            if peers and not waiter.done():
+                waiter.set_result(peers)
         handle = self._live().find_torrent(alert.info_hash)
         if not handle.is_valid():
             return
-        for host, port in alert.peers():
-            if self.config.allows(host):
-                handle.connect_peer((host, port))
+        for peer in peers:
+            handle.connect_peer(peer)
+
+    async def find_peers(
+        self, infohash: bytes, timeout_s: float, again_s: float = FIND_PEERS_AGAIN_S
+    ) -> list[tuple[str, int]]:
+        """The peers of a torrent that the DHT knows, by BEP 5 get_peers as any BitTorrent
+        client asks (a new lookup every ``again_s``: one that ended before the torrent was
+        announced finds nothing). Raises TimedOut when none is found within ``timeout_s``."""
+        waiters = self._peer_waiters
+        found: asyncio.Future[list[tuple[str, int]]] = self._loop.create_future()
+        waiters.setdefault(infohash, []).append(found)
+
+        async def ask() -> None:
+            while True:
+                self._live().dht_get_peers(lt.sha1_hash(infohash))
+                await asyncio.sleep(again_s)  # a period, not a wait for an event
+
+        asking = self._loop.create_task(ask())
+        try:
+            return await deadline(asyncio.shield(found), timeout_s, "peer in the DHT")
+        finally:
+            await stop(asking)
+            waiters[infohash].remove(found)
+            if not waiters[infohash]:
+                del waiters[infohash]
 
     def _start_lookups(self, infohash: bytes) -> asyncio.Task[None] | None:
         """The peer lookups of one fetch, in a session that does not announce; the fetch

@@ -95,6 +95,7 @@ class Swarm(Bep44, Fetching):
         self._session.set_alert_fd(self._write_fd)
         self._loop.add_reader(self._read_fd, self._drain_alerts)
         self._init_items()
+        self._peer_waiters = {}
         self._torrents: dict[bytes, list[Callable[[Any], None]]] = {}
         self._listening: asyncio.Future[int] = self._loop.create_future()
         self._dht_ready: asyncio.Future[None] = self._loop.create_future()
