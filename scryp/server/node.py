@@ -357,6 +357,8 @@ class ServerNode:
         self.post_and_wake(
             Seeded(meta.round, torrent.infohash, torrent.infohash_v2, len(transactions) // TX_BYTES)
         )
+        # libtorrent announces the new torrent too, but its walk can take 15 s (§8.3.4).
+        await swarm.announce_direct(torrent.infohash)
 
     def publish(self, record: PointerRecord) -> None:
         self._to_publish = record
@@ -371,7 +373,7 @@ class ServerNode:
             if record is None or publisher is None:
                 continue
             try:
-                await publisher.publish(encode_record(record))
+                await publisher.offer(encode_record(record))
             except NotAvailable as error:
                 log.warning("publishing round %d: %s", record.round, error)
 

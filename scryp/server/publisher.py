@@ -1,9 +1,11 @@
 """Keeping a server's BEP 44 pointer alive in the DHT (protocol §8.3).
 
 Owns: ``Publisher``, which puts the newest pointer record at once and again every
-``republish_s`` through the session's put (``Swarm.put_pointer``); it never touches libtorrent
-itself. Invariant: a pointer is republished at least hourly, since DHT nodes may forget items
-after two hours.
+``republish_s`` through the session's put (``Swarm.put_pointer``), and, for each new record
+(``offer``), stores it straight on the DHT nodes the session knows (``Swarm.put_direct``,
+protocol §8.3.4) while libtorrent's own put walks the DHT in ``run``; it never touches
+libtorrent itself. Invariant: a pointer is republished at least hourly, since DHT nodes may
+forget items after two hours.
 """
 
 from __future__ import annotations
@@ -48,13 +50,27 @@ class Publisher:
         self.put_failures = 0  # puts that timed out or reached no DHT node (/metrics)
         self.last: PutResult | None = None
         self.on_put = on_put
+        self.direct_puts = 0  # records some known node took at once (protocol §8.3.4)
         self._changed = asyncio.Event()
+        self._walk_wanted = False  # offer() leaves libtorrent's put to run()
 
     async def publish(self, value: bytes) -> PutResult:
         """Put ``value`` now (ValueError if over 1000 bytes) and keep republishing it."""
         self.value = value
         self._changed.set()
         return await self._put()
+
+    async def offer(self, value: bytes) -> int:
+        """Store ``value`` on the known DHT nodes now (how many took it) and have ``run`` put
+        it through libtorrent's walk next, so that a slow walk (15 s when a node ignores
+        BEP 44) never holds up the next record: ``run`` always puts the newest one."""
+        self.value = value
+        self._walk_wanted = True
+        self._changed.set()
+        took = await self.swarm.put_direct(self.key, value, self.salt)
+        if took:
+            self.direct_puts += 1
+        return took
 
     async def _put(self) -> PutResult:
         invariant(self.value is not None, "put before anything was published")
@@ -75,16 +91,20 @@ class Publisher:
 
     async def run(self) -> None:
         while True:
-            self._changed.clear()
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-                # cancellation that lands as a publish wakes it, and this task would then
-                # hold its TaskGroup open for republish_s (seen: a server that would not stop).
-                async with asyncio.timeout(self.republish_s):
-                    await self._changed.wait()
-            except TimeoutError:
-                if self.value is not None:
-                    try:
-                        await self._put()
-                    except NotAvailable as error:  # a put timed out, or the swarm is closing
-                        log.warning("pointer republish: %s", error)
+            if not self._walk_wanted:
+                self._changed.clear()
+                try:
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that lands as a publish wakes it, and this task would then
+                    # hold its TaskGroup open for republish_s (seen: a server that would not
+                    # stop).
+                    async with asyncio.timeout(self.republish_s):
+                        await self._changed.wait()
+                except TimeoutError:
+                    self._walk_wanted = self.value is not None
+            if self._walk_wanted:
+                self._walk_wanted = False
+                try:
+                    await self._put()
+                except NotAvailable as error:  # a put timed out, or the swarm is closing
+                    log.warning("pointer put: %s", error)

@@ -13,6 +13,7 @@ when the session closes, every waiting put and get fails with ``NotAvailable``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,11 +23,16 @@ from scryp.core.bencode import encode as bencode
 from scryp.core.pointer import SALT, VALUE_MAX_BYTES, PointerRecord, SignedItem, verify_item
 from scryp.crypto import KeyPair
 from scryp.errors import NotAvailable, RemoteError
+from scryp.netmode import Mode
 
+from .direct import DirectStore
 from .settings import SwarmConfig
 from .waits import deadline
 
+log = logging.getLogger(__name__)
+
 DHT_GET_TIMEOUT_S = 10.0
+UNSPECIFIED = ("0.0.0.0", "::", "")
 DHT_PUT_TIMEOUT_S = 15.0
 
 
@@ -77,13 +83,21 @@ class Bep44:
 
         def _live(self) -> Any: ...
 
+        @property
+        def port(self) -> int: ...
+
     def _init_items(self) -> None:
         self._puts: dict[tuple[bytes, bytes], deque[asyncio.Future[PutResult]]] = {}
         self._gets: dict[tuple[bytes, bytes], list[_Get]] = {}
         self._unattributed_not_found = 0
+        self._direct: DirectStore | None = None  # opened by the first direct store
 
     def _fail_items(self, error: NotAvailable) -> None:
-        """The session closed: nothing waiting for an item will get one."""
+        """The session closed: nothing waiting for an item will get one, and the direct
+        store's socket closes with it."""
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         for gets in self._gets.values():
             for pending in gets:
                 if not pending.future.done():
@@ -111,6 +125,44 @@ class Bep44:
                 f"BEP 44 value is {len(bencode(value))} bytes bencoded, limit {VALUE_MAX_BYTES}"
             )
         return await self.put_raw(key.libtorrent_secret(), key.public, value, salt, timeout_s)
+
+    def _direct_store(self) -> DirectStore:
+        if self._direct is None:
+            self._direct = DirectStore(self.config.listen_host)
+        return self._direct
+
+    def known_nodes(self) -> list[tuple[str, int]]:
+        """The DHT nodes a direct store goes to (protocol §8.3.4): our own node and the
+        bootstrap nodes; none on the public DHT, whose routers store nothing."""
+        if self.config.network is Mode.PUBLIC:
+            return []
+        own = (
+            [] if self.config.listen_host in UNSPECIFIED else [(self.config.listen_host, self.port)]
+        )
+        return [*own, *self.config.bootstrap]
+
+    async def put_direct(self, key: KeyPair, value: bytes, salt: bytes = SALT) -> int:
+        """Store our BEP 44 item straight on ``known_nodes``; how many took it (0 when the
+        socket cannot be made: not available now, libtorrent's own put still runs)."""
+        nodes = self.known_nodes()
+        if not nodes:
+            return 0
+        try:
+            return await self._direct_store().put(nodes, key, value, salt)
+        except OSError as error:
+            log.warning("direct pointer store: %s", error)
+            return 0
+
+    async def announce_direct(self, infohash: bytes) -> int:
+        """Announce our torrent ``infohash`` (v1) straight to ``known_nodes``; how many took it."""
+        nodes = self.known_nodes()
+        if not nodes:
+            return 0
+        try:
+            return await self._direct_store().announce(nodes, infohash, self.port)
+        except OSError as error:
+            log.warning("direct announce: %s", error)
+            return 0
 
     async def put_raw(
         self,
