@@ -84,11 +84,6 @@ class Client:
     def apis(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.network.apis + self.pointer_apis))
 
-    def trackers(self) -> list[str]:
-        """The servers' round trackers (protocol §8.6.1): a fetch announces itself there, so
-        that clients fetching the same round trade pieces instead of all asking the servers."""
-        return [f"{api.rstrip('/')}/announce" for api in self.apis]
-
     def store(self, verified: VerifiedRound) -> Store:
         return Store(self.data_dir, verified.record.network)
 
@@ -236,7 +231,6 @@ class Client:
             expect_infohash_v2=record.infohash_v2,
             expect_state_hash=record.state_hash,
             peers=self.network.torrent_peers,
-            trackers=self.trackers(),
         )
         if result.round_dir != store.round_dir(record.round):
             raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
@@ -282,7 +276,6 @@ class Client:
                     files=[snapshot.TRANSACTIONS],
                     expect_infohash_v2=record.infohash_v2 if number == last else None,
                     peers=self.network.torrent_peers,
-                    trackers=self.trackers(),
                 )
                 if result.round_dir != store.round_dir(number):
                     raise FetchFailed(f"torrent of round {number} is {result.round_dir.name}")
@@ -319,7 +312,6 @@ class Client:
             pieces=[],
             expect_infohash_v2=record.infohash_v2,
             peers=self.network.torrent_peers,
-            trackers=self.trackers(),
         )
         size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
         if size is None:

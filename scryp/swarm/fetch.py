@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import libtorrent as lt
 
@@ -200,7 +199,6 @@ class _RoundFetch:
         infohash: bytes,
         timeout_s: float,
         on_progress: Callable[[Progress], None] | None,
-        trackers: Sequence[str] = (),
     ) -> None:
         self.swarm = swarm
         self.infohash = infohash
@@ -208,7 +206,6 @@ class _RoundFetch:
         self.deadline = self.started + timeout_s
         self.watch = PieceWatch(swarm._loop, infohash, on_progress)
         self.handle: Any = None
-        self.trackers = [t for t in trackers if swarm._tracker_allowed(t)]
 
     async def _wait(self, future: asyncio.Future[None], what: str) -> None:
         await deadline(future, self.deadline - time.monotonic(), what)
@@ -224,8 +221,6 @@ class _RoundFetch:
         )
         if self.swarm.config.dht_read_only:
             params.flags |= lt.torrent_flags.disable_dht  # no announce: Fetching._look_up_peers
-        # The servers' trackers (protocol §8.6.1): clients fetching the same round meet there.
-        params.trackers = list(self.trackers)
         self.handle = await self.swarm._add(params, self.infohash)
         self.watch.handle = self.handle
 
@@ -343,20 +338,20 @@ class Fetching:
         peers: Sequence[tuple[str, int]] = (),
         metadata_timeout_s: float | None = None,
         expect_name: str | None = None,
-        trackers: Sequence[str] = (),
     ) -> FetchResult:
         """Download a round by v1 infohash into ``save_dir/<torrent name>/``; keep seeding it.
 
-        ``reuse_from``: a previous round's directory, copied into place before libtorrent
-        checks the files, so only changed pieces travel (protocol §8.6). ``files`` (names) or
-        ``pieces`` (indices) restrict what is fetched; ``expect_infohash_v2``,
-        ``expect_state_hash`` and ``expect_name`` (the round directory, checked before a byte
-        is written) must hold, else FetchFailed. ``peers`` are dialled besides the DHT and the
-        ``trackers`` (the servers' ``/announce``, §8.6.1). ``metadata_timeout_s``: give up
-        sooner on a torrent nobody seeds. TimedOut if nothing arrives within ``timeout_s``.
+        ``reuse_from``: a previous round's directory; its ``balances`` is copied into place
+        before libtorrent checks the files, so only changed pieces travel (protocol §8.6).
+        ``files`` (names inside the round) or ``pieces`` (indices) restrict what is fetched.
+        ``expect_infohash_v2`` and ``expect_state_hash`` are checked once the data is here;
+        a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
+        ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata).
+        ``expect_name``: the round directory it must be (checked before a byte is written).
+        Raises TimedOut if the metadata or the data do not arrive within ``timeout_s``.
         """
         self._check_peers(peers)
-        step = _RoundFetch(self, infohash, timeout_s, on_progress, trackers)
+        step = _RoundFetch(self, infohash, timeout_s, on_progress)
         unwatch = self._watch(infohash, step.watch.on_alert)
         lookups = None
         succeeded = False
@@ -397,15 +392,6 @@ class Fetching:
             if not succeeded and not self._closed:
                 # Neither half-fetched nor unverified data is seeded on; files stay for reuse.
                 await self.remove(infohash)
-
-    def _tracker_allowed(self, url: str) -> bool:
-        """Only http trackers at an address this network mode allows (protocol §8.8)."""
-        parsed = urlsplit(url)
-        return (
-            parsed.scheme == "http"
-            and bool(parsed.hostname)
-            and self.config.allows(parsed.hostname or "")
-        )
 
     def _check_peers(self, peers: Sequence[tuple[str, int]]) -> None:
         for host, _ in peers:

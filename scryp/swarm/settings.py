@@ -171,9 +171,6 @@ def _transfer_settings(config: SwarmConfig) -> dict[str, Any]:
         "optimistic_unchoke_interval": config.optimistic_unchoke_interval_s,
         # Announce new torrents to the DHT at once rather than on the 15-minute cycle.
         "dht_announce_interval": 60,
-        # Every server's tracker hears every client (protocol §8.6.1), not only the first.
-        "announce_to_all_trackers": True,
-        "announce_to_all_tiers": True,
         # Rounds are seeded side by side; do not let the queue stop old ones.
         "active_seeds": -1,
         "active_downloads": -1,
