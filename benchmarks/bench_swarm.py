@@ -140,7 +140,7 @@ async def torrent_run(
                     swarm.fetch(
                         torrent.infohash,
                         work / f"torrent-{i}",
-                        expect_state_hash=expected,
+                        expect_state_root=expected,
                         timeout_s=FETCH_TIMEOUT_S,
                     )
                     for i, swarm in enumerate(swarms)
@@ -234,7 +234,7 @@ async def light_run(
                     swarm.fetch(
                         torrent.infohash,
                         work / f"full-{i}",
-                        expect_state_hash=expected,
+                        expect_state_root=expected,
                         timeout_s=FETCH_TIMEOUT_S,
                     )
                 )

@@ -1,5 +1,5 @@
 """Hashing files on disk: what a client checks a fetched round's ``balances`` against (its
-state hash, protocol §4.2, §8.6) and what the downloader prints for each file.
+state root, protocol §4.2, §8.6) and what the downloader prints for each file.
 
 Blocking IO: callers run it in a thread for big files.
 """

@@ -6,9 +6,9 @@
   certificate signs;
 - **incremental**: from a held verified round r, only the ``transactions`` files of rounds
   r+1..R, every signature checked, replayed, and the result required to hash to the certified
-  state hash of R;
+  state root of R;
 - **full**: the whole snapshot (reusing the held round's unchanged pieces), its v2 infohash
-  and SHA-256 checked.
+  and state root (protocol §4.4.3) checked.
 """
 
 from __future__ import annotations
@@ -229,13 +229,13 @@ class Client:
             timeout_s=FETCH_TIMEOUT_S,
             reuse_from=held.round_dir if held is not None else None,
             expect_infohash_v2=record.infohash_v2,
-            expect_state_hash=record.state_hash,
+            expect_state_root=record.state_root,
             peers=self.network.torrent_peers,
         )
         if result.round_dir != store.round_dir(record.round):
             raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
         check_balances_file(result.round_dir.joinpath(snapshot.BALANCES).read_bytes())
-        return store.hold(record.round, record.state_hash), result.payload_bytes_downloaded
+        return store.hold(record.round, record.state_root), result.payload_bytes_downloaded
 
     # -- incremental --------------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ class Client:
             if number not in infohashes:
                 raise SyncFailed(f"no server lists round {number} any more")
             # A round the listing says is empty is skipped: if that was a lie, the replay
-            # below does not reach the certified state hash and the sync fails.
+            # below does not reach the certified state root and the sync fails.
             if entry is not None and entry.get("transactions") == 0:
                 continue
             wanted.append((number, infohashes[number]))
@@ -287,7 +287,7 @@ class Client:
         for _, data, _ in sorted(fetched):
             transactions += decode_many(data, ROUND_TXS_MAX)
         old = held.balances_path.read_bytes()
-        new = await asyncio.to_thread(replay_to, old, transactions, record.state_hash)
+        new = await asyncio.to_thread(replay_to, old, transactions, record.state_root)
         target = store.round_dir(last)
         target.mkdir(parents=True, exist_ok=True)
         (target / snapshot.BALANCES).write_bytes(new)
@@ -296,7 +296,7 @@ class Client:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(b"")
-        return store.hold(last, record.state_hash), sum(n for _, _, n in fetched)
+        return store.hold(last, record.state_root), sum(n for _, _, n in fetched)
 
     # -- light --------------------------------------------------------------------------------
 

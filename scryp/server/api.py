@@ -177,7 +177,7 @@ async def query(request: web.Request) -> web.Response:
             "account": account.hex(),
             "balance": found.balance,
             "round": found.round,
-            "state_hash": found.state_hash.hex(),
+            "state_root": found.state_root.hex(),
             "signers": list(found.signers),
         }
     )
@@ -200,7 +200,7 @@ async def rounds(request: web.Request) -> web.Response:
         listed.append(
             {
                 "round": info.round,
-                "state_hash": info.state_hash.hex(),
+                "state_root": info.state_root.hex(),
                 "infohash": info.infohash.hex(),
                 "infohash_v2": info.infohash_v2.hex(),
                 "transactions": info.transactions,
@@ -245,7 +245,7 @@ async def record(request: web.Request) -> web.Response:
         {
             "network": view.network.hex(),
             "round": info.round,
-            "state_hash": info.state_hash.hex(),
+            "state_root": info.state_root.hex(),
             "infohash": info.infohash.hex(),
             "infohash_v2": info.infohash_v2.hex(),
             "certificate": info.certificate.hex(),

@@ -102,8 +102,9 @@ class ServerNode:
         self.index = quorum.index(key.public)
         self.genesis = genesis
         self.network = genesis.network_id
+        self.genesis_root = genesis.state_root  # round 0's state (§4.4.3), hashed once
         self.rounds = RoundStore(config.data_dir / "rounds")
-        self.store = RaftStore(config.data_dir / "raft", genesis.network_id)
+        self.store = RaftStore(config.data_dir / "raft", self.genesis_root)
         self.raft_config = RaftConfig(
             server_id=self.index,
             servers=tuple(range(len(quorum))),
@@ -206,7 +207,7 @@ class ServerNode:
 
     def _load_round(self, meta: SnapshotMeta) -> Ledger:
         """The ledger of the round the write-ahead log starts from, checked against the
-        state hash the log names: a server never starts from damaged data (§9.10)."""
+        state root the log names: a server never starts from damaged data (§9.10)."""
         where = self.rounds.path(meta.round)
         if self.rounds.get(meta.round) is None:
             raise StorageCorrupt(f"round {meta.round}, which the write-ahead log names, is gone")
@@ -214,19 +215,21 @@ class ServerNode:
             ledger = self._ledger_of(meta.round)
         except (MalformedInput, OSError) as error:
             raise StorageCorrupt(f"{where} is unreadable: {error}") from None
-        if ledger.state_hash() != meta.state_hash:
-            raise StorageCorrupt(f"{where} does not hash to the state the log names")
+        if ledger.state_root() != meta.state_root:
+            raise StorageCorrupt(f"{where} does not give the state root the log names")
         return ledger
 
     def _ledger_of(self, round_number: int) -> Ledger:
-        return Ledger.from_checkpoint(
+        ledger = Ledger.from_checkpoint(
             self.rounds.read(round_number, snapshot.BALANCES),
             self.rounds.read(round_number, snapshot.WINDOW),
             window_ms=self.config.window_ms,
         )
+        ledger.state_root()  # the tree, built once here (in a thread), then updated per seal
+        return ledger
 
     def _write_genesis_round(self) -> None:
-        genesis_meta = SnapshotMeta(0, 0, 0, 0, self.network)
+        genesis_meta = SnapshotMeta(0, 0, 0, 0, self.genesis_root)
         self.rounds.write(
             genesis_meta,
             self.genesis.balances_file,
@@ -404,7 +407,7 @@ class ServerNode:
     def start_fetch(self, meta: SnapshotMeta) -> None:
         # Gather shares of the round from now on: the driver has just asked every peer.
         leader = self.driver.raft.leader_id if self.driver is not None else None
-        candidates = Candidates(meta.round, meta.state_hash, leader, len(self.quorum) // 2 + 1)
+        candidates = Candidates(meta.round, meta.state_root, leader, len(self.quorum) // 2 + 1)
         self._catch_up = candidates
         self.spawn(self.fetch_round(meta, candidates))
 
@@ -456,7 +459,7 @@ class ServerNode:
             self.rounds.directory,
             timeout_s=self.config.limits.catch_up_timeout_s,
             expect_infohash_v2=share.infohash_v2,
-            expect_state_hash=meta.state_hash,
+            expect_state_root=meta.state_root,
             peers=peers,
             on_progress=lambda p: log.debug("catch-up progress %s", p),
             metadata_timeout_s=self.config.limits.catch_up_metadata_s,
@@ -548,7 +551,7 @@ class ServerIO:
 def _log_report(report: Report) -> None:
     match report:
         case Sealed(meta=meta):
-            log.info("sealed round %d: state %s", meta.round, meta.state_hash.hex()[:16])
+            log.info("sealed round %d: state %s", meta.round, meta.state_root.hex()[:16])
         case Certified():
             log.info("round %d certified by servers %s", report.round, list(report.signers))
         case Diverged():

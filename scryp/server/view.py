@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class Balance:
     balance: int
     round: int
-    state_hash: bytes
+    state_root: bytes
     signers: tuple[int, ...]
 
 
@@ -98,12 +98,12 @@ class ServerView:
         # Map the file rather than read it: a lookup touches ~20 of its records (O(log n)).
         with open(path, "rb") as file:
             if os.fstat(file.fileno()).st_size == 0:
-                return Balance(0, info.round, info.state_hash, signers)
+                return Balance(0, info.round, info.state_root, signers)
             with (
                 mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
                 memoryview(mapped) as view,
             ):
-                return Balance(lookup(view, account), info.round, info.state_hash, signers)
+                return Balance(lookup(view, account), info.round, info.state_root, signers)
 
     def tx(self, tx_id: bytes) -> TxView | None:
         driver = self._node.driver
@@ -135,9 +135,9 @@ class ServerView:
             "round": newest.round if newest else 0,
             # Raft's compaction point: a follower behind it must catch up through the swarm.
             "compacted_round": raft.log.snapshot.round if raft else 0,
-            "state_hash": newest.state_hash.hex() if newest else None,
+            "state_root": newest.state_root.hex() if newest else None,
             "certified_round": info.round if info else None,
-            "certified_state_hash": info.state_hash.hex() if info else None,
+            "certified_state_root": info.state_root.hex() if info else None,
             "infohash": info.infohash.hex() if info and info.infohash else None,
             "signers": list(certificate_signers(info.certificate)) if info else [],
             "peers_out": sorted(node.hub.connected_out),

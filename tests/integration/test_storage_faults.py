@@ -47,7 +47,7 @@ async def agree_again(net: LocalNetwork) -> None:
     statuses = await wait_certified(net, 1)
     newest = max(s["certified_round"] for s in statuses)
     statuses = await wait_certified(net, newest + 2)
-    assert len({(s["certified_round"], s["certified_state_hash"]) for s in statuses}) == 1
+    assert len({(s["certified_round"], s["certified_state_root"]) for s in statuses}) == 1
 
 
 def body_of_first_frame(wal: bytes) -> int:
