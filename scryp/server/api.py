@@ -21,7 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction, decode_many
 from scryp.crypto import parse_public_key_hex
-from scryp.errors import MalformedInput, RemoteError
+from scryp.errors import MalformedInput, NotAvailable, RemoteError
 from scryp.peers import PEER_PATH
 from scryp.server.config import ServerLimits
 from scryp.server.node import ServerNode
@@ -183,6 +183,32 @@ async def query(request: web.Request) -> web.Response:
     )
 
 
+async def proof(request: web.Request) -> web.Response:
+    """An untrusted helper for light clients (protocol §4.4.6, stage A): the account's
+    bucket in the newest certified round, its 16 sibling hashes and its bytes' place in
+    that round's ``balances``; a client checks it against the certified root."""
+    view = request.app[VIEW]
+    account = account_from(request)
+    try:
+        found = await asyncio.to_thread(view.proof_at_certified, account)
+    except (NotAvailable, OSError) as problem:  # the round was pruned meanwhile: ask again
+        raise error(web.HTTPServiceUnavailable, str(problem)) from None
+    if found is None:
+        raise error(web.HTTPServiceUnavailable, "no certified round yet")
+    return web.json_response(
+        {
+            "account": account.hex(),
+            "round": found.round,
+            "state_root": found.state_root.hex(),
+            "infohash": found.infohash.hex(),
+            "bucket": found.bucket,
+            "siblings": [sibling.hex() for sibling in found.siblings],
+            "start": found.start,
+            "end": found.end,
+        }
+    )
+
+
 async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[VIEW].status())
 
@@ -269,6 +295,7 @@ def build_app(
     app[PEER_UPGRADES] = RateLimiter(PEER_UPGRADES_PER_S, PEER_UPGRADE_BURST)
     app.router.add_post("/transact", transact)
     app.router.add_get("/query/{account}", query)
+    app.router.add_get("/proof/{account}", proof)
     app.router.add_get("/status", status)
     app.router.add_get("/rounds", rounds)
     app.router.add_get("/tx/{id}", transaction)

@@ -501,6 +501,7 @@ class ServerIO:
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         rounds = self.node.rounds
         balances, window = ledger.balances_file(), ledger.encode_window()
+        self.node.view.keep_tree(meta.round, ledger.state_tree())  # for GET /proof (§4.4.6)
         await asyncio.to_thread(rounds.write, meta, balances, transactions, window)
 
     async def keep_outcomes(self, records: bytes) -> None:

@@ -131,15 +131,25 @@ def test_a_read_only_client_fetches_but_joins_no_routing_table(
 
 
 def test_wrong_state_root_is_refused(dht: PrivateDHT, tmp_path: Path) -> None:
-    round_dir = write_round(tmp_path / "seed", 2, make_balances(1000), b"")
+    balances = make_balances(1000)
+    round_dir = write_round(tmp_path / "seed", 2, balances, b"")
+    richer = bytearray(balances)
+    richer[35] ^= 1  # one balance changed: another state, in the same bucket layout
+    wrong = [bytes(32), hashlib.sha256(balances).digest(), state_root(bytes(richer))]
 
     async def body() -> None:
         async with dht(3) as swarms:
             torrent = await swarms[0].seed(round_dir)
-            with pytest.raises(FetchFailed, match="state root"):
-                await swarms[1].fetch(
-                    torrent.infohash, tmp_path / "c", expect_state_root=bytes(32), timeout_s=30
-                )
+            # §4.4.3: only the root of these very bytes passes; not the pre-§4.4 state hash
+            # (SHA-256 of the file), not another state's root.
+            for number, root in enumerate(wrong):
+                with pytest.raises(FetchFailed, match="state root"):
+                    await swarms[1].fetch(
+                        torrent.infohash, tmp_path / f"c{number}", expect_state_root=root
+                    )
+            await swarms[1].fetch(
+                torrent.infohash, tmp_path / "ok", expect_state_root=state_root(balances)
+            )
             with pytest.raises(FetchFailed, match="v2"):
                 await swarms[2].fetch(
                     torrent.infohash, tmp_path / "d", expect_infohash_v2=bytes(32), timeout_s=30

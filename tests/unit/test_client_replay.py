@@ -40,6 +40,8 @@ def test_replay_moves_funds_and_checks_the_certified_hash() -> None:
     assert replay_to(GENESIS, txs, state_root(after)) == after
     with pytest.raises(MalformedInput, match="certified state root"):
         replay_to(GENESIS, txs[:1], state_root(after))
+    with pytest.raises(MalformedInput, match="certified state root"):  # not SHA-256 (§4.4.3)
+        replay_to(GENESIS, txs, hashlib.sha256(after).digest())
 
 
 def test_replay_refuses_what_no_server_would_have_accepted() -> None:
