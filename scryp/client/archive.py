@@ -7,11 +7,12 @@ is not trusted:
 1. the archive's listing of rounds 0..F-1 (``GET /rounds``), every entry's certificate checked
    against ``.keys`` for the network the client follows (``scryp.core.listing``); a round not
    listed is a gap, and the fill fails;
-2. round 0 (the genesis) fetched whole from the swarm, its ``balances`` hashing to the network
-   id (§5.2); each later round's ``transactions`` fetched under its certified v2 infohash
-   (rounds listed as empty are not fetched);
+2. round 0 (the genesis) fetched whole from the swarm, its ``balances`` giving round 0's
+   certified state root (§4.4.3) and hashing (SHA-256) to the network id (§5.2); each later
+   round's ``transactions`` fetched under its certified v2 infohash (rounds listed as empty
+   are not fetched);
 3. every round replayed in order (``scryp.core.replay.replay_to``), the result required to
-   hash to **that round's** certified state root, so a round falsely listed as empty, a
+   give **that round's** certified state root, so a round falsely listed as empty, a
    missing or extra payment, is caught at the round where it happens.
 Only when all of that holds are the files written into the store, so a refused archive leaves
 the history as it was (starting at F) and says why.

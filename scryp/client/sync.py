@@ -5,7 +5,7 @@
   checked by libtorrent against the piece hashes of the torrent whose v2 infohash the
   certificate signs;
 - **incremental**: from a held verified round r, only the ``transactions`` files of rounds
-  r+1..R, every signature checked, replayed, and the result required to hash to the certified
+  r+1..R, every signature checked, replayed, and the result required to give the certified
   state root of R;
 - **full**: the whole snapshot (reusing the held round's unchanged pieces), its v2 infohash
   and state root (protocol §4.4.3) checked.

@@ -6,6 +6,9 @@ Owns:
   ``b`` holds the records of the canonical balances file (protocol §4.1) whose ids start with
   ``b``, and the concatenation of the buckets in index order IS the flat balances file;
 - ``split``: the flat file cut into its 2**bits buckets (byte ranges, no copy of the order);
+  ``bucket_range``: one bucket's byte range by bisection (for ``GET /proof``, §4.4.6);
+- ``state_root``: the protocol's state root of a flat file (§4.4.3, ``BUCKET_BITS`` = 16),
+  what servers sign and clients check whole fetched or replayed files against;
 - the Merkle tree: leaf ``b`` = SHA-256(0x00 ‖ bucket bytes), inner node = SHA-256(0x01 ‖
   left ‖ right), a complete binary tree over exactly 2**bits leaves (empty buckets included);
   ``merkle_root`` computes it from scratch, ``MerkleTree`` keeps every node and updates only

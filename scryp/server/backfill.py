@@ -5,7 +5,7 @@ sealed itself), so it cannot say what became of their payments. Their ``transact
 list the payments they accepted, in order, and the other servers still seed them (a minute of
 rounds, protocol §8.9). So: list the rounds from a peer's API, fetch each round's
 ``transactions`` from the swarm, and **replay** them onto round L's balances (which this server
-wrote and checked itself): only if the result hashes to round R's state root (which Raft named)
+wrote and checked itself): only if the result gives round R's state root (which Raft named)
 are the payments taken as accepted. A peer that lists a wrong torrent, or a round the swarm no
 longer has, leaves those outcomes unknown (GET /tx answers 404), never wrong. Refusals in the
 skipped rounds stay unknown here: the files hold only acceptances.

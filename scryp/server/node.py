@@ -151,6 +151,7 @@ class ServerNode:
         meta = persisted.snapshot
         if meta.round == 0:
             ledger = Ledger.from_genesis(self.genesis, window_ms=self.config.window_ms)
+            ledger.state_root()  # the tree, built at start rather than at the first seal
         else:
             ledger = self._load_round(meta)
         # Seed randomness for election timeouts from the OS: servers must not be in lockstep.

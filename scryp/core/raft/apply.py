@@ -5,7 +5,7 @@ and the simulator so both apply entries the same way.
 
 - no-op: only moves the ledger's stamp (and so its duplicate window) forward;
 - payments: one ``Ledger.apply`` batch at the entry's stamp, one outcome per payment;
-- seal(r): moves the stamp, then reads the state root: round r's hash (protocol §4.2).
+- seal(r): moves the stamp, then reads the state root: round r's (protocol §4.2, §4.4.3).
 
 Invariant: the result depends only on the ledger's state and the entry (no clock, no
 randomness), so servers that apply the same entries from the same round agree byte for byte.
