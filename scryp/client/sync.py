@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from scryp.client import servers
+from scryp.client import lightproof, servers
 from scryp.client.network import Network, api_allowed, api_url
 from scryp.client.search import find_balance
 from scryp.client.store import Held, Store, read_balance
@@ -68,6 +68,7 @@ class Synced:
     bytes_downloaded: int  # payload bytes (pieces); metadata and protocol overhead excluded
     seconds: float
     fell_back: str = ""  # why the cheaper sync was abandoned, if it was
+    proof_checked: bool = False  # light: the bucket also checked against the root (§4.4.6)
 
 
 class Client:
@@ -173,10 +174,11 @@ class Client:
         if mode == "light":
             if account is None:
                 raise SyncFailed("a light sync reads one account: give ACCOUNT")
-            balance, downloaded = await self._first_that_works(
+            balance, downloaded, checked = await self._first_that_works(
                 verified, lambda candidate: self.light(candidate, account)
             )
-            return Synced("light", verified, balance, downloaded, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            return Synced("light", verified, balance, downloaded, seconds, proof_checked=checked)
         if mode == "incremental":
             if held is None or held.round >= verified.round:
                 raise SyncFailed("incremental sync needs an older verified round held locally")
@@ -300,10 +302,13 @@ class Client:
 
     # -- light --------------------------------------------------------------------------------
 
-    async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int]:
+    async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int, bool]:
+        """(balance, bytes downloaded, whether a server's proof was also checked)."""
         record = verified.record
         store = self.store(verified)
         store.clear_light()
+        # Asked at once, beside the fetch: it costs no time if it is back when the search is.
+        asked = asyncio.create_task(servers.proof(self.apis, account, record.round))
         await self.swarm.remove(record.infohash)
         result = await self.swarm.fetch(
             record.infohash,
@@ -318,17 +323,33 @@ class Client:
             raise FetchFailed("the certified torrent has no balances file")
         path = result.round_dir / snapshot.BALANCES
         downloaded = 0
+        have: set[int] = set()
 
         async def fetch(pieces: set[int]) -> None:
             nonlocal downloaded
             if pieces:
                 downloaded = await self.swarm.fetch_pieces(record.infohash, pieces, FETCH_TIMEOUT_S)
+                have.update(pieces)
 
         def read(offset: int, length: int) -> bytes:
             with path.open("rb") as file:
                 file.seek(offset)
                 return file.read(length)
 
-        balance, _ = await find_balance(size, account, fetch, read)
+        try:
+            balance, _ = await find_balance(size, account, fetch, read)
+            # Not waited for: a slow or silent server only means no extra check.
+            proof = asked.result() if asked.done() and not asked.exception() else None
+            checked = lightproof.check(
+                proof,
+                root=record.state_root,
+                round_number=record.round,
+                account=account,
+                balance=balance,
+                have=have,
+                read=read,
+            )
+        finally:
+            asked.cancel()
         await self.swarm.remove(record.infohash)
-        return balance, downloaded
+        return balance, downloaded, checked

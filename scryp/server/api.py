@@ -185,14 +185,22 @@ async def query(request: web.Request) -> web.Response:
 
 async def proof(request: web.Request) -> web.Response:
     """An untrusted helper for light clients (protocol §4.4.6, stage A): the account's
-    bucket in the newest certified round, its 16 sibling hashes and its bytes' place in
-    that round's ``balances``; a client checks it against the certified root."""
+    bucket in the newest certified round (or ``?round=R``, if its tree is kept), its 16
+    sibling hashes and its bytes' place in that round's ``balances``; a client checks it
+    against the certified root."""
     view = request.app[VIEW]
     account = account_from(request)
+    wanted = request.query.get("round")
     try:
-        found = await asyncio.to_thread(view.proof_at_certified, account)
-    except (NotAvailable, OSError) as problem:  # the round was pruned meanwhile: ask again
-        raise error(web.HTTPServiceUnavailable, str(problem)) from None
+        round_number = int(wanted) if wanted is not None else None
+    except ValueError:
+        raise MalformedInput("round must be a round number") from None
+    if round_number is not None and round_number < 0:
+        raise MalformedInput("round must be a round number")
+    try:
+        found = await asyncio.to_thread(view.proof, account, round_number)
+    except (NotAvailable, OSError) as problem:  # a round not kept, or pruned meanwhile
+        raise error(web.HTTPNotFound, str(problem)) from None
     if found is None:
         raise error(web.HTTPServiceUnavailable, "no certified round yet")
     return web.json_response(

@@ -134,12 +134,13 @@ class ServerView:
             while len(self._trees) > PROOF_TREES_KEPT:
                 self._trees.popitem(last=False)
 
-    def _tree_of(self, info: RoundInfo) -> MerkleTree | None:
-        """The round's tree: kept since its seal, else rebuilt once from its file (after a
-        restart); None if the file does not give the round's root (damaged: no proof)."""
+    def _tree_of(self, info: RoundInfo, rebuild: bool) -> MerkleTree | None:
+        """The round's tree: kept since its seal, else (``rebuild``) rebuilt once from its
+        file (after a restart); None if not kept, or if the file does not give the round's
+        root (damaged: no proof)."""
         with self._trees_lock:
             tree = self._trees.get(info.round)
-        if tree is None:
+        if tree is None and rebuild:
             try:
                 tree = MerkleTree.of_file(self._node.rounds.read(info.round, snapshot.BALANCES))
             except (OSError, MalformedInput):  # pruned meanwhile, or damaged: our fault
@@ -149,15 +150,24 @@ class ServerView:
             self.keep_tree(info.round, tree)
         return tree
 
-    def proof_at_certified(self, account: bytes) -> Proof | None:
-        """What proves the account's balance in the newest certified round (§4.4.6):
-        blocking, run it in a thread. None before a certified round."""
-        info = self.certified()
+    def proof(self, account: bytes, round_number: int | None = None) -> Proof | None:
+        """What proves the account's balance (§4.4.6) in the newest certified round, or in
+        ``round_number`` if this server still keeps its tree (the newest few sealed: an
+        older one would cost a whole file's hashing per request). Blocking: run it in a
+        thread. None before a certified round; NotAvailable for a round not kept."""
+        certified = self.certified()
+        if round_number is None or (certified and certified.round == round_number):
+            info = certified
+        else:
+            driver = self._node.driver
+            info = driver.rounds.infos.get(round_number) if driver is not None else None
+            if info is None:
+                raise NotAvailable(f"round {round_number} is not kept here")
         if info is None:
             return None
-        tree = self._tree_of(info)
+        tree = self._tree_of(info, rebuild=info is certified)
         if tree is None:
-            raise NotAvailable(f"round {info.round}'s balances are not readable here")
+            raise NotAvailable(f"round {info.round}'s tree is not kept here")
         index = bucket_of(account, BUCKET_BITS)
         path = self._node.rounds.path(info.round) / snapshot.BALANCES
         with open(path, "rb") as file:

@@ -1,7 +1,8 @@
 """GET /proof/ID on a real server process (protocol §4.4.6 in stage A of issue 10): the
 bucket's bytes, cut from the certified round's ``balances`` at the range the server names,
 and the 16 sibling hashes give the certified state root; a tampered sibling or bucket does
-not; a malformed id is a 400 with a reason, and the server carries on."""
+not; a malformed id is a 400 with a reason, and the server carries on. A client's light sync
+checks the proof too when its pieces hold the whole bucket."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from scryp.client.network import load_testnet
+from scryp.client.session import open_client
 from scryp.core import snapshot
 from scryp.core.balances import lookup
 from scryp.core.buckets import BUCKET_BITS, bucket_of, verify_proof
@@ -30,7 +33,9 @@ DEADLINE_S = 60.0
 
 def test_a_proof_gives_the_certified_root_and_a_tampered_one_does_not(tmp_path: Path) -> None:
     async def scenario() -> None:
-        net = LocalNetwork(tmp_path / "net", servers=1, round_interval_s=0.5)
+        # 2 s rounds: the server keeps the trees of its newest 3 sealed rounds, so the round a
+        # client verifies (pointers may lag a round or two) is still there to prove.
+        net = LocalNetwork(tmp_path / "net", servers=1, round_interval_s=2.0)
         await net.start()
         try:
             assert net.faucet is not None and net.genesis is not None
@@ -59,9 +64,15 @@ def test_a_proof_gives_the_certified_root_and_a_tampered_one_does_not(tmp_path: 
                 code, proof = await net.get(0, f"/proof/{account.account_id}")
                 assert code == 200, proof
                 await _check(net, proof, account.public, balance)
-            for bad in ("xyz", "00" * 31, "zz" * 32, "00" * 33):
+            for bad in ("xyz", "00" * 31, "zz" * 32, "00" * 33, f"{'00' * 32}?round=x"):
                 code, body = await net.get(0, f"/proof/{bad}")
                 assert code == 400 and body["error"], (bad, body)
+            code, body = await net.get(0, f"/proof/{ALICE.account_id}?round=999999")
+            assert code == 404 and "not kept" in body["error"]
+            async with open_client(load_testnet(net.root), tmp_path / "client") as client:
+                verified = await client.latest()
+                light = await client.sync(verified, "light", ALICE.public)
+                assert (light.mode, light.balance, light.proof_checked) == ("light", 1_234, True)
             code, _ = await net.get(0, "/status")
             assert code == 200  # no crash on any of it
         finally:
