@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from scryp.client import lightproof, servers
 from scryp.client.network import Network, api_allowed, api_url
@@ -305,10 +305,19 @@ class Client:
     async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int, bool]:
         """(balance, bytes downloaded, whether a server's proof was also checked)."""
         record = verified.record
-        store = self.store(verified)
-        store.clear_light()
         # Asked at once, beside the fetch: it costs no time if it is back when the search is.
         asked = asyncio.create_task(servers.proof(self.apis, account, record.round))
+        try:
+            return await self._light(verified, account, asked)
+        finally:
+            asked.cancel()
+
+    async def _light(
+        self, verified: VerifiedRound, account: bytes, asked: asyncio.Task[Any]
+    ) -> tuple[int, int, bool]:
+        record = verified.record
+        store = self.store(verified)
+        store.clear_light()
         await self.swarm.remove(record.infohash)
         result = await self.swarm.fetch(
             record.infohash,
@@ -336,20 +345,17 @@ class Client:
                 file.seek(offset)
                 return file.read(length)
 
-        try:
-            balance, _ = await find_balance(size, account, fetch, read)
-            # Not waited for: a slow or silent server only means no extra check.
-            proof = asked.result() if asked.done() and not asked.exception() else None
-            checked = lightproof.check(
-                proof,
-                root=record.state_root,
-                round_number=record.round,
-                account=account,
-                balance=balance,
-                have=have,
-                read=read,
-            )
-        finally:
-            asked.cancel()
+        balance, _ = await find_balance(size, account, fetch, read)
+        # Not waited for: a slow or silent server only means no extra check.
+        proof = asked.result() if asked.done() and not asked.exception() else None
+        checked = lightproof.check(
+            proof,
+            root=record.state_root,
+            round_number=record.round,
+            account=account,
+            balance=balance,
+            have=have,
+            read=read,
+        )
         await self.swarm.remove(record.infohash)
         return balance, downloaded, checked
