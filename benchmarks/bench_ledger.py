@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scryp.core.balances import RECORD, RECORD_BYTES, TOTAL_SUPPLY
+from scryp.core.buckets import state_root
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, precheck_all
 from scryp.core.tx import Transaction
@@ -114,16 +115,17 @@ def measure(accounts: int, tx_count: int, seed: int) -> dict[str, float]:
     results["apply_per_s"] = len(txs) / (time.perf_counter() - started)
     results["accepted"] = accepted
 
-    # Snapshot: compact, write atomically with fsync, hash.
+    # Snapshot: compact, write atomically with fsync, its state root from scratch (§4.4.3; a
+    # server's seal rehashes only the changed buckets).
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()
         snapshot = ledger.balances_file()
         compacted = time.perf_counter()
         atomic_write(Path(directory) / "balances", snapshot)
         written = time.perf_counter()
-        digest = hashlib.sha256(snapshot).digest()
+        digest = state_root(snapshot)
         hashed = time.perf_counter()
-    assert digest == ledger.state_hash()
+    assert digest == ledger.state_root()
     results["snapshot_compact_s"] = compacted - started
     results["snapshot_write_s"] = written - compacted
     results["snapshot_hash_s"] = hashed - written
@@ -166,7 +168,7 @@ def main() -> None:
         f"compact | {r['snapshot_compact_s'] * 1000:.0f} ms | |"
     )
     print(f"| snapshot: atomic write + fsync | {r['snapshot_write_s'] * 1000:.0f} ms | |")
-    print(f"| snapshot: SHA-256 | {r['snapshot_hash_s'] * 1000:.0f} ms | |")
+    print(f"| snapshot: state root (§4.4.3) | {r['snapshot_hash_s'] * 1000:.0f} ms | |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ ledger's ``BalanceTable``. Each round is then sealed by every layout, in the sam
   SHA-256, written and fsynced with its transactions (``RoundStore.write``), and hashed into its
   hybrid torrent by libtorrent (``scryp.swarm.build_round_torrent``);
 - **delta** (candidate b, the decision): the changed records applied to ``BucketedBalances``
-  (buckets + incremental Merkle root = the state hash), a round directory of ``changes`` (the
+  (buckets + incremental Merkle root = the state root), a round directory of ``changes`` (the
   changed records, 36 bytes each, balance 0 = removed) and ``transactions`` written+fsynced and
   hashed into its torrent by libtorrent; plus, measured once, a checkpoint (the flat file
   written, fsynced and torrent-hashed) whose cost is spread over ``--checkpoint-every`` rounds;
@@ -45,7 +45,7 @@ from typing import Any
 import libtorrent as lt
 
 from scryp.core import snapshot
-from scryp.core.balances import RECORD, BalanceTable, state_hash
+from scryp.core.balances import RECORD, BalanceTable
 from scryp.core.buckets import BucketedBalances, bucket_of
 from scryp.core.raft.entries import SnapshotMeta
 from scryp.random_genesis import random_genesis_chunks
@@ -106,14 +106,15 @@ def make_round(
             payee = ids[rng.randrange(len(ids))]
         if payee != payer and table.transfer(payer, payee, 1):
             touched.update((payer, payee))
+    assert table.take_touched() == touched  # the table's own note of them, dropped each round
     changes = {account: table.get(account) for account in touched}
     return changes, rng.randbytes(TX_BYTES * payments)
 
 
 def seal_today(table: BalanceTable, store: RoundStore, number: int, txs: bytes) -> dict[str, Any]:
     flat, build_s = timed(table.balances_file)
-    digest, hash_s = timed(lambda: state_hash(flat))
-    meta = SnapshotMeta(round=number, index=number, term=1, stamp_ms=number, state_hash=digest)
+    digest, hash_s = timed(lambda: hashlib.sha256(flat).digest())  # the layout before §4.4
+    meta = SnapshotMeta(round=number, index=number, term=1, stamp_ms=number, state_root=digest)
     stored, write_s = timed(lambda: store.write(meta, flat, txs, b""))
     torrent, torrent_s = timed(lambda: build_round_torrent(stored.path))
     store.prune(keep=2, keep_from=number)

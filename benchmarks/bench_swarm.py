@@ -49,7 +49,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from scryp.core import snapshot
 from scryp.core.balances import RECORD
-from scryp.files import file_sha256
+from scryp.core.buckets import state_root
 from scryp.hostport import LOOPBACK
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
@@ -113,6 +113,11 @@ def make_round(root: Path, accounts: int) -> Path:
     return round_dir
 
 
+def _state_root_of(path: Path) -> bytes:
+    """What a fetch checks the round's balances against (protocol §4.4.3)."""
+    return state_root(path.read_bytes())
+
+
 async def torrent_run(
     round_dir: Path,
     work: Path,
@@ -123,7 +128,7 @@ async def torrent_run(
     profile: Profile = DEFAULTS,
 ) -> Run:
     size = (round_dir / snapshot.BALANCES).stat().st_size
-    expected = await asyncio.to_thread(file_sha256, round_dir / snapshot.BALANCES)
+    expected = await asyncio.to_thread(_state_root_of, round_dir / snapshot.BALANCES)
     cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
     async with Swarm.start(profile.config(cap)) as server:
         swarms = [Swarm(SwarmConfig(bootstrap=(server.address,))) for _ in range(clients)]
@@ -140,7 +145,7 @@ async def torrent_run(
                     swarm.fetch(
                         torrent.infohash,
                         work / f"torrent-{i}",
-                        expect_state_hash=expected,
+                        expect_state_root=expected,
                         timeout_s=FETCH_TIMEOUT_S,
                     )
                     for i, swarm in enumerate(swarms)
@@ -211,7 +216,7 @@ async def light_run(
 ) -> Run:
     """N full fetchers keep the server busy; light clients then fetch a few pieces each."""
     size = (round_dir / snapshot.BALANCES).stat().st_size
-    expected = await asyncio.to_thread(file_sha256, round_dir / snapshot.BALANCES)
+    expected = await asyncio.to_thread(_state_root_of, round_dir / snapshot.BALANCES)
     cap = int(cap_mb_s * 1e6) if cap_mb_s else 0
     rng = random.Random(light.seed)
     async with Swarm.start(profile.config(cap)) as server:
@@ -234,7 +239,7 @@ async def light_run(
                     swarm.fetch(
                         torrent.infohash,
                         work / f"full-{i}",
-                        expect_state_hash=expected,
+                        expect_state_root=expected,
                         timeout_s=FETCH_TIMEOUT_S,
                     )
                 )

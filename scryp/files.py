@@ -1,5 +1,6 @@
-"""Hashing files on disk: what a client checks a fetched round's ``balances`` against (its
-state hash, protocol §4.2, §8.6) and what the downloader prints for each file.
+"""Hashing files on disk: what the downloader prints for each file (protocol §8.6). A
+round's ``balances`` is checked against its state root instead (``scryp.core.buckets``,
+§4.4.3).
 
 Blocking IO: callers run it in a thread for big files.
 """

@@ -68,12 +68,12 @@ class Persisted:
 class RaftStore:
     """The write-ahead log of one server, in ``directory``."""
 
-    def __init__(self, directory: Path, genesis_hash: bytes) -> None:
+    def __init__(self, directory: Path, genesis_root: bytes) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "wal"
         self._hard_state = HardState(term=0, voted_for=None, committed=0)
-        self._snapshot = SnapshotMeta(index=0, term=0, round=0, stamp_ms=0, state_hash=genesis_hash)
+        self._snapshot = SnapshotMeta(index=0, term=0, round=0, stamp_ms=0, state_root=genesis_root)
         self._entries: list[Entry] = []  # after the snapshot, consecutive indices
 
     def load(self) -> Persisted:

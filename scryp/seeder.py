@@ -7,9 +7,9 @@ last K rounds (protocol §8.7).
 
 Each poll reads every server's BEP 44 pointer in parallel, verifies each (key in ``.keys``,
 signature, size, strict record), and follows the highest round a majority vouches for (the same
-round, state hash and infohashes in a majority of pointers, or a valid majority certificate;
+round, state root and infohashes in a majority of pointers, or a valid majority certificate;
 ``scryp.core.pointer.agreed``). It fetches that round reusing the unchanged pieces of the last
-round it holds, checks the torrent's v2 infohash and the balances' state hash against the
+round it holds, checks the torrent's v2 infohash and the balances' state root against the
 pointers, seeds it, and drops rounds older than the last K. A pointer that fails verification
 is the publisher's fault: logged, and ignored.
 """
@@ -138,7 +138,7 @@ class Seeder:
                 self.config.directory,
                 reuse_from=previous,
                 expect_infohash_v2=target.infohash_v2,
-                expect_state_hash=target.state_hash,
+                expect_state_root=target.state_root,
                 timeout_s=self.config.fetch_timeout_s,
             )
         except FetchFailed as error:

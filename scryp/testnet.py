@@ -95,7 +95,7 @@ def rows(statuses: list[dict[str, Any] | None], states: list[str]) -> list[tuple
                 str(status["term"]),
                 str(status["round"]),
                 "-" if certified is None else str(certified),
-                (status.get("certified_state_hash") or "-")[:16],
+                (status.get("certified_state_root") or "-")[:16],
                 status.get("infohash") or "-",
                 f"{len(status['peers_out'])}/{len(statuses) - 1}",
             )
@@ -107,7 +107,7 @@ def agreement(statuses: list[dict[str, Any] | None]) -> bool:
     """Every server answers and reports one certified round with one state."""
     if not all(s and s["certified_round"] is not None for s in statuses):
         return False
-    found = {(s["certified_round"], s["certified_state_hash"]) for s in statuses if s}
+    found = {(s["certified_round"], s["certified_state_root"]) for s in statuses if s}
     return len(found) == 1
 
 

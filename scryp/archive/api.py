@@ -5,7 +5,7 @@
 - ``GET /status``: the network, the first and last round held, the gaps, the checkpoint
   period and the BitTorrent port the rounds are seeded on.
 The archive is not trusted: a client checks every entry's certificate and every file it
-fetches (v2 infohash, replay to the certified state hashes).
+fetches (v2 infohash, replay to the certified state rootes).
 """
 
 from __future__ import annotations

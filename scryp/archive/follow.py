@@ -146,7 +146,7 @@ class Archive:
             peers=peers,
             expect_name=snapshot.round_dir_name(listed.round),
             expect_infohash_v2=listed.infohash_v2,
-            expect_state_hash=listed.state_hash if checkpoint else None,
+            expect_state_root=listed.state_root if checkpoint else None,
         )
         size = (result.round_dir / snapshot.TRANSACTIONS).stat().st_size
         return size // TX_BYTES

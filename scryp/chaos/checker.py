@@ -82,7 +82,7 @@ class Observed:
 
     history: History
     final: Mapping[bytes, Mapping[int, FinalAnswer]]  # tx id -> server -> answer
-    final_certified: Mapping[int, tuple[int, str] | None]  # server -> (round, state hash)
+    final_certified: Mapping[int, tuple[int, str] | None]  # server -> (round, state root)
     certified_seen_s: Sequence[float]
     # server -> the stamp before which it says it does not know outcomes (protocol §6.5)
     horizons_ms: Mapping[int, int] = field(default_factory=dict)

@@ -357,7 +357,7 @@ class ChaosRun:
             )
             for i, (code, body) in enumerate(replies):
                 ok = code == 200 and body.get("certified_round") is not None
-                state[i] = (body["certified_round"], body["certified_state_hash"]) if ok else None
+                state[i] = (body["certified_round"], body["certified_state_root"]) if ok else None
             values = set(state.values())
             if len(values) != 1:
                 return False
@@ -380,7 +380,7 @@ class ChaosRun:
                 *(self._get(i, "/status") for i in range(self.options.servers))
             )
             return {
-                i: (body["certified_round"], body["certified_state_hash"]) if code == 200 else None
+                i: (body["certified_round"], body["certified_state_root"]) if code == 200 else None
                 for i, (code, body) in enumerate(replies)
             }
 

@@ -7,11 +7,12 @@ is not trusted:
 1. the archive's listing of rounds 0..F-1 (``GET /rounds``), every entry's certificate checked
    against ``.keys`` for the network the client follows (``scryp.core.listing``); a round not
    listed is a gap, and the fill fails;
-2. round 0 (the genesis) fetched whole from the swarm, its ``balances`` hashing to the network
-   id (§5.2); each later round's ``transactions`` fetched under its certified v2 infohash
-   (rounds listed as empty are not fetched);
+2. round 0 (the genesis) fetched whole from the swarm, its ``balances`` giving round 0's
+   certified state root (§4.4.3) and hashing (SHA-256) to the network id (§5.2); each later
+   round's ``transactions`` fetched under its certified v2 infohash (rounds listed as empty
+   are not fetched);
 3. every round replayed in order (``scryp.core.replay.replay_to``), the result required to
-   hash to **that round's** certified state hash, so a round falsely listed as empty, a
+   give **that round's** certified state root, so a round falsely listed as empty, a
    missing or extra payment, is caught at the round where it happens.
 Only when all of that holds are the files written into the store, so a refused archive leaves
 the history as it was (starting at F) and says why.
@@ -20,6 +21,7 @@ the history as it was (starting at F) and says why.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from scryp.client import servers
 from scryp.client.store import Store
 from scryp.core import snapshot
-from scryp.core.balances import state_hash
 from scryp.core.listing import ListedRound, certified_round
 from scryp.core.replay import replay_to
 from scryp.core.tx import decode_many
@@ -83,7 +84,7 @@ async def fill_from_genesis(client: Client, store: Store, network: bytes) -> Fil
         for entry in listed[1:]:
             txs = decode_many(files.get(entry.round, b""), ROUND_TXS_MAX)
             try:
-                state = await asyncio.to_thread(replay_to, state, txs, entry.state_hash)
+                state = await asyncio.to_thread(replay_to, state, txs, entry.state_root)
             except MalformedInput as error:
                 raise ArchiveRefused(f"archive round {entry.round} refused: {error}") from None
         for number in range(first):  # only now, every round checked: into the store
@@ -122,7 +123,8 @@ def _checked(
 async def _fetched(
     client: Client, listed: Sequence[ListedRound], scratch: Path, network: bytes
 ) -> tuple[dict[int, bytes], int]:
-    """Round 0's ``balances`` (checked: it hashes to the network id) under key 0, and every
+    """Round 0's ``balances`` (checked: its root is certified, its SHA-256 is the network
+    id) under key 0, and every
     non-empty round's ``transactions`` (under its certified v2 infohash); bytes downloaded."""
     peers = client.network.archive_peers + client.network.torrent_peers
     limit = asyncio.Semaphore(FETCHES_PARALLEL_MAX)
@@ -140,7 +142,7 @@ async def _fetched(
                     peers=peers,
                     expect_name=snapshot.round_dir_name(entry.round),
                     expect_infohash_v2=entry.infohash_v2,
-                    expect_state_hash=network if whole else None,
+                    expect_state_root=entry.state_root if whole else None,
                 )
             except RemoteError as error:  # FetchFailed: not the certified torrent
                 raise ArchiveRefused(f"archive round {entry.round} refused: {error}") from None
@@ -152,6 +154,7 @@ async def _fetched(
     wanted = [e for e in listed if e.round == 0 or e.transactions != 0]
     fetched = await asyncio.gather(*(fetch(e) for e in wanted))
     files = {number: data for number, data, _ in fetched}
-    if state_hash(files[0]) != network:  # fetch checked it; the replay builds on it
+    # Fetch checked round 0's certified root; the network id is its SHA-256 besides (§5.2).
+    if hashlib.sha256(files[0]).digest() != network:
         raise ArchiveRefused("round 0 does not hash to the network id")
     return files, sum(n for _, _, n in fetched)

@@ -61,7 +61,7 @@ def text_balance(result: dict[str, Any]) -> str:
     line = (
         f"{result['balance']} scryp  account {result['account']}\n"
         f"round {result['round']}, verified by {result['verified_by']} "
-        f"(state {result['state_hash'][:16]}…); {result['sync']} sync, "
+        f"(state {result['state_root'][:16]}…); {result['sync']} sync, "
         f"{result['bytes_downloaded']} bytes in {result['seconds']:.2f} s"
     )
     return line + (f"\n{result['fell_back']}" if result["fell_back"] else "")
@@ -133,7 +133,7 @@ def text_status(result: dict[str, Any]) -> str:
         head = "no majority-certified round found in the DHT"
     else:
         head = (
-            f"certified round {result['certified_round']} (state {result['state_hash'][:16]}…), "
+            f"certified round {result['certified_round']} (state {result['state_root'][:16]}…), "
             f"signed by servers {result['signers']}, pointers of {result['agreeing']} agree\n"
             f"  infohash {result['infohash']}"
         )
@@ -144,7 +144,7 @@ def text_status(result: dict[str, Any]) -> str:
         agree = " agrees" if p["agrees"] else ""
         lines.append(f"  server {p['index']} {p['public_key'][:16]}…  {state}{cert}{agree}")
         if p["infohash"]:
-            lines.append(f"    infohash {p['infohash']}  state {p['state_hash']}")
+            lines.append(f"    infohash {p['infohash']}  state {p['state_root']}")
     for a in result["apis"]:
         state = f"{a['role']}, round {a['round']}" if a["up"] else "not answering"
         lines.append(f"  {a['api']}: {state}")

@@ -106,7 +106,7 @@ class VerifiedBalance:
             "account": self.account.hex() if self.account else None,
             "balance": self.balance,
             "round": self.verified.round,
-            "state_hash": record.state_hash.hex(),
+            "state_root": record.state_root.hex(),
             "infohash": record.infohash.hex(),
             "network": record.network.hex(),
             "sync": self.sync,
@@ -229,7 +229,7 @@ class PointerState:
             "index": self.index,
             "public_key": self.public_key.hex(),
             "round": record.round if record else None,
-            "state_hash": record.state_hash.hex() if record else None,
+            "state_root": record.state_root.hex() if record else None,
             # v1, 40 hex: what the downloader takes (python -m scryp.client INFOHASH, §8.6).
             "infohash": record.infohash.hex() if record else None,
             # Checked, not just present: a forged certificate vouches for nothing (§8.4).
@@ -270,7 +270,7 @@ class Status:
         return {
             "servers": self.quorum_size,
             "certified_round": verified.round if verified else None,
-            "state_hash": verified.record.state_hash.hex() if verified else None,
+            "state_root": verified.record.state_root.hex() if verified else None,
             "infohash": verified.record.infohash.hex() if verified else None,
             "bootstrap": [f"{host}:{port}" for host, port in self.bootstrap],
             "signers": list(verified.signers) if verified else [],

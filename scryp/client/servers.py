@@ -198,6 +198,16 @@ async def statuses(apis: Sequence[str]) -> list[dict[str, Any] | None]:
     return [body if code == 200 and isinstance(body, dict) else None for code, body in replies]
 
 
+async def proof(apis: Sequence[str], account: bytes, round_number: int) -> dict[str, Any] | None:
+    """The first answer of ``GET /proof/ID?round=R`` (protocol §4.4.6), or None; untrusted:
+    the caller checks it against the certified state root."""
+    for api in apis:
+        code, body = await get_json(api, f"/proof/{account.hex()}?round={round_number}", 1.0)
+        if code == 200 and isinstance(body, dict):
+            return body
+    return None
+
+
 async def round_listing(apis: Sequence[str], first: int, last: int) -> dict[int, dict[str, Any]]:
     """What the servers list for rounds first..last (round -> entry), merged; untrusted."""
     found: dict[int, dict[str, Any]] = {}

@@ -1,7 +1,7 @@
 """The client's data directory (protocol §10.5).
 
 ``DATA/<network id hex>/``:
-- ``state.json``: ``{"round", "state_hash"}`` of the newest round whose whole balances file
+- ``state.json``: ``{"round", "state_root"}`` of the newest round whose whole balances file
   this client verified (full or incremental sync), written atomically (§2.5);
 - ``rounds/round-…/balances`` of that round only (older ones are deleted once replaced);
 - ``rounds/round-…/transactions`` of every round synced, kept for ``history``;
@@ -29,7 +29,7 @@ class Held:
     """A verified round whose whole balances file is on disk."""
 
     round: int
-    state_hash: bytes
+    state_root: bytes
     round_dir: Path
 
     @property
@@ -58,25 +58,25 @@ class Store:
             state = json.loads(path.read_bytes()[:STATE_FILE_BYTES_MAX])
             held = Held(
                 int(state["round"]),
-                bytes.fromhex(state["state_hash"]),
+                bytes.fromhex(state["state_root"]),
                 self.round_dir(int(state["round"])),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return held if held.balances_path.is_file() else None
 
-    def hold(self, round_number: int, state_hash: bytes) -> Held:
+    def hold(self, round_number: int, state_root: bytes) -> Held:
         """Record round ``round_number`` (its balances already in place) as the held state,
         then drop every older balances file."""
         self.root.mkdir(parents=True, exist_ok=True)
-        document = {"round": round_number, "state_hash": state_hash.hex()}
+        document = {"round": round_number, "state_root": state_root.hex()}
         atomic_write(self.root / STATE_FILE, json.dumps(document).encode())
         for other in self.rounds.iterdir():
             number = snapshot.parse_round_dir_name(other.name)
             if number is not None and number < round_number:
                 (other / snapshot.BALANCES).unlink(missing_ok=True)
                 (other / snapshot.WINDOW).unlink(missing_ok=True)
-        return Held(round_number, state_hash, self.round_dir(round_number))
+        return Held(round_number, state_root, self.round_dir(round_number))
 
     def clear_light(self) -> None:
         shutil.rmtree(self.light, ignore_errors=True)

@@ -5,10 +5,10 @@
   checked by libtorrent against the piece hashes of the torrent whose v2 infohash the
   certificate signs;
 - **incremental**: from a held verified round r, only the ``transactions`` files of rounds
-  r+1..R, every signature checked, replayed, and the result required to hash to the certified
-  state hash of R;
+  r+1..R, every signature checked, replayed, and the result required to give the certified
+  state root of R;
 - **full**: the whole snapshot (reusing the held round's unchanged pieces), its v2 infohash
-  and SHA-256 checked.
+  and state root (protocol §4.4.3) checked.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from scryp.client import servers
+from scryp.client import lightproof, servers
 from scryp.client.network import Network, api_allowed, api_url
 from scryp.client.search import find_balance
 from scryp.client.store import Held, Store, read_balance
@@ -68,6 +68,7 @@ class Synced:
     bytes_downloaded: int  # payload bytes (pieces); metadata and protocol overhead excluded
     seconds: float
     fell_back: str = ""  # why the cheaper sync was abandoned, if it was
+    proof_checked: bool = False  # light: the bucket also checked against the root (§4.4.6)
 
 
 class Client:
@@ -173,10 +174,11 @@ class Client:
         if mode == "light":
             if account is None:
                 raise SyncFailed("a light sync reads one account: give ACCOUNT")
-            balance, downloaded = await self._first_that_works(
+            balance, downloaded, checked = await self._first_that_works(
                 verified, lambda candidate: self.light(candidate, account)
             )
-            return Synced("light", verified, balance, downloaded, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            return Synced("light", verified, balance, downloaded, seconds, proof_checked=checked)
         if mode == "incremental":
             if held is None or held.round >= verified.round:
                 raise SyncFailed("incremental sync needs an older verified round held locally")
@@ -229,13 +231,13 @@ class Client:
             timeout_s=FETCH_TIMEOUT_S,
             reuse_from=held.round_dir if held is not None else None,
             expect_infohash_v2=record.infohash_v2,
-            expect_state_hash=record.state_hash,
+            expect_state_root=record.state_root,
             peers=self.network.torrent_peers,
         )
         if result.round_dir != store.round_dir(record.round):
             raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
         check_balances_file(result.round_dir.joinpath(snapshot.BALANCES).read_bytes())
-        return store.hold(record.round, record.state_hash), result.payload_bytes_downloaded
+        return store.hold(record.round, record.state_root), result.payload_bytes_downloaded
 
     # -- incremental --------------------------------------------------------------------------
 
@@ -260,7 +262,7 @@ class Client:
             if number not in infohashes:
                 raise SyncFailed(f"no server lists round {number} any more")
             # A round the listing says is empty is skipped: if that was a lie, the replay
-            # below does not reach the certified state hash and the sync fails.
+            # below does not reach the certified state root and the sync fails.
             if entry is not None and entry.get("transactions") == 0:
                 continue
             wanted.append((number, infohashes[number]))
@@ -287,7 +289,7 @@ class Client:
         for _, data, _ in sorted(fetched):
             transactions += decode_many(data, ROUND_TXS_MAX)
         old = held.balances_path.read_bytes()
-        new = await asyncio.to_thread(replay_to, old, transactions, record.state_hash)
+        new = await asyncio.to_thread(replay_to, old, transactions, record.state_root)
         target = store.round_dir(last)
         target.mkdir(parents=True, exist_ok=True)
         (target / snapshot.BALANCES).write_bytes(new)
@@ -296,11 +298,23 @@ class Client:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(b"")
-        return store.hold(last, record.state_hash), sum(n for _, _, n in fetched)
+        return store.hold(last, record.state_root), sum(n for _, _, n in fetched)
 
     # -- light --------------------------------------------------------------------------------
 
-    async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int]:
+    async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int, bool]:
+        """(balance, bytes downloaded, whether a server's proof was also checked)."""
+        record = verified.record
+        # Asked at once, beside the fetch: it costs no time if it is back when the search is.
+        asked = asyncio.create_task(servers.proof(self.apis, account, record.round))
+        try:
+            return await self._light(verified, account, asked)
+        finally:
+            asked.cancel()
+
+    async def _light(
+        self, verified: VerifiedRound, account: bytes, asked: asyncio.Task[Any]
+    ) -> tuple[int, int, bool]:
         record = verified.record
         store = self.store(verified)
         store.clear_light()
@@ -318,11 +332,13 @@ class Client:
             raise FetchFailed("the certified torrent has no balances file")
         path = result.round_dir / snapshot.BALANCES
         downloaded = 0
+        have: set[int] = set()
 
         async def fetch(pieces: set[int]) -> None:
             nonlocal downloaded
             if pieces:
                 downloaded = await self.swarm.fetch_pieces(record.infohash, pieces, FETCH_TIMEOUT_S)
+                have.update(pieces)
 
         def read(offset: int, length: int) -> bytes:
             with path.open("rb") as file:
@@ -330,5 +346,16 @@ class Client:
                 return file.read(length)
 
         balance, _ = await find_balance(size, account, fetch, read)
+        # Not waited for: a slow or silent server only means no extra check.
+        proof = asked.result() if asked.done() and not asked.exception() else None
+        checked = lightproof.check(
+            proof,
+            root=record.state_root,
+            round_number=record.round,
+            account=account,
+            balance=balance,
+            have=have,
+            read=read,
+        )
         await self.swarm.remove(record.infohash)
-        return balance, downloaded
+        return balance, downloaded, checked

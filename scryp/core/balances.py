@@ -1,4 +1,4 @@
-"""Account records, the balances file and its state hash (protocol §4).
+"""Account records and the balances file (protocol §4).
 
 Owns: the 36-byte record layout, the canonical balances file (records sorted by account id,
 zero balances dropped), its strict decoder, and ``BalanceTable``, the in-memory form the ledger
@@ -17,7 +17,6 @@ Invariants (checked by ``check``, asserted by tests after every apply):
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from array import array
 from bisect import bisect_left
@@ -40,11 +39,6 @@ TOTAL_SUPPLY = 2**32 - 1
 
 _PREFIX = struct.Struct(f">Q{RECORD_BYTES - 8}x")  # the first 8 bytes of the id, as a number
 _BALANCE_ONLY = struct.Struct(f">{ACCOUNT_ID_BYTES}xI")
-
-
-def state_hash(balances_file: bytes | bytearray) -> bytes:
-    """SHA-256 of a balances file: what servers agree on and sign (protocol §4.2)."""
-    return hashlib.sha256(balances_file).digest()
 
 
 def encode_balances(balances: Iterable[tuple[bytes, int]]) -> bytes:
@@ -116,7 +110,7 @@ def _check_record_fields(account: bytes, balance: int) -> None:
 class BalanceTable:
     """Mutable balances: the sorted records plus an overlay of new accounts (see header)."""
 
-    __slots__ = ("_overlay", "_prefixes", "_records", "_zeroed")
+    __slots__ = ("_overlay", "_prefixes", "_records", "_touched", "_zeroed")
 
     def __init__(self, balances_file: bytes | bytearray = b"") -> None:
         check_balances_file(balances_file)
@@ -125,6 +119,7 @@ class BalanceTable:
         self._overlay: dict[bytes, int] = {}
         # Indices of records whose balance reached zero; compaction drops those still zero.
         self._zeroed: set[int] = set()
+        self._touched: set[bytes] = set()
 
     def __len__(self) -> int:
         """Accounts with a non-zero balance."""
@@ -185,6 +180,8 @@ class BalanceTable:
             invariant(payee_balance <= BALANCE_MAX, "balance overflow: supply not conserved")
             self._overlay[payee] = payee_balance
         payer_balance -= amount
+        self._touched.add(payer)
+        self._touched.add(payee)
         if payer_index >= 0:
             BALANCE.pack_into(records, payer_offset, payer_balance)
             if payer_balance == 0:
@@ -241,13 +238,23 @@ class BalanceTable:
         return index
 
     def balances_file(self) -> bytes:
-        """The canonical balances file (compacts first)."""
+        """The canonical balances file (compacts first); a copy."""
         self.compact()
         return bytes(self._records)
 
-    def state_hash(self) -> bytes:
+    def take_touched(self) -> set[bytes]:
+        """The accounts whose balance changed since the last call (and forget them): what
+        the state root rehashes (protocol §4.4.3)."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def records_between(self, low: int, high: int) -> bytes:
+        """The records (compacted) whose ids' first 8 bytes, as a number, are in
+        [low, high): one bucket of protocol §4.4.2, found by two bisections."""
         self.compact()
-        return state_hash(self._records)
+        start = bisect_left(self._prefixes, low) * RECORD_BYTES
+        end = bisect_left(self._prefixes, high) * RECORD_BYTES
+        return bytes(self._records[start:end])
 
     def items(self) -> Iterator[tuple[bytes, int]]:
         """Every (id, balance) with a non-zero balance, in id order (compacts first)."""

@@ -6,6 +6,9 @@ Owns:
   ``b`` holds the records of the canonical balances file (protocol §4.1) whose ids start with
   ``b``, and the concatenation of the buckets in index order IS the flat balances file;
 - ``split``: the flat file cut into its 2**bits buckets (byte ranges, no copy of the order);
+  ``bucket_range``: one bucket's byte range by bisection (for ``GET /proof``, §4.4.6);
+- ``state_root``: the protocol's state root of a flat file (§4.4.3, ``BUCKET_BITS`` = 16),
+  what servers sign and clients check whole fetched or replayed files against;
 - the Merkle tree: leaf ``b`` = SHA-256(0x00 ‖ bucket bytes), inner node = SHA-256(0x01 ‖
   left ‖ right), a complete binary tree over exactly 2**bits leaves (empty buckets included);
   ``merkle_root`` computes it from scratch, ``MerkleTree`` keeps every node and updates only
@@ -26,10 +29,12 @@ import struct
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 
 from scryp.core.balances import ACCOUNT_ID_BYTES, BALANCE_MAX, RECORD, RECORD_BYTES
 from scryp.errors import MalformedInput, invariant
 
+BUCKET_BITS = 16  # the protocol's buckets (§4.4.2): 65,536 leaves, 16 siblings in a proof
 HASH_BYTES = 32
 LEAF_TAG = b"\x00"  # domain separation: a leaf can never be read as an inner node (RFC 6962)
 NODE_TAG = b"\x01"
@@ -44,11 +49,14 @@ def bucket_of(account: bytes, bits: int) -> int:
 
 
 def leaf_hash(bucket: bytes | bytearray | memoryview) -> bytes:
-    return hashlib.sha256(LEAF_TAG + bytes(bucket)).digest()
+    return hashlib.sha256(LEAF_TAG + bucket).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(NODE_TAG + left + right).digest()
+
+
+EMPTY_LEAF = leaf_hash(b"")
 
 
 def bucket_bounds(balances_file: bytes | bytearray | memoryview, bits: int) -> list[int]:
@@ -58,10 +66,16 @@ def bucket_bounds(balances_file: bytes | bytearray | memoryview, bits: int) -> l
     over the ids' first 4 bytes.
     """
     _check_bits(bits)
+    if len(balances_file) % RECORD_BYTES:
+        raise MalformedInput("a balances file is whole records: no buckets")
     prefixes = array("I", (p for (p,) in _ID_PREFIX.iter_unpack(balances_file)))
     shift = 8 * _PREFIX_BYTES - bits
     bounds = [bisect_left(prefixes, bucket << shift) * RECORD_BYTES for bucket in range(1 << bits)]
     bounds.append(len(prefixes) * RECORD_BYTES)
+    # Only then do the buckets laid end to end give back every byte of the file, so that an
+    # equal root means an equal file, even for a file from an untrusted peer (§4.4.3).
+    if any(a > b for a, b in pairwise(bounds)):
+        raise MalformedInput("not a balances file whose ids increase: no buckets")
     return bounds
 
 
@@ -69,6 +83,29 @@ def split(balances_file: bytes | bytearray, bits: int) -> list[bytes]:
     """The 2**bits buckets of a flat balances file, in order (their concatenation is it)."""
     bounds = bucket_bounds(balances_file, bits)
     return [bytes(balances_file[bounds[b] : bounds[b + 1]]) for b in range(1 << bits)]
+
+
+def bucket_range(balances_file: bytes | memoryview, index: int, bits: int) -> tuple[int, int]:
+    """[start, end) byte offsets of bucket ``index`` in a canonical flat file: two
+    bisections over its records' ids, O(log n) reads (works on a memory-mapped file)."""
+    _check_bits(bits)
+    if not 0 <= index < 1 << bits:
+        raise ValueError(f"bucket {index} outside 0..{(1 << bits) - 1}")
+    count = len(balances_file) // RECORD_BYTES
+    key = _IdAt(balances_file)
+    shift = 8 * ACCOUNT_ID_BYTES - bits
+    first = (index << shift).to_bytes(ACCOUNT_ID_BYTES, "big")
+    start = bisect_left(range(count), first, key=key)
+    if index + 1 == 1 << bits:
+        return start * RECORD_BYTES, count * RECORD_BYTES
+    after = ((index + 1) << shift).to_bytes(ACCOUNT_ID_BYTES, "big")
+    return start * RECORD_BYTES, bisect_left(range(count), after, key=key) * RECORD_BYTES
+
+
+def state_root(balances_file: bytes | bytearray, bits: int = BUCKET_BITS) -> bytes:
+    """The state root of a flat balances file, from scratch (protocol §4.4.3): what servers
+    sign and clients check a whole fetched or replayed file against."""
+    return MerkleTree.of_file(balances_file, bits).root
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
@@ -107,15 +144,44 @@ class MerkleTree:
         self.bits = bits
         width = 1 << bits
         self._nodes = bytearray(2 * width * HASH_BYTES)
-        self._nodes[width * HASH_BYTES :] = b"".join(leaves)
-        for node in range(width - 1, 0, -1):
-            self._set(node, node_hash(self._get(2 * node), self._get(2 * node + 1)))
+        level, first = list(leaves), width
+        self._nodes[first * HASH_BYTES :] = b"".join(level)
+        sha256 = hashlib.sha256
+        while len(level) > 1:
+            # Empty buckets make equal subtrees (all of them in a small network): each
+            # distinct pair is hashed once a level, not once a node.
+            memo: dict[bytes, bytes] = {}
+            above = []
+            for i in range(0, len(level), 2):
+                pair = level[i] + level[i + 1]
+                digest = memo.get(pair)
+                if digest is None:
+                    digest = memo[pair] = sha256(NODE_TAG + pair).digest()
+                above.append(digest)
+            level, first = above, first >> 1
+            self._nodes[first * HASH_BYTES : 2 * first * HASH_BYTES] = b"".join(level)
 
     def _get(self, node: int) -> bytes:
         return bytes(self._nodes[node * HASH_BYTES : (node + 1) * HASH_BYTES])
 
     def _set(self, node: int, value: bytes) -> None:
         self._nodes[node * HASH_BYTES : (node + 1) * HASH_BYTES] = value
+
+    @classmethod
+    def of_file(cls, balances_file: bytes | bytearray, bits: int = BUCKET_BITS) -> MerkleTree:
+        """The tree of a flat balances file: built once (restart, catch-up), then updated."""
+        bounds, view = bucket_bounds(balances_file, bits), memoryview(balances_file)
+        leaves = [
+            leaf_hash(view[start:end]) if start != end else EMPTY_LEAF
+            for start, end in pairwise(bounds)
+        ]
+        return cls(leaves, bits)
+
+    def copy(self) -> MerkleTree:
+        """An independent copy (one memcpy of the nodes, 4 MB at 16 bits)."""
+        twin = MerkleTree.__new__(MerkleTree)
+        twin.bits, twin._nodes = self.bits, bytearray(self._nodes)
+        return twin
 
     @property
     def root(self) -> bytes:
@@ -214,11 +280,11 @@ def _apply_to_bucket(bucket: bytearray, records: Iterable[tuple[bytes, int]]) ->
 
 
 class _IdAt:
-    """Record index -> its id in one bucket: the bisection key."""
+    """Record index -> its id in one bucket (or a whole file): the bisection key."""
 
     __slots__ = ("_bucket",)
 
-    def __init__(self, bucket: bytearray) -> None:
+    def __init__(self, bucket: bytes | bytearray | memoryview) -> None:
         self._bucket = bucket
 
     def __call__(self, index: int) -> bytes:

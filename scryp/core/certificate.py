@@ -6,7 +6,7 @@ against the quorum from ``.keys``. Pure. Reference: docs/protocol.md §8.4.
 
 Statement, 120 bytes, all integers big-endian::
 
-    b"scryp-round-v1\\0\\0" (16) | network id (32) | round (8) | state hash (32) | infohash v2 (32)
+    b"scryp-round-v1\\0\\0" (16) | network id (32) | round (8) | state root (32) | infohash v2 (32)
 
 The infohash is the 32-byte BEP 52 info-hash of the round's hybrid torrent (SHA-256 of the info
 dict). The info dict carries the v1 piece hashes and the v2 file roots, so one signature binds
@@ -49,7 +49,7 @@ class Statement:
 
     network: bytes
     round: int
-    state_hash: bytes
+    state_root: bytes
     infohash_v2: bytes
 
     def __post_init__(self) -> None:
@@ -57,12 +57,12 @@ class Statement:
             raise MalformedInput(f"network id is {NETWORK_ID_BYTES} bytes")
         if not 0 <= self.round < 2**64:
             raise MalformedInput(f"round {self.round} does not fit 8 bytes")
-        if len(self.state_hash) != HASH_BYTES or len(self.infohash_v2) != HASH_BYTES:
-            raise MalformedInput("state hash and infohash v2 are 32 bytes each")
+        if len(self.state_root) != HASH_BYTES or len(self.infohash_v2) != HASH_BYTES:
+            raise MalformedInput("state root and infohash v2 are 32 bytes each")
 
     def to_bytes(self) -> bytes:
         return _STATEMENT.pack(
-            STATEMENT_TAG, self.network, self.round, self.state_hash, self.infohash_v2
+            STATEMENT_TAG, self.network, self.round, self.state_root, self.infohash_v2
         )
 
     @classmethod

@@ -2,12 +2,14 @@
 
 Owns: validation of a genesis file and the network id.
 Invariants: a genesis is a canonical balances file (protocol §4.1) whose balances sum to exactly
-``TOTAL_SUPPLY`` = 2**32-1; the network id is its SHA-256, which is also round 0's state hash.
+``TOTAL_SUPPLY`` = 2**32-1; the network id is its SHA-256 (protocol §5.2); round 0's state
+root is the Merkle root of its buckets (protocol §4.4.3).
 There is no minting, so every later state sums to the same total.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,8 +18,8 @@ from scryp.core.balances import (
     TOTAL_SUPPLY,
     check_balances_file,
     encode_balances,
-    state_hash,
 )
+from scryp.core.buckets import state_root
 from scryp.errors import MalformedInput
 
 
@@ -51,7 +53,12 @@ class Genesis:
     @property
     def network_id(self) -> bytes:
         """SHA-256 of the genesis file: names the network in every signed statement."""
-        return state_hash(self.balances_file)
+        return hashlib.sha256(self.balances_file).digest()
+
+    @property
+    def state_root(self) -> bytes:
+        """Round 0's state root: the root of the genesis's buckets (protocol §4.4.3)."""
+        return state_root(self.balances_file)
 
     def encode(self) -> bytes:
         return self.balances_file

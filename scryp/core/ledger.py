@@ -4,8 +4,8 @@ Owns: the validity rules, their order, the duplicate window and the ``Ledger`` s
 (balances, the ids of recent transactions, the last stamp).
 
 Every server applies the same batches in the same order with the same leader stamps, so every
-server computes the same outcomes and the same state hash. To keep that true, nothing here
-reads a clock or depends on dict or set iteration order for a result.
+server computes the same outcomes and the same state root (protocol §4.4.3). To keep that
+true, nothing here reads a clock or depends on dict or set iteration order for a result.
 
 Invariants (checked by ``Ledger.check``):
 - total supply stays 2**32-1; no balance is zero in the file, none exceeds 2**32-1;
@@ -24,6 +24,7 @@ from enum import StrEnum
 from itertools import pairwise
 
 from scryp.core.balances import BalanceTable
+from scryp.core.buckets import BUCKET_BITS, MerkleTree, bucket_of, leaf_hash
 from scryp.core.genesis import Genesis
 from scryp.core.tx import Transaction
 from scryp.errors import MalformedInput, invariant
@@ -83,7 +84,7 @@ def precheck_all(txs: Sequence[Transaction]) -> list[Reason | None]:
 class Ledger:
     """Balances plus the duplicate window; ``apply`` is the state machine's transition."""
 
-    __slots__ = ("_heap", "_last_stamp_ms", "_recent", "_table", "window_ms")
+    __slots__ = ("_heap", "_last_stamp_ms", "_recent", "_table", "_tree", "window_ms")
 
     def __init__(
         self,
@@ -101,6 +102,7 @@ class Ledger:
         # tx id -> its timestamp, for every remembered transaction; a heap orders expiry.
         self._recent: dict[bytes, int] = {tx_id: ts for ts, tx_id in recent}
         self._heap: list[tuple[int, bytes]] = sorted(recent)
+        self._tree: MerkleTree | None = None  # built at the first state_root()
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, *, window_ms: int = WINDOW_MS_DEFAULT) -> Ledger:
@@ -118,8 +120,30 @@ class Ledger:
     def balances_file(self) -> bytes:
         return self._table.balances_file()
 
-    def state_hash(self) -> bytes:
-        return self._table.state_hash()
+    def state_root(self) -> bytes:
+        """The state root (protocol §4.4.3). The first call hashes the whole file into the
+        tree (restart, catch-up); later ones rehash only the buckets of accounts changed
+        since the previous call, and the paths above them: O(changed buckets × 16) hashes."""
+        table = self._table
+        touched = table.take_touched()
+        if self._tree is None:
+            self._tree = MerkleTree.of_file(table.balances_file())
+        elif touched:
+            shift = 64 - BUCKET_BITS  # bucket b: ids whose first 8 bytes are b << shift ...
+            changed = {bucket_of(account, BUCKET_BITS) for account in touched}
+            self._tree.update(
+                {
+                    b: leaf_hash(table.records_between(b << shift, (b + 1) << shift))
+                    for b in sorted(changed)
+                }
+            )
+        return self._tree.root
+
+    def state_tree(self) -> MerkleTree:
+        """A copy of the tree at the current state (for proofs of a sealed round, §4.4.6)."""
+        self.state_root()
+        assert self._tree is not None
+        return self._tree.copy()
 
     def total_supply(self) -> int:
         return self._table.total()

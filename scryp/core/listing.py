@@ -2,12 +2,12 @@
 against the quorum (protocol §6.5, §10.8). Pure.
 
 A listing is untrusted JSON. ``certified_round`` turns one entry into a ``ListedRound`` only
-if its certificate verifies against ``.keys`` for (network, round, state hash, v2 infohash)
+if its certificate verifies against ``.keys`` for (network, round, state root, v2 infohash)
 (§8.4): the v2 infohash then binds every byte of the round's torrent, so a ``transactions``
 file fetched under it is the one the servers certified, whoever listed it. The v1 infohash
 and the transaction count are not covered by the certificate: a wrong v1 infohash makes the
 fetch fail its v2 check, and a false count of 0 is caught when the replay does not reach the
-certified state hash.
+certified state root.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class ListedRound:
         return self.statement.round
 
     @property
-    def state_hash(self) -> bytes:
-        return self.statement.state_hash
+    def state_root(self) -> bytes:
+        return self.statement.state_root
 
     @property
     def infohash_v2(self) -> bytes:
@@ -48,7 +48,7 @@ class ListedRound:
         """The ``GET /rounds`` entry (docs/api.md) for this round."""
         return {
             "round": self.round,
-            "state_hash": self.state_hash.hex(),
+            "state_root": self.state_root.hex(),
             "infohash": self.infohash.hex(),
             "infohash_v2": self.infohash_v2.hex(),
             "transactions": self.transactions,
@@ -68,7 +68,7 @@ def certified_round(
         number = entry["round"]
         if not isinstance(number, int) or isinstance(number, bool):
             raise ValueError("round is not an integer")
-        state = bytes.fromhex(str(entry["state_hash"]))
+        state = bytes.fromhex(str(entry["state_root"]))
         v2 = bytes.fromhex(str(entry["infohash_v2"]))
         v1 = bytes.fromhex(str(entry["infohash"]))
         certificate = Certificate.from_bytes(bytes.fromhex(str(entry.get("certificate", ""))))

@@ -46,11 +46,11 @@ class UnknownKey(BadSignature):
 
 @dataclass(frozen=True, slots=True)
 class PointerRecord:
-    """One server's claim: "round R has state hash S and lives in torrent IH"."""
+    """One server's claim: "round R has state root S and lives in torrent IH"."""
 
     network: bytes
     round: int
-    state_hash: bytes
+    state_root: bytes
     infohash: bytes  # v1, 20 bytes: what users type (40 hex) and magnet links carry
     infohash_v2: bytes  # BEP 52, 32 bytes: what the certificate binds
     recent: tuple[bytes, ...] = ()  # v1 infohashes of earlier rounds, newest first
@@ -62,8 +62,8 @@ class PointerRecord:
             raise MalformedInput("network id is 32 bytes")
         if not 0 <= self.round < 2**63:
             raise MalformedInput(f"round {self.round} out of range")
-        if len(self.state_hash) != HASH_BYTES or len(self.infohash_v2) != HASH_BYTES:
-            raise MalformedInput("state hash and infohash v2 are 32 bytes")
+        if len(self.state_root) != HASH_BYTES or len(self.infohash_v2) != HASH_BYTES:
+            raise MalformedInput("state root and infohash v2 are 32 bytes")
         if len(self.infohash) != INFOHASH_V1_BYTES:
             raise MalformedInput("infohash v1 is 20 bytes")
         if len(self.recent) > RECENT_MAX or any(len(h) != INFOHASH_V1_BYTES for h in self.recent):
@@ -74,7 +74,7 @@ class PointerRecord:
 
     @property
     def statement(self) -> Statement:
-        return Statement(self.network, self.round, self.state_hash, self.infohash_v2)
+        return Statement(self.network, self.round, self.state_root, self.infohash_v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def encode_record(record: PointerRecord) -> bytes:
             b"net": record.network,
             b"recent": list(record.recent),
             b"round": record.round,
-            b"state": record.state_hash,
+            b"state": record.state_root,
             b"v": RECORD_VERSION,
         }
     )
@@ -136,7 +136,7 @@ def decode_record(data: bytes) -> PointerRecord:
     return PointerRecord(
         network=strings[b"net"],
         round=round_number,
-        state_hash=strings[b"state"],
+        state_root=strings[b"state"],
         infohash=strings[b"ih"],
         infohash_v2=strings[b"ih2"],
         recent=tuple(h for h in recent if isinstance(h, bytes)),
@@ -200,10 +200,10 @@ def agreed(
     thus never steer readers to a state the majority did not agree on.
     """
     mine = [r for key, r in records.items() if key in quorum and r.network == network]
-    votes = Counter((r.round, r.state_hash, r.infohash, r.infohash_v2) for r in mine)
+    votes = Counter((r.round, r.state_root, r.infohash, r.infohash_v2) for r in mine)
     best: PointerRecord | None = None
     for record in mine:
-        claim = (record.round, record.state_hash, record.infohash, record.infohash_v2)
+        claim = (record.round, record.state_root, record.infohash, record.infohash_v2)
         vouched = votes[claim] >= majority(len(quorum)) or certified(record, quorum)
         if vouched and (best is None or record.round > best.round):
             best = record

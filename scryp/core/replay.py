@@ -6,14 +6,15 @@ A round's ``transactions`` file holds only the payments the servers accepted, in
 so replaying them needs no clock and no duplicate window: each must carry a valid signature,
 move at least 1 scryp between two different accounts, and find the payer's funds sufficient.
 Anything else means the file is not what the servers accepted (MalformedInput/BadSignature),
-and the final state must hash to the certified state hash anyway.
+and the final state must give the certified state root anyway (protocol §4.4.3).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scryp.core.balances import decode_balances, encode_balances, state_hash
+from scryp.core.balances import decode_balances, encode_balances
+from scryp.core.buckets import state_root
 from scryp.core.tx import Transaction
 from scryp.errors import BadSignature, MalformedInput
 
@@ -35,8 +36,9 @@ def replay(balances_file: bytes, transactions: Iterable[Transaction]) -> bytes:
 
 
 def replay_to(balances_file: bytes, transactions: Iterable[Transaction], expect: bytes) -> bytes:
-    """``replay``, then require the result to hash to the certified state hash ``expect``."""
+    """``replay``, then require the result's root (protocol §4.4.3) to be the certified
+    state root ``expect``."""
     result = replay(balances_file, transactions)
-    if state_hash(result) != expect:
-        raise MalformedInput("replayed rounds do not hash to the certified state hash")
+    if state_root(result) != expect:
+        raise MalformedInput("replayed rounds do not give the certified state root")
     return result

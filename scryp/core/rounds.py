@@ -5,7 +5,7 @@ Owns: what this server knows of each sealed round (``RoundInfo``), its own share
 of §8.4 signed with its key), the check of every peer's share against ``.keys``, shares that
 arrive before their round is seeded here (bounded: ``shares_rounds_ahead_max`` rounds ahead),
 the majority rule (``⌊n/2⌋ + 1`` distinct valid signatures), DIVERGENCE (a valid share naming
-another state hash or torrent for a round), which pointer record to publish (the newest
+another state root or torrent for a round), which pointer record to publish (the newest
 certified round; the first seeded round uncertified while nothing is, §9.4), failed-seed
 retries, and forgetting old rounds.
 
@@ -16,7 +16,7 @@ logging: decisions worth a log line are returned as reports (``Certified``, ``Di
 ``ShareRefused``). ed25519 signing and checking are pure CPU and happen here.
 
 Invariants:
-- a round is certified at most once, under the state hash this server sealed it with, by
+- a round is certified at most once, under the state root this server sealed it with, by
   ``majority(n)`` signatures that each verify against ``.keys`` (an honest server's own
   share included), so ``verify_certificate`` accepts every certificate stored;
 - a round's share is sent only once the round is seeded (a peer may fetch it at once);
@@ -107,7 +107,7 @@ class Certified:
     """Report: round certified here by these signers."""
 
     round: int
-    state_hash: bytes
+    state_root: bytes
     signers: tuple[int, ...]
 
 
@@ -164,8 +164,8 @@ class RoundInfo:
         return self.meta.round
 
     @property
-    def state_hash(self) -> bytes:
-        return self.meta.state_hash
+    def state_root(self) -> bytes:
+        return self.meta.state_root
 
     @property
     def seeded(self) -> bool:
@@ -323,11 +323,11 @@ class RoundProtocol:
     def _own_share(self, info: RoundInfo) -> Share:
         if info.own_share is None:
             statement = Statement(
-                self.config.network, info.round, info.state_hash, info.infohash_v2
+                self.config.network, info.round, info.state_root, info.infohash_v2
             )
             info.own_share = Share(
                 info.round,
-                info.state_hash,
+                info.state_root,
                 info.infohash,
                 info.infohash_v2,
                 statement.sign(self._key),
@@ -336,8 +336,8 @@ class RoundProtocol:
         return info.own_share
 
     def _accept(self, info: RoundInfo, peer: int, share: Share) -> list[Action]:
-        if (share.state_hash, share.infohash_v2) != (info.state_hash, info.infohash_v2):
-            return [Diverged(peer, share.round, share.state_hash, info.state_hash)]
+        if (share.state_root, share.infohash_v2) != (info.state_root, info.infohash_v2):
+            return [Diverged(peer, share.round, share.state_root, info.state_root)]
         info.shares[peer] = share.signature
         return []
 
@@ -350,7 +350,7 @@ class RoundProtocol:
             chosen = tuple(sorted(info.shares.items())[:need])
             info.certificate = Certificate(chosen).to_bytes()
             actions.append(StoreCertificate(info.round, info.certificate))
-            actions.append(Certified(info.round, info.state_hash, tuple(i for i, _ in chosen)))
+            actions.append(Certified(info.round, info.state_root, tuple(i for i, _ in chosen)))
         if self.certified_round is None or info.round > self.certified_round:
             self.certified_round = info.round
             self._published_any = True
@@ -366,7 +366,7 @@ class RoundProtocol:
         return PointerRecord(
             network=self.config.network,
             round=info.round,
-            state_hash=info.state_hash,
+            state_root=info.state_root,
             infohash=info.infohash,
             infohash_v2=info.infohash_v2,
             recent=recent,

@@ -5,7 +5,7 @@ that are not Raft messages. Pure.
 
     0x01 RAFT     a Raft message (scryp.core.raft.codec)
     0x02 FORWARD  payments a follower passes to the leader: n × 140 bytes
-    0x03 SHARE    a server's signature of a round: round (8) | state hash (32) |
+    0x03 SHARE    a server's signature of a round: round (8) | state root (32) |
                   infohash v1 (20) | infohash v2 (32) | signature (64) | torrent port (2);
                   the port (unsigned, but the link is authenticated) is where the sender
                   seeds, so a server catching up can dial it without waiting for the DHT
@@ -51,14 +51,14 @@ class Share:
     """Server ``signer``'s vouching for a round; ``signature`` signs the round's Statement."""
 
     round: int
-    state_hash: bytes
+    state_root: bytes
     infohash: bytes
     infohash_v2: bytes
     signature: bytes
     torrent_port: int = 0
 
     def statement(self, network: bytes) -> Statement:
-        return Statement(network, self.round, self.state_hash, self.infohash_v2)
+        return Statement(network, self.round, self.state_root, self.infohash_v2)
 
     def _checked(self) -> Share:
         _check_round(self.round)
@@ -91,7 +91,7 @@ def encode_frame(frame: PeerFrame) -> bytes:
         case Share():
             return bytes([FrameKind.SHARE]) + _SHARE.pack(
                 frame.round,
-                frame.state_hash,
+                frame.state_root,
                 frame.infohash,
                 frame.infohash_v2,
                 frame.signature,

@@ -124,12 +124,12 @@ async def newest_certified(testbed: Testbed, only: list[int]) -> int:
 
 
 async def wait_agreement(testbed: Testbed, timeout_s: float) -> dict[str, Any]:
-    """Until every server reports the same certified round and state hash."""
+    """Until every server reports the same certified round and state root."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         statuses = await testbed.statuses(timeout_s=1.0)
         if all(statuses):
-            pairs = {(s["certified_round"], s["certified_state_hash"]) for s in statuses if s}
+            pairs = {(s["certified_round"], s["certified_state_root"]) for s in statuses if s}
             if len(pairs) == 1:
                 return {"round": next(iter(pairs))[0]}
         await asyncio.sleep(POLL_S)

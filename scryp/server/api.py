@@ -21,7 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction, decode_many
 from scryp.crypto import parse_public_key_hex
-from scryp.errors import MalformedInput, RemoteError
+from scryp.errors import MalformedInput, NotAvailable, RemoteError
 from scryp.peers import PEER_PATH
 from scryp.server.config import ServerLimits
 from scryp.server.node import ServerNode
@@ -177,8 +177,42 @@ async def query(request: web.Request) -> web.Response:
             "account": account.hex(),
             "balance": found.balance,
             "round": found.round,
-            "state_hash": found.state_hash.hex(),
+            "state_root": found.state_root.hex(),
             "signers": list(found.signers),
+        }
+    )
+
+
+async def proof(request: web.Request) -> web.Response:
+    """An untrusted helper for light clients (protocol §4.4.6, stage A): the account's
+    bucket in the newest certified round (or ``?round=R``, if its tree is kept), its 16
+    sibling hashes and its bytes' place in that round's ``balances``; a client checks it
+    against the certified root."""
+    view = request.app[VIEW]
+    account = account_from(request)
+    wanted = request.query.get("round")
+    try:
+        round_number = int(wanted) if wanted is not None else None
+    except ValueError:
+        raise MalformedInput("round must be a round number") from None
+    if round_number is not None and round_number < 0:
+        raise MalformedInput("round must be a round number")
+    try:
+        found = await asyncio.to_thread(view.proof, account, round_number)
+    except (NotAvailable, OSError) as problem:  # a round not kept, or pruned meanwhile
+        raise error(web.HTTPNotFound, str(problem)) from None
+    if found is None:
+        raise error(web.HTTPServiceUnavailable, "no certified round yet")
+    return web.json_response(
+        {
+            "account": account.hex(),
+            "round": found.round,
+            "state_root": found.state_root.hex(),
+            "infohash": found.infohash.hex(),
+            "bucket": found.bucket,
+            "siblings": [sibling.hex() for sibling in found.siblings],
+            "start": found.start,
+            "end": found.end,
         }
     )
 
@@ -200,7 +234,7 @@ async def rounds(request: web.Request) -> web.Response:
         listed.append(
             {
                 "round": info.round,
-                "state_hash": info.state_hash.hex(),
+                "state_root": info.state_root.hex(),
                 "infohash": info.infohash.hex(),
                 "infohash_v2": info.infohash_v2.hex(),
                 "transactions": info.transactions,
@@ -245,7 +279,7 @@ async def record(request: web.Request) -> web.Response:
         {
             "network": view.network.hex(),
             "round": info.round,
-            "state_hash": info.state_hash.hex(),
+            "state_root": info.state_root.hex(),
             "infohash": info.infohash.hex(),
             "infohash_v2": info.infohash_v2.hex(),
             "certificate": info.certificate.hex(),
@@ -269,6 +303,7 @@ def build_app(
     app[PEER_UPGRADES] = RateLimiter(PEER_UPGRADES_PER_S, PEER_UPGRADE_BURST)
     app.router.add_post("/transact", transact)
     app.router.add_get("/query/{account}", query)
+    app.router.add_get("/proof/{account}", proof)
     app.router.add_get("/status", status)
     app.router.add_get("/rounds", rounds)
     app.router.add_get("/tx/{id}", transaction)

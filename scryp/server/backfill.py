@@ -5,7 +5,7 @@ sealed itself), so it cannot say what became of their payments. Their ``transact
 list the payments they accepted, in order, and the other servers still seed them (a minute of
 rounds, protocol §8.9). So: list the rounds from a peer's API, fetch each round's
 ``transactions`` from the swarm, and **replay** them onto round L's balances (which this server
-wrote and checked itself): only if the result hashes to round R's state hash (which Raft named)
+wrote and checked itself): only if the result gives round R's state root (which Raft named)
 are the payments taken as accepted. A peer that lists a wrong torrent, or a round the swarm no
 longer has, leaves those outcomes unknown (GET /tx answers 404), never wrong. Refusals in the
 skipped rounds stay unknown here: the files hold only acceptances.
@@ -134,7 +134,7 @@ class Backfill:
         by_round.append((last, await asyncio.to_thread(decode_many, local, ROUND_TXS_MAX)))
         old = await asyncio.to_thread((self.work_dir / SINCE_BALANCES).read_bytes)
         txs = [tx for _, round_txs in by_round for tx in round_txs]
-        await asyncio.to_thread(replay_to, old, txs, to.state_hash)
+        await asyncio.to_thread(replay_to, old, txs, to.state_root)
         return [Accepted(tx.tx_id, tx.timestamp_ms, n) for n, txs in by_round for tx in txs]
 
     async def _listing(
@@ -171,7 +171,7 @@ class Backfill:
         timeout_s: float,
     ) -> list[Transaction]:
         if listing[number].get("transactions") == 0:
-            return []  # if that was a lie, the replay does not reach the state hash
+            return []  # if that was a lie, the replay does not reach the state root
         listed = certified_round(listing[number], self.network, self.quorum)
         result = await self.swarm.fetch(
             listed.infohash,

@@ -4,7 +4,7 @@ A server far behind asks every peer for its share of the round the leader named;
 verified share names the round's torrent (v1 and v2 infohashes) and where the peer seeds it.
 A share is signed, but a server can sign a lie: another state (refused here: the leader's
 metadata names the state), or the right state with a torrent that does not hold it, or that
-holds the right balances beside a forged ``window`` (the state hash covers only the balances,
+holds the right balances beside a forged ``window`` (the state root covers only the balances,
 so no fetch could notice; the restored server would then decide duplicates differently from
 the others). So a torrent is trusted only when a majority of the quorum name it (their shares
 are a certificate's worth of signed statements) or the leader that asked for the catch-up
@@ -31,7 +31,7 @@ class Candidates:
     """Verified shares of one round, as they arrive."""
 
     round: int
-    state_hash: bytes  # what the leader's metadata names: the only state we accept
+    state_root: bytes  # what the leader's metadata names: the only state we accept
     leader: int | None  # the server whose CatchUp started this: trusted alone
     majority: int  # of the quorum: that many naming one torrent certify it
     named: dict[Torrent, list[tuple[int, Share]]] = field(default_factory=dict)
@@ -40,13 +40,13 @@ class Candidates:
     def offer(self, peer: int, share: Share) -> None:
         if share.round != self.round:
             return
-        if share.state_hash != self.state_hash:
+        if share.state_root != self.state_root:
             log.warning(
                 "server %d names round %d with state %s, the leader %s: ignored",
                 peer,
                 share.round,
-                share.state_hash.hex()[:16],
-                self.state_hash.hex()[:16],
+                share.state_root.hex()[:16],
+                self.state_root.hex()[:16],
             )
             return
         if any(sender == peer for named in self.named.values() for sender, _ in named):

@@ -406,14 +406,14 @@ class Driver:
             )
             if decided is not None:
                 self._round_outcomes.append(decided.encode())
-        if applied.sealed_round is None or applied.state_hash is None:
+        if applied.sealed_round is None or applied.state_root is None:
             return
         meta = SnapshotMeta(
             index=entry.index,
             term=entry.term,
             round=applied.sealed_round,
             stamp_ms=entry.stamp_ms,
-            state_hash=applied.state_hash,
+            state_root=applied.state_root,
         )
         transactions = b"".join(self._round_txs)
         self._round_txs = []

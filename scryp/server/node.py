@@ -102,8 +102,9 @@ class ServerNode:
         self.index = quorum.index(key.public)
         self.genesis = genesis
         self.network = genesis.network_id
+        self.genesis_root = genesis.state_root  # round 0's state (§4.4.3), hashed once
         self.rounds = RoundStore(config.data_dir / "rounds")
-        self.store = RaftStore(config.data_dir / "raft", genesis.network_id)
+        self.store = RaftStore(config.data_dir / "raft", self.genesis_root)
         self.raft_config = RaftConfig(
             server_id=self.index,
             servers=tuple(range(len(quorum))),
@@ -150,6 +151,7 @@ class ServerNode:
         meta = persisted.snapshot
         if meta.round == 0:
             ledger = Ledger.from_genesis(self.genesis, window_ms=self.config.window_ms)
+            ledger.state_root()  # the tree, built at start rather than at the first seal
         else:
             ledger = self._load_round(meta)
         # Seed randomness for election timeouts from the OS: servers must not be in lockstep.
@@ -206,7 +208,7 @@ class ServerNode:
 
     def _load_round(self, meta: SnapshotMeta) -> Ledger:
         """The ledger of the round the write-ahead log starts from, checked against the
-        state hash the log names: a server never starts from damaged data (§9.10)."""
+        state root the log names: a server never starts from damaged data (§9.10)."""
         where = self.rounds.path(meta.round)
         if self.rounds.get(meta.round) is None:
             raise StorageCorrupt(f"round {meta.round}, which the write-ahead log names, is gone")
@@ -214,19 +216,21 @@ class ServerNode:
             ledger = self._ledger_of(meta.round)
         except (MalformedInput, OSError) as error:
             raise StorageCorrupt(f"{where} is unreadable: {error}") from None
-        if ledger.state_hash() != meta.state_hash:
-            raise StorageCorrupt(f"{where} does not hash to the state the log names")
+        if ledger.state_root() != meta.state_root:
+            raise StorageCorrupt(f"{where} does not give the state root the log names")
         return ledger
 
     def _ledger_of(self, round_number: int) -> Ledger:
-        return Ledger.from_checkpoint(
+        ledger = Ledger.from_checkpoint(
             self.rounds.read(round_number, snapshot.BALANCES),
             self.rounds.read(round_number, snapshot.WINDOW),
             window_ms=self.config.window_ms,
         )
+        ledger.state_root()  # the tree, built once here (in a thread), then updated per seal
+        return ledger
 
     def _write_genesis_round(self) -> None:
-        genesis_meta = SnapshotMeta(0, 0, 0, 0, self.network)
+        genesis_meta = SnapshotMeta(0, 0, 0, 0, self.genesis_root)
         self.rounds.write(
             genesis_meta,
             self.genesis.balances_file,
@@ -406,7 +410,7 @@ class ServerNode:
     def start_fetch(self, meta: SnapshotMeta) -> None:
         # Gather shares of the round from now on: the driver has just asked every peer.
         leader = self.driver.raft.leader_id if self.driver is not None else None
-        candidates = Candidates(meta.round, meta.state_hash, leader, len(self.quorum) // 2 + 1)
+        candidates = Candidates(meta.round, meta.state_root, leader, len(self.quorum) // 2 + 1)
         self._catch_up = candidates
         self.spawn(self.fetch_round(meta, candidates))
 
@@ -458,7 +462,7 @@ class ServerNode:
             self.rounds.directory,
             timeout_s=self.config.limits.catch_up_timeout_s,
             expect_infohash_v2=share.infohash_v2,
-            expect_state_hash=meta.state_hash,
+            expect_state_root=meta.state_root,
             peers=peers,
             on_progress=lambda p: log.debug("catch-up progress %s", p),
             metadata_timeout_s=self.config.limits.catch_up_metadata_s,
@@ -500,6 +504,7 @@ class ServerIO:
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         rounds = self.node.rounds
         balances, window = ledger.balances_file(), ledger.encode_window()
+        self.node.view.keep_tree(meta.round, ledger.state_tree())  # for GET /proof (§4.4.6)
         await asyncio.to_thread(rounds.write, meta, balances, transactions, window)
 
     async def keep_outcomes(self, records: bytes) -> None:
@@ -550,7 +555,7 @@ class ServerIO:
 def _log_report(report: Report) -> None:
     match report:
         case Sealed(meta=meta):
-            log.info("sealed round %d: state %s", meta.round, meta.state_hash.hex()[:16])
+            log.info("sealed round %d: state %s", meta.round, meta.state_root.hex()[:16])
         case Certified():
             log.info("round %d certified by servers %s", report.round, list(report.signers))
         case Diverged():

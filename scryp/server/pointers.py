@@ -5,7 +5,7 @@ Owns: ``PointerWatch``, one task of the server's TaskGroup. It gets every other 
 pointer through the swarm (``Swarm.get_pointers``, which verifies each against ``.keys``) every
 ``poll_s`` while one is unseen or an address unknown, every ``settled_s`` after. It learns the
 API address of each server not given with ``--peer`` and logs each server's pointer (round, v1
-infohash in hex, state hash) the first time it sees one and again once every ``log_period_s``.
+infohash in hex, state root) the first time it sees one and again once every ``log_period_s``.
 
 Invariants: only verified records are used; a record of another network teaches nothing; an
 address the network mode does not allow (a public one in loopback mode, an unspecified one in
@@ -123,6 +123,6 @@ class PointerWatch:
                 index,
                 record.round,
                 record.infohash.hex(),
-                record.state_hash.hex(),
+                record.state_root.hex(),
                 " certified" if certified(record, self.quorum) else "",
             )

@@ -2,7 +2,7 @@
 
 ``DATA/rounds/round-NNNNNNNNNN/`` holds the round's torrent files (``balances``,
 ``transactions``, ``window``) and, beside them, ``raft-meta`` (the seal's Raft index, term,
-stamp and state hash) and, once a majority vouched for the round, ``certificate``.
+stamp and state root) and, once a majority vouched for the round, ``certificate``.
 
 A round is written into a hidden temporary directory, every file fsynced, then renamed into
 place and the parent directory fsynced; ``raft-meta`` is the last file written, so a round

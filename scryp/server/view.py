@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.registry import CollectorRegistry
 
+from scryp.core import snapshot
 from scryp.core.balances import lookup
+from scryp.core.buckets import BUCKET_BITS, MerkleTree, bucket_of, bucket_range
 from scryp.core.certificate import Certificate
 from scryp.core.ledger import Reason
 from scryp.core.outcomes import Decided
 from scryp.core.rounds import RoundInfo
-from scryp.errors import RemoteError
+from scryp.errors import MalformedInput, NotAvailable, RemoteError
 from scryp.server.config import ServerLimits
 
 if TYPE_CHECKING:
@@ -29,8 +33,24 @@ if TYPE_CHECKING:
 class Balance:
     balance: int
     round: int
-    state_hash: bytes
+    state_root: bytes
     signers: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """Where an account's bucket sits in a certified round (protocol §4.4.6, stage A)."""
+
+    round: int
+    state_root: bytes
+    infohash: bytes
+    bucket: int
+    siblings: tuple[bytes, ...]  # leaf level first
+    start: int  # the bucket's bytes in the round's ``balances``: [start, end)
+    end: int
+
+
+PROOF_TREES_KEPT = 3  # the newest sealed rounds' trees (4 MB each): the certified one is there
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +71,8 @@ def certificate_signers(certificate: bytes) -> tuple[int, ...]:
 class ServerView:
     def __init__(self, node: ServerNode) -> None:
         self._node = node
+        self._trees: OrderedDict[int, MerkleTree] = OrderedDict()
+        self._trees_lock = threading.Lock()  # kept on the event loop, read in threads
 
     @property
     def limits(self) -> ServerLimits:
@@ -98,12 +120,66 @@ class ServerView:
         # Map the file rather than read it: a lookup touches ~20 of its records (O(log n)).
         with open(path, "rb") as file:
             if os.fstat(file.fileno()).st_size == 0:
-                return Balance(0, info.round, info.state_hash, signers)
+                return Balance(0, info.round, info.state_root, signers)
             with (
                 mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
                 memoryview(mapped) as view,
             ):
-                return Balance(lookup(view, account), info.round, info.state_hash, signers)
+                return Balance(lookup(view, account), info.round, info.state_root, signers)
+
+    def keep_tree(self, round_number: int, tree: MerkleTree) -> None:
+        """A sealed round's Merkle tree, for proofs (the newest few only)."""
+        with self._trees_lock:
+            self._trees[round_number] = tree
+            while len(self._trees) > PROOF_TREES_KEPT:
+                self._trees.popitem(last=False)
+
+    def _tree_of(self, info: RoundInfo, rebuild: bool) -> MerkleTree | None:
+        """The round's tree: kept since its seal, else (``rebuild``) rebuilt once from its
+        file (after a restart); None if not kept, or if the file does not give the round's
+        root (damaged: no proof)."""
+        with self._trees_lock:
+            tree = self._trees.get(info.round)
+        if tree is None and rebuild:
+            try:
+                tree = MerkleTree.of_file(self._node.rounds.read(info.round, snapshot.BALANCES))
+            except (OSError, MalformedInput):  # pruned meanwhile, or damaged: our fault
+                return None
+            if tree.root != info.state_root:
+                return None
+            self.keep_tree(info.round, tree)
+        return tree
+
+    def proof(self, account: bytes, round_number: int | None = None) -> Proof | None:
+        """What proves the account's balance (§4.4.6) in the newest certified round, or in
+        ``round_number`` if this server still keeps its tree (the newest few sealed: an
+        older one would cost a whole file's hashing per request). Blocking: run it in a
+        thread. None before a certified round; NotAvailable for a round not kept."""
+        certified = self.certified()
+        if round_number is None or (certified and certified.round == round_number):
+            info = certified
+        else:
+            driver = self._node.driver
+            info = driver.rounds.infos.get(round_number) if driver is not None else None
+            if info is None:
+                raise NotAvailable(f"round {round_number} is not kept here")
+        if info is None:
+            return None
+        tree = self._tree_of(info, rebuild=info is certified)
+        if tree is None:
+            raise NotAvailable(f"round {info.round}'s tree is not kept here")
+        index = bucket_of(account, BUCKET_BITS)
+        path = self._node.rounds.path(info.round) / snapshot.BALANCES
+        with open(path, "rb") as file:
+            start = end = 0
+            if os.fstat(file.fileno()).st_size:
+                with (
+                    mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+                    memoryview(mapped) as view,
+                ):
+                    start, end = bucket_range(view, index, BUCKET_BITS)
+        siblings = tuple(tree.proof(index))
+        return Proof(info.round, info.state_root, info.infohash, index, siblings, start, end)
 
     def tx(self, tx_id: bytes) -> TxView | None:
         driver = self._node.driver
@@ -135,9 +211,9 @@ class ServerView:
             "round": newest.round if newest else 0,
             # Raft's compaction point: a follower behind it must catch up through the swarm.
             "compacted_round": raft.log.snapshot.round if raft else 0,
-            "state_hash": newest.state_hash.hex() if newest else None,
+            "state_root": newest.state_root.hex() if newest else None,
             "certified_round": info.round if info else None,
-            "certified_state_hash": info.state_hash.hex() if info else None,
+            "certified_state_root": info.state_root.hex() if info else None,
             "infohash": info.infohash.hex() if info and info.infohash else None,
             "signers": list(certificate_signers(info.certificate)) if info else [],
             "peers_out": sorted(node.hub.connected_out),

@@ -6,7 +6,7 @@ the futures those steps wait on (``PieceWatch``), piece selection (``wanted_piec
 of a previous round's pieces, and the peer lookups of a session that does not announce.
 
 Invariants: a fetch returns only once every wanted piece passed its hash check and is flushed
-to disk, and, when the caller gave them, the v2 infohash and the state hash matched
+to disk, and, when the caller gave them, the v2 infohash and the state root matched
 (``FetchFailed`` otherwise: the swarm's data was wrong); a fetch that does not succeed drops
 its torrent, so nothing half-fetched or unverified is seeded on; every wait shares one
 deadline (``TimedOut``).
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import libtorrent as lt
 
 from scryp.core import snapshot
-from scryp.errors import LocalError, RemoteError
-from scryp.files import file_sha256
+from scryp.core.buckets import state_root
+from scryp.errors import LocalError, MalformedInput, RemoteError
 
 from .settings import SwarmConfig
 from .waits import deadline, stop
@@ -296,11 +296,19 @@ def _infohash_v2(info: Any) -> bytes:
     return bytes(hashes.v2.to_bytes()) if hashes.has_v2() else b""
 
 
-async def _check_state_hash(round_dir: Path, expected: bytes) -> None:
-    """The fetched balances must hash to the state hash the pointer named (protocol §4.2)."""
+async def _check_state_root(round_dir: Path, expected: bytes) -> None:
+    """The fetched balances must give the state root the pointer named (protocol §4.4.3)."""
     balances = round_dir / snapshot.BALANCES
-    if await asyncio.to_thread(file_sha256, balances) != expected:
-        raise FetchFailed(f"{balances} does not hash to the expected state hash")
+    if await asyncio.to_thread(_file_state_root, balances) != expected:
+        raise FetchFailed(f"{balances} does not give the expected state root")
+
+
+def _file_state_root(path: Path) -> bytes | None:
+    """The state root of a balances file, or None if it cannot be cut into buckets."""
+    try:
+        return state_root(path.read_bytes())
+    except MalformedInput:
+        return None
 
 
 class Fetching:
@@ -334,7 +342,7 @@ class Fetching:
         files: Sequence[str] | None = None,
         pieces: Iterable[int] | None = None,
         expect_infohash_v2: bytes | None = None,
-        expect_state_hash: bytes | None = None,
+        expect_state_root: bytes | None = None,
         peers: Sequence[tuple[str, int]] = (),
         metadata_timeout_s: float | None = None,
         expect_name: str | None = None,
@@ -344,7 +352,7 @@ class Fetching:
         ``reuse_from``: a previous round's directory; its ``balances`` is copied into place
         before libtorrent checks the files, so only changed pieces travel (protocol §8.6).
         ``files`` (names inside the round) or ``pieces`` (indices) restrict what is fetched.
-        ``expect_infohash_v2`` and ``expect_state_hash`` are checked once the data is here;
+        ``expect_infohash_v2`` and ``expect_state_root`` are checked once the data is here;
         a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
         ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata).
         ``expect_name``: the round directory it must be (checked before a byte is written).
@@ -374,8 +382,8 @@ class Fetching:
                 if files is None or layout.file_name(i) in files
             )
             await step.flush()
-            if expect_state_hash is not None:
-                await _check_state_hash(round_dir, expect_state_hash)
+            if expect_state_root is not None:
+                await _check_state_root(round_dir, expect_state_root)
             succeeded = True
             return FetchResult(
                 infohash=infohash,

@@ -265,7 +265,7 @@ TARGETS: dict[str, Target] = {
 
 
 def _round_input(meta: SnapshotMeta, balances: bytes, window: bytes) -> bytes:
-    meta_1 = SnapshotMeta(meta.index, meta.term, 1, meta.stamp_ms, meta.state_hash)
+    meta_1 = SnapshotMeta(meta.index, meta.term, 1, meta.stamp_ms, meta.state_root)
     encoded = encode_snapshot_meta(meta_1)
     return bytes([len(encoded)]) + encoded + len(balances).to_bytes(2, "big") + balances + window
 
@@ -287,7 +287,7 @@ def seeds() -> dict[str, list[bytes]]:
     genesis_file = genesis_.balances_file
     ledger = Ledger.from_genesis(genesis_)
     ledger.apply([tx], 1_700_000_000_000)
-    meta = SnapshotMeta(index=9, term=2, round=3, stamp_ms=1_700_000_000_500, state_hash=b"h" * 32)
+    meta = SnapshotMeta(index=9, term=2, round=3, stamp_ms=1_700_000_000_500, state_root=b"h" * 32)
     entries = [
         Entry(term=2, index=10, stamp_ms=1, payload=NoOp()),
         Entry(term=2, index=11, stamp_ms=2, payload=Payments((tx.encode(),))),
@@ -301,7 +301,7 @@ def seeds() -> dict[str, list[bytes]]:
     record = PointerRecord(
         network=network,
         round=4,
-        state_hash=b"s" * 32,
+        state_root=b"s" * 32,
         infohash=b"i" * 20,
         infohash_v2=b"v" * 32,
         recent=(b"r" * 20,),

@@ -11,7 +11,7 @@ What it does, step by step as the document says:
   pure Ed25519 signatures of it by ``.keys`` members (§8.4, §8.10.2–3);
 - ``verify_torrent``: the info dict's SHA-256 is the certified v2 infohash (its SHA-1 the v1
   infohash), and its layout (§8.2, §8.10.5–6);
-- ``verify_balances``: the ``balances`` file against the state hash, the v1 piece hashes and
+- ``verify_balances``: the ``balances`` file against the state root, the v1 piece hashes and
   the v2 ``pieces root`` (§4, §8.10.5).
 """
 
@@ -304,10 +304,26 @@ def verify_v1_pieces(info: dict[bytes, Any], files: dict[str, bytes]) -> None:
             raise Rejected(f"piece {number} does not match its v1 hash")
 
 
+def state_root(balances: bytes) -> bytes:
+    """§4.4.2–3: records grouped by the first 16 bits of their id into 65,536 buckets (in
+    file order), leaf = SHA-256(0x00 ‖ bucket), node = SHA-256(0x01 ‖ left ‖ right)."""
+    buckets = [b""] * 65536
+    for at in range(0, len(balances), 36):
+        index = int.from_bytes(balances[at : at + 2], "big")
+        buckets[index] += balances[at : at + 36]
+    empty = hashlib.sha256(b"\x00").digest()
+    level = [hashlib.sha256(b"\x00" + b).digest() if b else empty for b in buckets]
+    while len(level) > 1:
+        pairs = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
+        known: dict[bytes, bytes] = {}  # equal pairs (empty subtrees) hashed once
+        level = [
+            known.get(p) or known.setdefault(p, hashlib.sha256(b"\x01" + p).digest()) for p in pairs
+        ]
+    return level[0]
+
+
 def verify_balances(balances: bytes, state: bytes) -> dict[bytes, int]:
-    """The balances file: its SHA-256 is the certified state hash, and it is canonical."""
-    if hashlib.sha256(balances).digest() != state:
-        raise Rejected("balances do not hash to the certified state hash")
+    """The balances file: canonical, and its state root (§4.4.3) is the certified one."""
     if len(balances) % 36:
         raise Rejected("balances length is not a multiple of 36")
     table: dict[bytes, int] = {}
@@ -318,6 +334,8 @@ def verify_balances(balances: bytes, state: bytes) -> dict[bytes, int]:
             raise Rejected("balances not sorted, or a zero balance")
         table[account] = amount
         previous = account
+    if state_root(balances) != state:  # sorted (checked above): buckets concatenate to it
+        raise Rejected("balances do not give the certified state root")
     if sum(table.values()) != SUPPLY:
         raise Rejected("balances do not sum to the supply")
     return table

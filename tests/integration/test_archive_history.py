@@ -145,7 +145,7 @@ def forged_certificate(entry: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("change", "reason"),
-    [(empty, "do not hash to the certified state hash"), (forged_certificate, "does not verify")],
+    [(empty, "do not give the certified state root"), (forged_certificate, "does not verify")],
 )
 def test_a_lying_archive_is_refused(
     paid: tuple[LocalNetwork, int],

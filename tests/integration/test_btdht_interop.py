@@ -7,7 +7,6 @@ tools/dht_router's LoopbackDHT, which these tests load from the tool itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.machinery
 import importlib.util
 import re
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from scryp.core import snapshot
+from scryp.core.buckets import state_root
 
 from .conftest import PrivateDHT, make_balances, write_round
 
@@ -153,7 +153,7 @@ def test_libtorrent_sessions_meet_through_the_btdht_router(dht: PrivateDHT, tmp_
                 result = await swarms[1].fetch(
                     torrent.infohash,
                     tmp_path / "client",
-                    expect_state_hash=hashlib.sha256(balances).digest(),
+                    expect_state_root=state_root(balances),
                     timeout_s=60,
                 )
                 assert (result.round_dir / snapshot.BALANCES).read_bytes() == balances

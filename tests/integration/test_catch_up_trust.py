@@ -52,7 +52,7 @@ class MisbehavingServer(ServerNode):
 
     def send_frame(self, peer: int, frame: PeerFrame) -> None:
         if peer == BEHIND and isinstance(frame, Share) and self.behaviour == "lie":
-            statement = Statement(self.network, frame.round, frame.state_hash, JUNK_V2)
+            statement = Statement(self.network, frame.round, frame.state_root, JUNK_V2)
             frame = replace(
                 frame, infohash=JUNK_V1, infohash_v2=JUNK_V2, signature=statement.sign(self.key)
             )

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from scryp.core.buckets import state_root
 from scryp.localnet import LocalNetwork
 
 from .test_client_e2e import cli, faucet_seed, key, net, seed_file
@@ -73,15 +74,15 @@ def test_status_shows_each_servers_infohash_ready_for_the_downloader(
         served = asyncio.run(published(net, pointer["index"], pointer["round"]))
         assert served is not None, f"server {pointer['index']} forgot round {pointer['round']}"
         assert pointer["infohash"] == served["infohash"]  # v1, as the server seeds it
-        assert pointer["state_hash"] == served["state_hash"]
+        assert pointer["state_root"] == served["state_root"]
     # Pasted into the downloader, the certified round's infohash fetches that round: its
-    # balances file hashes to the certified state hash (protocol §4.2).
+    # balances file gives the certified state root (protocol §4.4.3).
     argv = [sys.executable, "-m", "scryp.client", status["infohash"], "--out", str(tmp_path)]
     argv += [arg for b in status["bootstrap"] for arg in ("--bootstrap", b)]
     done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    hashes = {Path(path).name: digest for digest, path in map(str.split, done.stdout.splitlines())}
-    assert hashes["balances"] == status["state_hash"]
+    paths = {Path(path).name: Path(path) for _, path in map(str.split, done.stdout.splitlines())}
+    assert state_root(paths["balances"].read_bytes()).hex() == status["state_root"]
 
     status_argv = ["status", "--testnet", str(net.root), "--data", str(tmp_path / "text")]
     text = subprocess.run(
@@ -115,6 +116,6 @@ def test_servers_log_the_other_servers_pointers(net: LocalNetwork) -> None:
     for server, match in newest.items():
         served = asyncio.run(published(net, server, int(match.group(2))))
         if served is not None:  # logged rounds may be older than what servers keep
-            assert (served["infohash"], served["state_hash"]) == match.group(3, 4)
+            assert (served["infohash"], served["state_root"]) == match.group(3, 4)
             checked += 1
     assert checked > 0

@@ -7,7 +7,7 @@ SHA-1(key + salt)), checks both signature layers (the item, the majority certifi
 infohash, every file matches the v1 piece hashes and v2 roots, and ``balances`` hashes to the
 certified state and shows the payment. scryp is used only to run the network and to fetch
 the torrent's files and info dict from the swarm. Then planted bugs: a forged item signature,
-a wrong state hash, a wrong infohash and a changed balance are each rejected.
+a wrong state root, a wrong infohash and a changed balance are each rejected.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def test_a_pointer_certificate_and_round_verified_from_the_document(
         verifier.verify_torrent(info_dict, wrong_infohash.ih2, record.ih)
     richer = bytearray(files["balances"])
     richer[35] ^= 1  # the last byte of the first record's balance
-    with pytest.raises(Rejected, match="state hash"):
+    with pytest.raises(Rejected, match="state root"):
         verifier.verify_balances(bytes(richer), record.state)
     with pytest.raises(Rejected, match="piece 0 does not match its v1 hash"):
         verifier.verify_v1_pieces(info, {**files, "balances": bytes(richer)})

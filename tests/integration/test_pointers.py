@@ -37,7 +37,7 @@ def record(round_number: int, api: str = "127.0.0.1:6882") -> PointerRecord:
     return PointerRecord(
         network=NETWORK,
         round=round_number,
-        state_hash=state,
+        state_root=state,
         infohash=state[:20],
         infohash_v2=hashlib.sha256(state).digest(),
         recent=(bytes(20),),
@@ -127,7 +127,7 @@ def test_unknown_key_bad_signature_and_oversized_are_refused(dht: PrivateDHT) ->
                     PointerRecord(
                         big.network,
                         big.round,
-                        big.state_hash,
+                        big.state_root,
                         big.infohash,
                         big.infohash_v2,
                         certificate=b"c" * RECORD_MAX_BYTES,

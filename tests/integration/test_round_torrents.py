@@ -13,6 +13,7 @@ import pytest
 
 from scryp.core import bencode, snapshot
 from scryp.core.balances import BALANCE, BALANCE_OFFSET, RECORD
+from scryp.core.buckets import state_root
 from scryp.files import file_sha256
 from scryp.swarm import FetchFailed, Progress, Swarm, SwarmConfig, build_round_torrent
 
@@ -67,7 +68,7 @@ def test_ten_clients_fetch_a_snapshot_and_verify_it(dht: PrivateDHT, tmp_path: P
                         torrent.infohash,
                         tmp_path / f"client-{i}",
                         expect_infohash_v2=torrent.infohash_v2,
-                        expect_state_hash=expected,
+                        expect_state_root=state_root(balances),
                         on_progress=progress[i].append,
                         timeout_s=60,
                     )
@@ -116,7 +117,7 @@ def test_a_read_only_client_fetches_but_joins_no_routing_table(
                 result = await client.fetch(
                     torrent.infohash,
                     tmp_path / "client",
-                    expect_state_hash=hashlib.sha256(balances).digest(),
+                    expect_state_root=state_root(balances),
                     timeout_s=30,
                 )
                 assert (result.round_dir / snapshot.BALANCES).read_bytes() == balances
@@ -129,16 +130,26 @@ def test_a_read_only_client_fetches_but_joins_no_routing_table(
     asyncio.run(body())
 
 
-def test_wrong_state_hash_is_refused(dht: PrivateDHT, tmp_path: Path) -> None:
-    round_dir = write_round(tmp_path / "seed", 2, make_balances(1000), b"")
+def test_wrong_state_root_is_refused(dht: PrivateDHT, tmp_path: Path) -> None:
+    balances = make_balances(1000)
+    round_dir = write_round(tmp_path / "seed", 2, balances, b"")
+    richer = bytearray(balances)
+    richer[35] ^= 1  # one balance changed: another state, in the same bucket layout
+    wrong = [bytes(32), hashlib.sha256(balances).digest(), state_root(bytes(richer))]
 
     async def body() -> None:
         async with dht(3) as swarms:
             torrent = await swarms[0].seed(round_dir)
-            with pytest.raises(FetchFailed, match="state hash"):
-                await swarms[1].fetch(
-                    torrent.infohash, tmp_path / "c", expect_state_hash=bytes(32), timeout_s=30
-                )
+            # §4.4.3: only the root of these very bytes passes; not the pre-§4.4 state hash
+            # (SHA-256 of the file), not another state's root.
+            for number, root in enumerate(wrong):
+                with pytest.raises(FetchFailed, match="state root"):
+                    await swarms[1].fetch(
+                        torrent.infohash, tmp_path / f"c{number}", expect_state_root=root
+                    )
+            await swarms[1].fetch(
+                torrent.infohash, tmp_path / "ok", expect_state_root=state_root(balances)
+            )
             with pytest.raises(FetchFailed, match="v2"):
                 await swarms[2].fetch(
                     torrent.infohash, tmp_path / "d", expect_infohash_v2=bytes(32), timeout_s=30
@@ -167,7 +178,7 @@ def test_previous_round_makes_only_changed_pieces_travel(dht: PrivateDHT, tmp_pa
                 torrent.infohash,
                 tmp_path / "client",
                 reuse_from=client_round_1,
-                expect_state_hash=hashlib.sha256(new).digest(),
+                expect_state_root=state_root(new),
                 timeout_s=60,
             )
             assert (result.round_dir / snapshot.TRANSACTIONS).read_bytes() == TRANSACTIONS[::-1]

@@ -16,6 +16,7 @@ import pytest
 
 from scryp.core import snapshot
 from scryp.core.balances import BALANCE, BALANCE_OFFSET, RECORD
+from scryp.core.buckets import state_root
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.crypto import KeyPair
 from scryp.keyfile import write_quorum
@@ -54,11 +55,11 @@ class FakeServer:
         round_dir = write_round(self.root, number, balances, b"tx %d" % number)
         torrent = await self.swarm.seed(round_dir)
         self.torrents[number] = torrent
-        state = hashlib.sha256(balances).digest()
+        state = state_root(balances)
         record = PointerRecord(
             network=NETWORK,
             round=number,
-            state_hash=bytes(32) if lie else state,
+            state_root=bytes(32) if lie else state,
             infohash=torrent.infohash,
             infohash_v2=torrent.infohash_v2,
             recent=tuple(self.torrents[n].infohash for n in sorted(self.torrents)[-2::-1][:4]),
@@ -120,7 +121,7 @@ def test_seeder_follows_verifies_and_keeps_the_last_k_rounds(
             result = await swarms[5].fetch(
                 infohash,
                 tmp_path / "late-client",
-                expect_state_hash=hashlib.sha256(balances[3]).digest(),
+                expect_state_root=state_root(balances[3]),
                 timeout_s=60,
             )
             assert (result.round_dir / snapshot.BALANCES).read_bytes() == balances[3]

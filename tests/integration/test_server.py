@@ -87,7 +87,7 @@ async def settle(net: LocalNetwork, tx: Transaction, via: int = 0) -> dict[str, 
 
 async def balances(net: LocalNetwork, account: KeyPair) -> list[tuple[int, int, str]]:
     replies = [await net.get(i, f"/query/{account.account_id}") for i in range(net.servers)]
-    return [(b["balance"], b["round"], b["state_hash"]) for code, b in replies if code == 200]
+    return [(b["balance"], b["round"], b["state_root"]) for code, b in replies if code == 200]
 
 
 async def follower(net: LocalNetwork) -> int:
@@ -115,7 +115,7 @@ def test_a_payment_is_certified_on_every_server(tmp_path: Path) -> None:
             for round_number, state in by_round.items():
                 codes = [await net.get(i, f"/rounds?from={round_number}") for i in range(3)]
                 hashes = {
-                    next(x["state_hash"] for x in b["rounds"] if x["round"] == round_number)
+                    next(x["state_root"] for x in b["rounds"] if x["round"] == round_number)
                     for c, b in codes
                     if c == 200
                 }
@@ -134,7 +134,7 @@ def test_the_record_and_the_dht_pointer_verify_against_keys(tmp_path: Path) -> N
             statement = Statement(
                 net.genesis.network_id,
                 record["round"],
-                bytes.fromhex(record["state_hash"]),
+                bytes.fromhex(record["state_root"]),
                 bytes.fromhex(record["infohash_v2"]),
             )
             verify_certificate(
@@ -328,7 +328,7 @@ def test_kill_9_one_server_rounds_go_on_and_it_catches_up(tmp_path: Path) -> Non
             for server in range(3):
                 code, body = await net.get(server, f"/rounds?from={common}")
                 assert code == 200
-                hashes.add(next(r["state_hash"] for r in body["rounds"] if r["round"] == common))
+                hashes.add(next(r["state_root"] for r in body["rounds"] if r["round"] == common))
             assert len(hashes) == 1
             assert {b for b, _, _ in await balances(net, ALICE)} == {77}
             # It came back through the torrent swarm, not from a server's upload of the state.
@@ -351,7 +351,7 @@ def test_a_restarted_server_resumes_from_its_own_disk(tmp_path: Path) -> None:
                 await wait_certified(net, decided["round"] + 2)
             statuses = await wait_certified(net, decided["round"] + 4)
             # No payment since: every certified round since has the same balances.
-            assert len({s["certified_state_hash"] for s in statuses}) == 1
+            assert len({s["certified_state_root"] for s in statuses}) == 1
             assert {b for b, _, _ in await balances(net, BOB)} == {5}
             for process in net.server_processes:
                 log_text = process.child.log_path.read_text()

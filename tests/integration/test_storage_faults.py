@@ -47,7 +47,7 @@ async def agree_again(net: LocalNetwork) -> None:
     statuses = await wait_certified(net, 1)
     newest = max(s["certified_round"] for s in statuses)
     statuses = await wait_certified(net, newest + 2)
-    assert len({(s["certified_round"], s["certified_state_hash"]) for s in statuses}) == 1
+    assert len({(s["certified_round"], s["certified_state_root"]) for s in statuses}) == 1
 
 
 def body_of_first_frame(wal: bytes) -> int:
@@ -150,7 +150,7 @@ def test_damaged_rounds_and_logs_stop_the_server_with_a_clear_message(tmp_path: 
             data = bytearray(balances.read_bytes())
             data[-1] ^= 0xFF
             balances.write_bytes(bytes(data))
-            await restarted_and_stopped("does not hash to the state the log names")
+            await restarted_and_stopped("does not give the state root the log names")
             shutil.rmtree(snapshot_round())
             await restarted_and_stopped("which the write-ahead log names, is gone")
             # The fault is gone when the damaged data is: a server without its data directory

@@ -1,13 +1,13 @@
 """What binds the data a client fetches to the certificate it trusts (protocol §10.2–§10.4).
 
-The certificate covers (network, round, state hash, v2 infohash); a pointer's v1 infohash and
+The certificate covers (network, round, state root, v2 infohash); a pointer's v1 infohash and
 its list of recent rounds are not covered, so one lying quorum member can point readers at
 other torrents. These tests publish such pointers and require that no sync ever reports a
 balance the certificate does not vouch for:
 - light sync fetches the v1 torrent and must check it is the certified v2 torrent (a forged
   torrent giving the payer ten times its balance is refused);
 - incremental sync fetches earlier rounds by infohashes nobody certified and must check the
-  replayed result against the certified state hash (a forged round in between is caught and
+  replayed result against the certified state root (a forged round in between is caught and
   the client falls back to a full sync, which gets the true balance).
 Real libtorrent sessions and the real client on 127.0.0.1; rounds made with test server keys.
 """
@@ -23,7 +23,8 @@ import pytest
 from scryp.client.network import Network
 from scryp.client.session import open_client
 from scryp.core import snapshot
-from scryp.core.balances import decode_balances, encode_balances, lookup, state_hash
+from scryp.core.balances import decode_balances, encode_balances, lookup
+from scryp.core.buckets import state_root
 from scryp.core.certificate import Statement, majority
 from scryp.core.pointer import encode_record
 from scryp.core.replay import replay
@@ -139,26 +140,26 @@ def test_a_pointer_naming_another_torrent_cannot_change_a_balance(tmp_path: Path
             )
             # The client holds round 1.
             await put_pointers(
-                server, 1, r1.state_hash, r1.torrent.infohash_v2, v1=r1.torrent.infohash, recent=()
+                server, 1, r1.state_root, r1.torrent.infohash_v2, v1=r1.torrent.infohash, recent=()
             )
             await balance(network, tmp_path / "client", "full")
             # Light: the certified statement of round 3, the v1 infohash of the forged torrent.
             v2_3 = true_3.infohash_v2
             await put_pointers(
-                server, 3, state_hash(balances_3), v2_3, v1=forged_3.infohash, recent=()
+                server, 3, state_root(balances_3), v2_3, v1=forged_3.infohash, recent=()
             )
             with pytest.raises((RemoteError, NotAvailable)):
                 await balance(network, tmp_path / "light", "light")
             # One server per torrent: the first in .keys order lies; the client tries the
             # next server's record and reads the true balance (protocol §10.2).
             each = [forged_3.infohash, true_3.infohash, r1.torrent.infohash]
-            await put_pointers(server, 3, state_hash(balances_3), v2_3, v1=each, recent=())
+            await put_pointers(server, 3, state_root(balances_3), v2_3, v1=each, recent=())
             got, mode, _ = await balance(network, tmp_path / "light-2", "light")
             assert (got, mode) == (true_balance, "light")
             # Incremental: the true round 3, but "recent" names the forged round 2.
             recent = (forged_2.infohash, r1.torrent.infohash)
             await put_pointers(
-                server, 3, state_hash(balances_3), v2_3, v1=true_3.infohash, recent=recent
+                server, 3, state_root(balances_3), v2_3, v1=true_3.infohash, recent=recent
             )
             got, mode, fell_back = await balance(network, tmp_path / "client", "incremental")
             assert got == true_balance

@@ -91,7 +91,7 @@ def test_testnet_runs_agrees_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None
                 found = [await get_json(url) for url in urls]
                 return (
                     all(s and (s["certified_round"] or 0) >= 3 for s in found)
-                    and len({s["certified_state_hash"] for s in found if s}) == 1
+                    and len({s["certified_state_root"] for s in found if s}) == 1
                 )
 
             await wait_for(agreed, "three servers agreeing on a certified round")

@@ -71,7 +71,7 @@ class Network:
 
         async def agreed() -> bool:
             every = await self.statuses()
-            pairs = {(s["certified_round"], s["certified_state_hash"]) for s in every if s}
+            pairs = {(s["certified_round"], s["certified_state_root"]) for s in every if s}
             if None in every or len(pairs) != 1:
                 return False
             ((round_number, _),) = pairs

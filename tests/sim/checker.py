@@ -6,10 +6,10 @@
   index - 1, so equal positions have equal predecessors all the way down.
 - Leader Completeness: a leader of term T holds every entry committed in a term < T (§5.4).
 - State Machine Safety: every server applies the same entry at each index, with the same
-  verdicts; every server that seals round r gets the same state hash.
+  verdicts; every server that seals round r gets the same state root.
 - No payment applied twice, across the whole committed history.
 - Supply conservation and no double spend: checked by ``Model`` beside each ledger.
-- Certificates (protocol §8.4, §10.2): no round is ever certified under two state hashes
+- Certificates (protocol §8.4, §10.2): no round is ever certified under two state rootes
   (across all servers, across crashes), or under another hash than the one it was sealed
   with; every certificate a server stores verifies with the client's verifier
   (``verify_certificate``: a true majority of distinct valid signatures of ``.keys``); every
@@ -46,7 +46,7 @@ class Committed:
 class Checker:
     network: bytes
     quorum: tuple[bytes, ...]
-    certified: dict[int, bytes] = field(default_factory=dict)  # round -> state hash
+    certified: dict[int, bytes] = field(default_factory=dict)  # round -> state root
     published: dict[int, int] = field(default_factory=dict)  # server -> newest certified record
     verified: set[tuple[Statement, bytes]] = field(default_factory=set)  # checked once each
     leaders: dict[int, int] = field(default_factory=dict)  # term -> leader id
@@ -107,7 +107,7 @@ class Checker:
         if applied.sealed_round is not None:
             sealed = self.seals.setdefault(applied.sealed_round, applied.sealed_hash or b"")
             if sealed != applied.sealed_hash:
-                raise SafetyViolation(f"round {applied.sealed_round} sealed with two state hashes")
+                raise SafetyViolation(f"round {applied.sealed_round} sealed with two state rootes")
         for tx_id in applied.accepted_ids:
             first = self.accepted.setdefault(tx_id, entry.index)
             if first != entry.index:
@@ -124,8 +124,8 @@ class Checker:
         info = server.driver.rounds.info(round_number)
         if info is None:
             raise SafetyViolation(f"s{server.id} certified round {round_number} it does not know")
-        self._check_certified(server, round_number, info.state_hash)
-        statement = Statement(self.network, round_number, info.state_hash, info.infohash_v2)
+        self._check_certified(server, round_number, info.state_root)
+        statement = Statement(self.network, round_number, info.state_root, info.infohash_v2)
         if (statement, data) in self.verified:
             return
         try:
@@ -144,7 +144,7 @@ class Checker:
             if not certified(record, self.quorum):
                 raise SafetyViolation(f"s{server.id} published round {record.round} miscertified")
             self.verified.add((record.statement, record.certificate))
-        self._check_certified(server, record.round, record.state_hash)
+        self._check_certified(server, record.round, record.state_root)
         newest = self.published.get(server.id, -1)
         if record.round <= newest:
             raise SafetyViolation(
@@ -155,7 +155,7 @@ class Checker:
     def _check_certified(self, server: SimServer, round_number: int, state: bytes) -> None:
         known = self.certified.setdefault(round_number, state)
         if known != state:
-            raise SafetyViolation(f"round {round_number} certified under two state hashes")
+            raise SafetyViolation(f"round {round_number} certified under two state rootes")
         sealed = self.seals.get(round_number)
         if round_number and sealed is not None and sealed != state:
             raise SafetyViolation(
@@ -164,7 +164,7 @@ class Checker:
 
     def on_catch_up(self, server: SimServer, snapshot: SnapshotMeta) -> None:
         sealed = self.seals.get(snapshot.round)
-        if sealed is not None and sealed != snapshot.state_hash:
+        if sealed is not None and sealed != snapshot.state_root:
             raise SafetyViolation(f"catch-up to round {snapshot.round} with a wrong hash")
 
     def after_step(self, servers: list[SimServer]) -> None:

@@ -90,7 +90,7 @@ class Cluster(Hooks):
         round0 = RoundFiles(
             genesis.balances_file, b"", Ledger.from_genesis(genesis).encode_window()
         )
-        meta0 = SnapshotMeta(0, 0, 0, 0, round0.state_hash)
+        meta0 = SnapshotMeta(0, 0, 0, 0, round0.state_root)
         self.checker = Checker(network=genesis.network_id, quorum=quorum)
         ids = tuple(range(self.options.servers))
         skew_rng = random.Random(f"sim-{seed}-skew")
@@ -225,7 +225,7 @@ class Cluster(Hooks):
                 signers = ",".join(f"s{i}" for i in report.signers)
                 self.log(f"s{server.id} certifies round {report.round} ({signers})")
             case Diverged():
-                # Only a forged share can name another state hash, and it must never get this
+                # Only a forged share can name another state root, and it must never get this
                 # far: its signature does not verify (protocol §9.3).
                 raise SafetyViolation(
                     f"s{server.id}: DIVERGENCE on round {report.round} from s{report.peer}"
@@ -291,14 +291,14 @@ class Cluster(Hooks):
     def forge_share(self, rng: random.Random) -> None:
         """A share no server signed, sent as if from a real peer (the link cannot tell here:
         think of a peer with a bug): naming a real round with a bad signature, or another
-        state hash. Every one must be refused by the signature check (protocol §9.3)."""
+        state root. Every one must be refused by the signature check (protocol §9.3)."""
         if len(self.swarm.rounds) == 0:
             return
         sender, target = rng.sample(range(len(self.servers)), 2)
         round_number = rng.choice(sorted(self.swarm.rounds))
         files = self.swarm.rounds[round_number]
         infohash, infohash_v2 = files.infohashes
-        state = files.state_hash if rng.random() < 0.5 else rng.randbytes(32)
+        state = files.state_root if rng.random() < 0.5 else rng.randbytes(32)
         share = Share(round_number, state, infohash, infohash_v2, rng.randbytes(64))
         self.forged_shares += 1
         self.network.send(self.now_ms, sender, target, encode_frame(share))

@@ -139,7 +139,7 @@ class SimServer:
         """Boot (or reboot) from the durable store alone."""
         store = self.store
         _, files = store.rounds[store.snapshot.round]
-        invariant(files.state_hash == store.snapshot.state_hash, "round file")
+        invariant(files.state_root == store.snapshot.state_root, "round file")
         raft = RaftNode(
             self.config,
             self.rng,

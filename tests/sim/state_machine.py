@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from scryp.core.balances import TOTAL_SUPPLY, decode_balances, encode_balances, state_hash
+from scryp.core.balances import TOTAL_SUPPLY, decode_balances, encode_balances
+from scryp.core.buckets import state_root
 from scryp.core.ledger import Ledger
 from scryp.core.raft.apply import EntryApplied
 from scryp.core.tx import Transaction
@@ -30,8 +31,8 @@ class RoundFiles:
     window: bytes
 
     @property
-    def state_hash(self) -> bytes:
-        return state_hash(self.balances)
+    def state_root(self) -> bytes:
+        return state_root(self.balances)
 
     @property
     def infohashes(self) -> tuple[bytes, bytes]:
@@ -69,7 +70,7 @@ class Model:
             )
             self.round = result.sealed_round
             self._check(ledger)
-            return Applied(sealed_round=result.sealed_round, sealed_hash=result.state_hash)
+            return Applied(sealed_round=result.sealed_round, sealed_hash=result.state_root)
         accepted = []
         for tx, outcome in zip(result.txs, result.outcomes, strict=True):
             if outcome.accepted:

@@ -2,7 +2,7 @@
 
 A server that seeds a round hands its files to the shared swarm after a random delay (or fails,
 ``SeedFailed``, as a libtorrent add-torrent timeout would); a server catching up finds a round
-there after ``fetch_delay_ms`` if some server seeds it with the state hash Raft named. Results
+there after ``fetch_delay_ms`` if some server seeds it with the state root Raft named. Results
 reach the driver through ``Driver.post``, and only the incarnation that asked for them (a
 crash forgets what was under way).
 """
@@ -80,7 +80,7 @@ class SimSwarm:
     def _fetch(self, server: SimServer, meta: SnapshotMeta) -> Fetched | FetchFailed:
         files = self.rounds.get(meta.round)
         # Pair check (TigerBeetle): the bytes must hash to what the leader's metadata says.
-        if files is None or files.state_hash != meta.state_hash:
+        if files is None or files.state_root != meta.state_root:
             return FetchFailed(meta, "nobody seeds the round")
         server.store.write_round(meta, files)  # the files land on disk first
         return Fetched(meta, files.ledger())

@@ -2,7 +2,7 @@
 
 A file in ``tests/testdata/raft/`` is a series of blocks, each: command lines, a ``----`` line,
 the expected output, a blank line. Lines starting with ``#`` before a block are comments.
-Commands (each prints the events it caused: elections, seals with their state hash, crashes,
+Commands (each prints the events it caused: elections, seals with their state root, crashes,
 catch-ups; ``status`` prints every server's log summary):
 
     servers N [round_interval_ms]   build the quorum (first command only)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scryp.core import snapshot
-from scryp.core.balances import TOTAL_SUPPLY, encode_balances, state_hash
+from scryp.core.balances import TOTAL_SUPPLY, encode_balances
+from scryp.core.buckets import state_root
 from scryp.core.certificate import Certificate, Statement, majority
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.core.replay import replay
@@ -39,7 +40,7 @@ class SyntheticRound:
     round: int
     round_dir: Path
     torrent: RoundTorrent
-    state_hash: bytes
+    state_root: bytes
     transactions_bytes: int
 
 
@@ -97,7 +98,7 @@ def build_rounds(
                 number,
                 round_dir,
                 make_torrent(round_dir),
-                state_hash(balances),
+                state_root(balances),
                 len(transactions),
             )
         )
@@ -117,7 +118,7 @@ def certified_record(
     return PointerRecord(
         network=statement.network,
         round=statement.round,
-        state_hash=statement.state_hash,
+        state_root=statement.state_root,
         infohash=infohash,
         infohash_v2=statement.infohash_v2,
         recent=recent,
@@ -131,7 +132,7 @@ async def publish(
     """Every key's pointer names round ``upto`` with a majority certificate."""
     chosen = rounds[upto - 1]
     torrent = chosen.torrent
-    statement = Statement(network, chosen.round, chosen.state_hash, torrent.infohash_v2)
+    statement = Statement(network, chosen.round, chosen.state_root, torrent.infohash_v2)
     signers = range(majority(len(keys)))
     recent = tuple(r.torrent.infohash for r in reversed(rounds[: upto - 1]))
     record = certified_record(statement, torrent.infohash, keys, signers, recent)

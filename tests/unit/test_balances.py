@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import struct
 
 import pytest
@@ -19,7 +18,6 @@ from scryp.core.balances import (
     decode_balances,
     encode_balances,
     lookup,
-    state_hash,
 )
 from scryp.errors import MalformedInput
 
@@ -42,7 +40,6 @@ def test_file_layout_is_sorted_records_without_zeros() -> None:
     data = encode_balances([(c, 5), (a, 7), (b, 0)])
     assert data == record(a, 7) + record(c, 5)
     assert decode_balances(data) == [(a, 7), (c, 5)]
-    assert state_hash(data) == hashlib.sha256(data).digest()
 
 
 @pytest.mark.parametrize(

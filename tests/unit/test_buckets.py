@@ -10,15 +10,19 @@ from hypothesis import strategies as st
 
 from scryp.core.balances import RECORD, encode_balances
 from scryp.core.buckets import (
+    BUCKET_BITS,
     BucketedBalances,
     MerkleTree,
     bucket_of,
+    bucket_range,
     leaf_hash,
     merkle_root,
     node_hash,
     split,
+    state_root,
     verify_proof,
 )
+from scryp.errors import MalformedInput
 
 ids = st.binary(min_size=32, max_size=32)
 ledgers = st.dictionaries(ids, st.integers(1, 2**32 - 1), max_size=60)
@@ -101,6 +105,52 @@ def test_tree_update_counts_shared_parents_once_and_tags_separate_leaves_from_no
     assert tree.root == merkle_root(leaves)
     assert leaf_hash(b"") != hashlib.sha256(b"").digest()
     assert node_hash(leaves[0], leaves[1]) != hashlib.sha256(leaves[0] + leaves[1]).digest()
+
+
+@settings(max_examples=100, deadline=None)
+@given(ledger=ledgers, bits=bits_values, probe=ids)
+def test_state_root_and_bucket_ranges_agree_with_the_naive_split(
+    ledger: dict[bytes, int], bits: int, probe: bytes
+) -> None:
+    flat = encode_balances(ledger.items())
+    assert state_root(flat, bits) == MerkleTree.of_file(flat, bits).root == naive_root(flat, bits)
+    index = bucket_of(probe, bits)
+    start, end = bucket_range(flat, index, bits)
+    assert flat[start:end] == split(flat, bits)[index]
+    tree = MerkleTree.of_file(flat, bits)
+    twin = tree.copy()
+    twin.update({index: leaf_hash(b"changed")})
+    assert tree.root == naive_root(flat, bits) != twin.root  # a copy shares no node
+
+
+def test_the_protocol_root_of_a_small_file_and_a_tampered_sibling() -> None:
+    """§4.4.3 at the protocol's 16 bits; §4.4.6: a proof with one sibling changed (any
+    level, any byte) or another bucket's bytes does not give the certified root."""
+    accounts = [hashlib.sha256(b"proof %d" % i).digest() for i in range(40)]
+    flat = encode_balances((a, i + 1) for i, a in enumerate(accounts))
+    root = state_root(flat)
+    assert root == naive_root(flat, BUCKET_BITS)
+    tree = MerkleTree.of_file(flat)
+    index = bucket_of(accounts[7], BUCKET_BITS)
+    start, end = bucket_range(flat, index, BUCKET_BITS)
+    bucket, siblings = flat[start:end], tree.proof(index)
+    assert RECORD.pack(accounts[7], 8) in bucket and len(siblings) == BUCKET_BITS
+    assert verify_proof(root, index, bucket, siblings, BUCKET_BITS)
+    for level in range(BUCKET_BITS):
+        tampered = list(siblings)
+        tampered[level] = bytes([siblings[level][0] ^ 1]) + siblings[level][1:]
+        assert not verify_proof(root, index, bucket, tampered, BUCKET_BITS), level
+    assert not verify_proof(root, index, b"", siblings, BUCKET_BITS)
+
+
+def test_every_byte_of_a_file_is_under_its_root() -> None:
+    """An untrusted file is hashed before it is checked canonical: its buckets must still
+    cover every byte once (else a root could match with bytes left out)."""
+    low, high = RECORD.pack(b"\x00" * 32, 1), RECORD.pack(b"\xff" * 32, 1)
+    assert state_root(high + low) != state_root(low + high)
+    assert b"".join(split(high + low, BUCKET_BITS)) == high + low
+    with pytest.raises(MalformedInput):
+        state_root(low + b"\x00")
 
 
 def test_bits_out_of_range_are_refused() -> None:

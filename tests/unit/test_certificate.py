@@ -23,7 +23,7 @@ QUORUM = [k.public for k in KEYS]
 STATEMENT = Statement(
     network=hashlib.sha256(b"net").digest(),
     round=42,
-    state_hash=hashlib.sha256(b"state").digest(),
+    state_root=hashlib.sha256(b"state").digest(),
     infohash_v2=hashlib.sha256(b"info").digest(),
 )
 
@@ -38,7 +38,7 @@ def test_statement_layout() -> None:
     assert data[:16] == b"scryp-round-v1\x00\x00"
     assert data[16:48] == STATEMENT.network
     assert data[48:56] == (42).to_bytes(8, "big")
-    assert data[56:88] == STATEMENT.state_hash
+    assert data[56:88] == STATEMENT.state_root
     assert data[88:120] == STATEMENT.infohash_v2
     assert Statement.from_bytes(data) == STATEMENT
 
@@ -82,7 +82,7 @@ def test_forged_or_misattributed_signatures_are_refused() -> None:
             QUORUM,
         )
     # A certificate for another round does not vouch for this one.
-    other = Statement(STATEMENT.network, 43, STATEMENT.state_hash, STATEMENT.infohash_v2)
+    other = Statement(STATEMENT.network, 43, STATEMENT.state_root, STATEMENT.infohash_v2)
     with pytest.raises(BadSignature):
         verify_certificate(certificate([0, 1, 2], other), STATEMENT, QUORUM)
     # Signed by keys outside the quorum.

@@ -29,6 +29,7 @@ from scryp.client.store import Store
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances
+from scryp.core.buckets import state_root
 from scryp.core.certificate import Statement
 from scryp.core.pointer import PointerRecord
 from scryp.core.tx import AMOUNT_MAX, Transaction
@@ -45,7 +46,7 @@ BALANCE_KEYS = [
     "account",
     "balance",
     "round",
-    "state_hash",
+    "state_root",
     "infohash",
     "network",
     "sync",
@@ -123,7 +124,7 @@ def test_history_is_the_accounts_payments_in_the_synced_rounds_oldest_first(
     write_round(store, 5, second, held)
     before_holding = assemble_history(store, BOB.public, at(None, BOB.public))
     assert before_holding.at.balance is None  # nothing held yet: no whole state to read
-    store.hold(5, hashlib.sha256(held).digest())
+    store.hold(5, state_root(held))
 
     history = assemble_history(store, BOB.public, at(None, BOB.public))
     assert history.at.balance == 500 and history.at.verified.round == 5
@@ -173,7 +174,7 @@ def test_each_pointer_is_shown_against_the_certified_round() -> None:
         "index": 2,
         "public_key": QUORUM[2].hex(),
         "round": None,
-        "state_hash": None,
+        "state_root": None,
         "infohash": None,
         "certified": False,
         "api": None,
@@ -193,7 +194,7 @@ def test_each_pointer_is_shown_against_the_certified_round() -> None:
     assert list(shown) == [
         "servers",
         "certified_round",
-        "state_hash",
+        "state_root",
         "infohash",
         "bootstrap",
         "signers",

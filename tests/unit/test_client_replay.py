@@ -7,7 +7,8 @@ import hashlib
 import pytest
 
 from scryp.client.verify import choose_certified
-from scryp.core.balances import TOTAL_SUPPLY, encode_balances, lookup, state_hash
+from scryp.core.balances import TOTAL_SUPPLY, encode_balances, lookup
+from scryp.core.buckets import state_root
 from scryp.core.certificate import Certificate, Statement
 from scryp.core.pointer import (
     PointerRecord,
@@ -36,9 +37,11 @@ def test_replay_moves_funds_and_checks_the_certified_hash() -> None:
     txs = [pay(A, B, 100), pay(B, A, 40, 1)]
     after = replay(GENESIS, txs)
     assert lookup(after, B.public) == 60 and lookup(after, A.public) == TOTAL_SUPPLY - 60
-    assert replay_to(GENESIS, txs, state_hash(after)) == after
-    with pytest.raises(MalformedInput, match="certified state hash"):
-        replay_to(GENESIS, txs[:1], state_hash(after))
+    assert replay_to(GENESIS, txs, state_root(after)) == after
+    with pytest.raises(MalformedInput, match="certified state root"):
+        replay_to(GENESIS, txs[:1], state_root(after))
+    with pytest.raises(MalformedInput, match="certified state root"):  # not SHA-256 (§4.4.3)
+        replay_to(GENESIS, txs, hashlib.sha256(after).digest())
 
 
 def test_replay_refuses_what_no_server_would_have_accepted() -> None:
@@ -74,7 +77,7 @@ def test_the_client_follows_only_majority_certificates_of_its_quorum() -> None:
     assert choose_certified({quorum[0]: good}, quorum, bytes(32)) is None
     # Uncertified records are not followed, however many agree.
     bare = PointerRecord(
-        NETWORK, 20, good.state_hash, good.infohash, good.infohash_v2, certificate=b""
+        NETWORK, 20, good.state_root, good.infohash, good.infohash_v2, certificate=b""
     )
     assert choose_certified(dict.fromkeys(quorum, bare), quorum, NETWORK) is None
     assert Certificate.from_bytes(good.certificate).signatures[0][0] == 0

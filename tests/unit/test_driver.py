@@ -102,7 +102,7 @@ class RecordingIO:
 
 def lone_driver() -> tuple[Driver, RecordingIO]:
     io = RecordingIO()
-    genesis_meta = SnapshotMeta(0, 0, 0, 0, GENESIS.network_id)
+    genesis_meta = SnapshotMeta(0, 0, 0, 0, GENESIS.state_root)
     raft = RaftNode(
         RaftConfig(server_id=0, servers=(0,), round_interval_ms=500),
         random.Random(1),

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scryp.core.balances import RECORD, TOTAL_SUPPLY
+from scryp.core.buckets import BUCKET_BITS, leaf_hash, merkle_root, split
 from scryp.core.genesis import Genesis
-from scryp.core.ledger import Ledger, Outcome, Reason, precheck, precheck_all
+from scryp.core.ledger import Ledger, Outcome, Reason, precheck, precheck_all, precheck_fields
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 
@@ -66,13 +67,13 @@ class ReferenceLedger:
                     results.append("accepted")
         return results
 
-    def state_hash(self) -> bytes:
-        file = b"".join(
+    def flat(self) -> bytes:
+        """The balances file (§4.1) of this ledger, written out by hand."""
+        return b"".join(
             account + balance.to_bytes(4, "big")
             for account, balance in sorted(self.balances.items())
             if balance
         )
-        return hashlib.sha256(file).digest()
 
 
 def describe(outcome: Outcome) -> str:
@@ -120,7 +121,7 @@ def test_apply_matches_the_reference_ledger(
     genesis = Genesis.from_allocations(allocation)
     ledger = Ledger.from_genesis(genesis, window_ms=WINDOW_MS)
     reference = ReferenceLedger(dict(allocation), WINDOW_MS)
-    assert ledger.state_hash() == reference.state_hash() == genesis.network_id
+    assert ledger.balances_file() == reference.flat() == genesis.balances_file
     stamp = 1_700_000_000_000
     history: list[Transaction] = []
     accepted_ids: set[bytes] = set()
@@ -142,8 +143,63 @@ def test_apply_matches_the_reference_ledger(
         expected = reference.apply([tx.raw for tx in batch], stamp)
         outcomes = ledger.apply(batch, stamp)
         assert [describe(o) for o in outcomes] == expected
-        assert ledger.state_hash() == reference.state_hash()
+        assert ledger.balances_file() == reference.flat()
         check_invariants(ledger, accepted_ids, batch, outcomes)
+
+
+# Ids from a few 16-bit prefixes (buckets, §4.4.2) so that payments insert, change and empty
+# records inside shared buckets, plus the first and last buckets' edges.
+_PREFIXES = [b"\x00\x00", b"\x00\x01", b"\x7f\xff", b"\xff\xff"]
+account_ids = st.builds(
+    lambda prefix, rest: prefix + rest,
+    st.sampled_from(_PREFIXES),
+    st.binary(min_size=30, max_size=30),
+)
+
+
+def unsigned(payer: bytes, payee: bytes, amount: int, timestamp_ms: int) -> Transaction:
+    """A payment whose signature the test vouches for (``prechecked``): any account pays."""
+    raw = struct.pack(">QI32s32s64s", timestamp_ms, amount, payee, payer, b"\x00" * 64)
+    return Transaction.decode(raw)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ids=st.lists(account_ids, min_size=2, max_size=12, unique=True),
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(0, 11), st.integers(0, 12), st.integers(1, 2**31))),
+        max_size=6,
+    ),
+)
+def test_incremental_state_root_matches_the_naive_root(
+    ids: list[bytes], batches: list[list[tuple[int, int, int]]]
+) -> None:
+    """§4.4.3: the root a server seals, updated bucket by bucket, is merkle_root over the
+    buckets of the naive ledger's flat file, after every batch."""
+    stranger = b"\x7f\xff" + b"\x55" * 30  # unfunded: payments create it in a shared bucket
+    accounts = [*ids, stranger]
+    allocation = {ids[0]: TOTAL_SUPPLY - (len(ids) - 1), **{i: 1 for i in ids[1:]}}
+    ledger = Ledger.from_genesis(Genesis.from_allocations(allocation))
+    reference = ReferenceLedger(dict(allocation), WINDOW_MS)
+
+    def naive_root() -> bytes:
+        return merkle_root([leaf_hash(b) for b in split(reference.flat(), BUCKET_BITS)])
+
+    assert ledger.state_root() == naive_root()
+    for number, specs in enumerate(batches):
+        stamp = NOW + number
+        txs = [
+            unsigned(accounts[p % len(accounts)], accounts[q % len(accounts)], amount, stamp)
+            for p, q, amount in specs
+        ]
+        outcomes = ledger.apply(txs, stamp, prechecked=[precheck_fields(tx) for tx in txs])
+        for tx, outcome in zip(txs, outcomes, strict=True):  # the reference: a dict of ints
+            if outcome.accepted:
+                reference.balances[tx.payer] -= tx.amount
+                reference.balances[tx.payee] = reference.balances.get(tx.payee, 0) + tx.amount
+            elif outcome.reason is Reason.INSUFFICIENT_FUNDS:
+                assert reference.balances.get(tx.payer, 0) < tx.amount
+        assert ledger.state_root() == naive_root()
 
 
 @pytest.fixture
@@ -239,7 +295,7 @@ def test_a_checkpoint_restores_the_same_future(funded: Ledger) -> None:
     assert restored.recent() == funded.recent()
     later = [first[0], pay(0, 5, NOW + 50), first[1]]
     assert restored.apply(later, NOW + 10) == funded.apply(later, NOW + 10)
-    assert restored.state_hash() == funded.state_hash()
+    assert restored.state_root() == funded.state_root()
     restored.check()
 
 

@@ -34,13 +34,13 @@ NETWORK = hashlib.sha256(b"net").digest()
 
 
 def record(round_number: int = 9, state: bytes = b"s", **extra: object) -> PointerRecord:
-    state_hash = hashlib.sha256(state + b"%d" % round_number).digest()
+    state_root = hashlib.sha256(state + b"%d" % round_number).digest()
     fields: dict[str, object] = {
         "network": NETWORK,
         "round": round_number,
-        "state_hash": state_hash,
-        "infohash": state_hash[:20],
-        "infohash_v2": hashlib.sha256(state_hash).digest(),
+        "state_root": state_root,
+        "infohash": state_root[:20],
+        "infohash_v2": hashlib.sha256(state_root).digest(),
         "recent": (b"\x01" * 20, b"\x02" * 20),
         "api": "127.0.0.1:6882",
     }

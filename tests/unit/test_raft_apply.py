@@ -1,7 +1,7 @@
 """Applying committed entries to the ledger (protocol §7.2): each kind does what it says.
 
 Method: a one-account genesis, a signed payment in a payments entry, the same payment again
-in a later entry (a duplicate), then a seal, whose hash must be the ledger's state hash.
+in a later entry (a duplicate), then a seal, whose hash must be the ledger's state root.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 
 
-def test_entries_move_the_ledger_and_a_seal_reports_the_state_hash() -> None:
+def test_entries_move_the_ledger_and_a_seal_reports_the_state_root() -> None:
     payer = KeyPair.from_seed(hashlib.sha256(b"payer").digest())
     payee = KeyPair.from_seed(hashlib.sha256(b"payee").digest())
     ledger = Ledger.from_genesis(Genesis.single(payer.public))
-    genesis_hash = ledger.state_hash()
+    genesis_hash = ledger.state_root()
     tx = Transaction.create(payer, payee.public, 1_000, timestamp_ms=10_000).encode()
 
     noop = apply_entry(ledger, Entry(1, 1, 10_000, NoOp()))
@@ -36,5 +36,5 @@ def test_entries_move_the_ledger_and_a_seal_reports_the_state_hash() -> None:
 
     sealed = apply_entry(ledger, Entry(1, 4, 11_000, Seal(1)))
     assert sealed.sealed_round == 1
-    assert sealed.state_hash == ledger.state_hash() != genesis_hash
+    assert sealed.state_root == ledger.state_root() != genesis_hash
     assert ledger.total_supply() == 2**32 - 1

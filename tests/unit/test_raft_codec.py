@@ -36,7 +36,7 @@ from scryp.core.raft.messages import (
 from scryp.errors import MalformedInput
 
 TX = bytes(range(140))
-META = SnapshotMeta(index=40, term=3, round=7, stamp_ms=7_000, state_hash=b"\x11" * 32)
+META = SnapshotMeta(index=40, term=3, round=7, stamp_ms=7_000, state_root=b"\x11" * 32)
 ENTRIES = (
     Entry(term=2, index=5, stamp_ms=1_000, payload=NoOp()),
     Entry(term=2, index=6, stamp_ms=1_010, payload=Payments((TX, TX[::-1]))),

@@ -27,7 +27,7 @@ from scryp.core.raft.node import ProposeResult, RaftNode, Role
 from scryp.core.raft.ready import HardState, Ready
 from scryp.errors import ConfigError, InvariantViolated, MalformedInput
 
-GENESIS = SnapshotMeta(index=0, term=0, round=0, stamp_ms=0, state_hash=b"\x00" * 32)
+GENESIS = SnapshotMeta(index=0, term=0, round=0, stamp_ms=0, state_root=b"\x00" * 32)
 TX = b"\x01" * 140
 Filter = Callable[[Message], Message | None]
 

@@ -60,7 +60,7 @@ def test_snapshot_keeps_the_matching_suffix_and_compacts_the_file(tmp_path: Path
     store = reopen(tmp_path)
     store.save(HardState(1, 0, 3), None, [entry(i, txs=10) for i in range(1, 6)])
     size_before = store.path.stat().st_size
-    seal = SnapshotMeta(index=3, term=1, round=1, stamp_ms=1003, state_hash=b"\x22" * 32)
+    seal = SnapshotMeta(index=3, term=1, round=1, stamp_ms=1003, state_root=b"\x22" * 32)
     store.save(None, seal, [])
     assert store.path.stat().st_size < size_before
     persisted = RaftStore(tmp_path, GENESIS).load()
@@ -72,7 +72,7 @@ def test_snapshot_keeps_the_matching_suffix_and_compacts_the_file(tmp_path: Path
 def test_snapshot_with_another_term_drops_every_entry(tmp_path: Path) -> None:
     store = reopen(tmp_path)
     store.save(HardState(1, 0, 0), None, [entry(i) for i in range(1, 6)])
-    catch_up = SnapshotMeta(index=4, term=3, round=2, stamp_ms=9, state_hash=b"\x33" * 32)
+    catch_up = SnapshotMeta(index=4, term=3, round=2, stamp_ms=9, state_root=b"\x33" * 32)
     store.save(HardState(3, None, 4), catch_up, [Entry(3, 5, 10, Seal(round=3))])
     persisted = RaftStore(tmp_path, GENESIS).load()
     assert persisted.snapshot == catch_up

@@ -87,7 +87,7 @@ def test_a_majority_of_shares_makes_a_certificate_a_client_accepts() -> None:
     actions = a.share_received(1, share_b)
     assert of(actions, PeerSeeds) == [PeerSeeds(1, share_b)]
     [stored] = of(actions, StoreCertificate)
-    statement = Statement(NETWORK, 1, m.state_hash, IH2)
+    statement = Statement(NETWORK, 1, m.state_root, IH2)
     verify_certificate(Certificate.from_bytes(stored.certificate), statement, a.config.quorum)
     assert of(actions, Certified)[0].signers == (0, 1)
     [published] = [p for p in of(actions, PublishRecord) if p.newest_certified]
@@ -115,7 +115,7 @@ def test_a_share_with_a_bad_signature_is_refused_and_never_counted() -> None:
     m = meta(1)
     seal_and_seed(a, m)
     good = own_share(seal_and_seed(b, m))
-    forged = Share(good.round, good.state_hash, good.infohash, good.infohash_v2, bytes(64))
+    forged = Share(good.round, good.state_root, good.infohash, good.infohash_v2, bytes(64))
     actions = a.share_received(1, forged)
     assert of(actions, ShareRefused) == [ShareRefused(1, 1, "bad signature")]
     assert not of(actions, StoreCertificate) and a.certified_round is None

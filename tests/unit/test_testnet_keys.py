@@ -26,8 +26,8 @@ def test_a_digit_alone_or_after_another_key_does_nothing_and_q_quits() -> None:
 
 
 def test_agreement_needs_every_server_certified_at_one_state() -> None:
-    up = {"certified_round": 4, "certified_state_hash": "aa"}
+    up = {"certified_round": 4, "certified_state_root": "aa"}
     assert agreement([up, dict(up)])
     assert not agreement([up, None])  # one server down
-    assert not agreement([up, {"certified_round": None, "certified_state_hash": None}])
-    assert not agreement([up, {"certified_round": 4, "certified_state_hash": "bb"}])
+    assert not agreement([up, {"certified_round": None, "certified_state_root": None}])
+    assert not agreement([up, {"certified_round": 4, "certified_state_root": "bb"}])

@@ -22,7 +22,7 @@ from scryp.errors import MalformedInput
 
 SHARE = Share(
     round=0x0000000102030405,
-    state_hash=bytes(range(32)),
+    state_root=bytes(range(32)),
     infohash=bytes(range(100, 120)),
     infohash_v2=bytes(range(200, 232)),
     signature=bytes(range(64)),
@@ -31,7 +31,7 @@ SHARE = Share(
 
 
 def test_the_share_layout_is_the_protocols() -> None:
-    """0x03 | round (8) | state hash (32) | v1 (20) | v2 (32) | signature (64) | port (2)."""
+    """0x03 | round (8) | state root (32) | v1 (20) | v2 (32) | signature (64) | port (2)."""
     expected = (
         b"\x03"
         + bytes.fromhex("0000000102030405")

@@ -5,7 +5,7 @@ and the simulator so both apply entries the same way.
 
 - no-op: only moves the ledger's stamp (and so its duplicate window) forward;
 - payments: one ``Ledger.apply`` batch at the entry's stamp, one outcome per payment;
-- seal(r): moves the stamp, then reads the state hash: round r's hash (protocol §4.2).
+- seal(r): moves the stamp, then reads the state root: round r's (protocol §4.2, §4.4.3).
 
 Invariant: the result depends only on the ledger's state and the entry (no clock, no
 randomness), so servers that apply the same entries from the same round agree byte for byte.
@@ -29,7 +29,7 @@ class EntryApplied:
     txs: tuple[Transaction, ...] = ()
     outcomes: tuple[Outcome, ...] = ()
     sealed_round: int | None = None
-    state_hash: bytes | None = None
+    state_root: bytes | None = None
 
 
 def apply_entry(
@@ -47,7 +47,7 @@ def apply_entry(
         case Seal(round=round_number):
             ledger.advance_stamp(entry.stamp_ms)
             return EntryApplied(
-                index=entry.index, sealed_round=round_number, state_hash=ledger.state_hash()
+                index=entry.index, sealed_round=round_number, state_root=ledger.state_root()
             )
         case Payments():
             txs = tuple(decoded) if decoded is not None else decode_payments(entry.payload)

@@ -33,7 +33,7 @@ class EntryKind(IntEnum):
 
     NOOP = 0  # appended by a new leader at the start of its term (Raft §8)
     PAYMENTS = 1  # a batch of client payments, in the order the leader received them
-    SEAL = 2  # closes round ``round``: applying it yields that round's state hash
+    SEAL = 2  # closes round ``round``: applying it yields that round's state root
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class SnapshotMeta:
     """A sealed round that replaces the log prefix ending at ``index`` (Raft §7).
 
     ``index``/``term`` are those of the seal entry; ``stamp_ms`` its leader stamp (so a new
-    leader knows when the next round is due); ``state_hash`` what applying it yielded.
+    leader knows when the next round is due); ``state_root`` what applying it yielded.
     Round 0 is the genesis, at index 0 and term 0.
     """
 
@@ -81,13 +81,13 @@ class SnapshotMeta:
     term: int
     round: int
     stamp_ms: int
-    state_hash: bytes
+    state_root: bytes
 
 
 _ENTRY_HEAD = struct.Struct(">QQQB")  # term, index, stamp ms, kind
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_META = struct.Struct(">QQQQ32s")  # index, term, round, stamp ms, state hash
+_META = struct.Struct(">QQQQ32s")  # index, term, round, stamp ms, state root
 
 ENTRY_HEAD_BYTES = _ENTRY_HEAD.size
 SNAPSHOT_META_BYTES = _META.size
@@ -147,14 +147,14 @@ def decode_entry(data: bytes) -> Entry:
 
 
 def encode_snapshot_meta(meta: SnapshotMeta) -> bytes:
-    return _META.pack(meta.index, meta.term, meta.round, meta.stamp_ms, meta.state_hash)
+    return _META.pack(meta.index, meta.term, meta.round, meta.stamp_ms, meta.state_root)
 
 
 def decode_snapshot_meta(data: bytes) -> SnapshotMeta:
     _expect_length(memoryview(data), SNAPSHOT_META_BYTES, "snapshot metadata")
-    index, term, round_number, stamp_ms, state_hash = _META.unpack(data)
+    index, term, round_number, stamp_ms, state_root = _META.unpack(data)
     return SnapshotMeta(
-        index=index, term=term, round=round_number, stamp_ms=stamp_ms, state_hash=state_hash
+        index=index, term=term, round=round_number, stamp_ms=stamp_ms, state_root=state_root
     )
 
 

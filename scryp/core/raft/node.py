@@ -213,7 +213,7 @@ class RaftNode:
         """Round ``snapshot.round`` arrived (from the swarm): start the log from it (Raft §7).
 
         Call once the round's files are stored and their hash checked against
-        ``snapshot.state_hash``; load them into the state machine only if this returns True.
+        ``snapshot.state_root``; load them into the state machine only if this returns True.
         False, changing nothing, if the log has meanwhile committed up to or past that round,
         or if we lead (a leader holds every committed entry, so it never needs a round).
         """

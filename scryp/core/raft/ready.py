@@ -9,7 +9,7 @@ Owns: ``HardState`` and ``Ready``. The driver's loop, in this order, for each Re
 2. **send** ``messages`` — only now: a vote or an acknowledgement promises that the state
    above is durable (Raft §5.2/§5.3, Figure 2 "before responding to RPCs");
 3. **fetch** round ``catch_up.round`` from the swarm if ``catch_up`` is set (not again if a
-   fetch of it is under way); once it has arrived and hashes to ``catch_up.state_hash``,
+   fetch of it is under way); once it has arrived and gives ``catch_up.state_root``,
    call ``RaftNode.restore`` (possibly much later, between two Ready cycles);
 4. **apply** ``committed`` entries to the state machine, in order;
 5. call ``RaftNode.advance(ready)``.

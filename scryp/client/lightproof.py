@@ -1,0 +1,75 @@
+"""Light sync's extra check (protocol §4.4.6, stage A of issue 10): when the pieces a light
+sync fetched already hold the account's whole bucket, that bucket and a server's proof must
+give the certified state root, and the bucket must hold the balance the search found.
+
+No piece is fetched for it (a light sync stays at its ≤ 2 pieces) and the proof is untrusted:
+a proof that does not verify is ignored (the pieces were already checked against the certified
+torrent). Only certified data that disagree with each other (the torrent's bucket verifies
+under the certified root but holds another balance) is an error. Pure apart from ``read``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from scryp.core.balances import RECORD_BYTES, lookup
+from scryp.core.buckets import BUCKET_BITS, HASH_BYTES, bucket_of, verify_proof
+from scryp.core.snapshot import piece_range
+from scryp.errors import RemoteError
+
+Read = Callable[[int, int], bytes]
+
+
+class StateDisagrees(RemoteError):
+    """The certified torrent and the certified state root say different balances."""
+
+
+def check(
+    proof: Any,
+    *,
+    root: bytes,
+    round_number: int,
+    account: bytes,
+    balance: int,
+    have: set[int],
+    read: Read,
+) -> bool:
+    """True if the proof was checked and agrees; False if there was nothing to check (no
+    usable proof, or the bucket's bytes not all among the ``have`` pieces)."""
+    parsed = _parse(proof, round_number, bucket_of(account, BUCKET_BITS))
+    if parsed is None:
+        return False
+    siblings, start, end = parsed
+    if end > start and not set(piece_range(start, end - start)) <= have:
+        return False
+    bucket = read(start, end - start) if end > start else b""
+    index = bucket_of(account, BUCKET_BITS)
+    if len(bucket) != end - start or not verify_proof(root, index, bucket, siblings, BUCKET_BITS):
+        return False  # a lying or stale helper: ignored
+    if lookup(bucket, account) != balance:
+        raise StateDisagrees(
+            f"round {round_number}: the certified torrent gives balance {balance}, the bucket "
+            f"under the certified state root {lookup(bucket, account)}"
+        )
+    return True
+
+
+def _parse(proof: Any, round_number: int, index: int) -> tuple[list[bytes], int, int] | None:
+    """(siblings, start, end) of a ``GET /proof`` answer for this round and bucket, or None."""
+    if not isinstance(proof, dict) or proof.get("round") != round_number:
+        return None
+    start, end, listed = proof.get("start"), proof.get("end"), proof.get("siblings")
+    if proof.get("bucket") != index or not isinstance(start, int) or not isinstance(end, int):
+        return None
+    if not 0 <= start <= end or start % RECORD_BYTES or end % RECORD_BYTES:
+        return None
+    if not isinstance(listed, list) or len(listed) != BUCKET_BITS:
+        return None
+    try:
+        siblings = [bytes.fromhex(s) for s in listed if isinstance(s, str)]
+    except ValueError:
+        return None
+    if len(siblings) != BUCKET_BITS or any(len(s) != HASH_BYTES for s in siblings):
+        return None
+    return siblings, start, end

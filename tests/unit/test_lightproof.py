@@ -1,0 +1,81 @@
+"""Light sync's extra proof check (protocol §4.4.6, stage A): checked only when the fetched
+pieces hold the whole bucket; an untrusted proof that does not verify is ignored; certified
+data that disagree are an error."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from scryp.client.lightproof import StateDisagrees, check
+from scryp.core.balances import encode_balances
+from scryp.core.buckets import BUCKET_BITS, MerkleTree, bucket_of, bucket_range, state_root
+from scryp.core.snapshot import PIECE_BYTES, piece_range
+
+ACCOUNTS = [hashlib.sha256(b"light %d" % i).digest() for i in range(3_000)]  # 108 KB: 7 pieces
+FLAT = encode_balances((a, i + 1) for i, a in enumerate(ACCOUNTS))
+ROOT = state_root(FLAT)
+TREE = MerkleTree.of_file(FLAT)
+ALL_PIECES = set(range(-(-len(FLAT) // PIECE_BYTES)))
+
+
+def proof_of(account: bytes, round_number: int = 9) -> dict[str, Any]:
+    index = bucket_of(account, BUCKET_BITS)
+    start, end = bucket_range(FLAT, index, BUCKET_BITS)
+    siblings = [s.hex() for s in TREE.proof(index)]
+    return {
+        "round": round_number,
+        "bucket": index,
+        "siblings": siblings,
+        "start": start,
+        "end": end,
+    }
+
+
+def read(offset: int, length: int) -> bytes:
+    return FLAT[offset : offset + length]
+
+
+def run(proof: Any, account: bytes, balance: int, have: set[int] = ALL_PIECES) -> bool:
+    return check(
+        proof, root=ROOT, round_number=9, account=account, balance=balance, have=have, read=read
+    )
+
+
+def test_a_true_proof_over_fetched_pieces_is_checked() -> None:
+    account = ACCOUNTS[1_234]
+    proof = proof_of(account)
+    pieces = set(piece_range(proof["start"], proof["end"] - proof["start"]))
+    assert len(pieces) <= 2 and run(proof, account, 1_235, pieces)
+    stranger = hashlib.sha256(b"nobody").digest()  # absent: its bucket proves balance 0
+    assert run(proof_of(stranger), stranger, 0)
+
+
+def test_nothing_to_check_is_not_an_error() -> None:
+    account = ACCOUNTS[7]
+    proof = proof_of(account)
+    assert not run(proof, account, 8, have=set())  # the bucket's pieces were not fetched
+    assert not run(None, account, 8)
+    assert not run(proof_of(account, round_number=8), account, 8)  # another round's proof
+    assert not run({**proof, "siblings": proof["siblings"][:-1]}, account, 8)
+    assert not run({**proof, "start": "0"}, account, 8)
+    assert not run(proof_of(ACCOUNTS[8]), account, 8)  # another bucket (almost surely)
+
+
+def test_a_tampered_sibling_or_range_is_ignored_not_believed() -> None:
+    account = ACCOUNTS[42]
+    proof = proof_of(account)
+    for level in (0, 5, BUCKET_BITS - 1):
+        siblings = list(proof["siblings"])
+        siblings[level] = "00" * 32
+        # The balance given is wrong too: only a verifying proof could be believed.
+        assert not run({**proof, "siblings": siblings}, account, 999)
+    assert not run({**proof, "end": proof["end"] + 36}, account, 43)
+
+
+def test_certified_data_that_disagree_are_an_error() -> None:
+    account = ACCOUNTS[42]
+    with pytest.raises(StateDisagrees):
+        run(proof_of(account), account, 44)  # the torrent's search said 44, the root says 43
