@@ -1,13 +1,18 @@
-"""Load figure for 3 real servers on loopback (issue 5).
+"""Load figure for 3 real servers on loopback (issues 5 and 10).
 
     .venv/bin/python -m benchmarks.bench_server [--payments 20000] [--batch 1000]
+        [--accounts N] [--payees 1000] [--latency-samples 100]
 
-Starts a local network (3 server processes, 1 s rounds), submits payments from the faucet in
-batches of ``--batch`` to the servers in turn, and measures:
-- committed payments per second (first submission to the last payment in a sealed round),
-  next to the ceiling from signature checks measured in the same run: every server checks
-  every signature, so the ceiling is cores × single-core verify rate ÷ servers;
-- submit-to-certified latency of single payments (p50, p99).
+Starts a local network (3 server processes, 1 s rounds) on a genesis of ``--accounts``
+accounts (random ones, the faucet keeping the rest; 0: the faucet alone), submits payments
+from the faucet in batches of ``--batch`` to the servers in turn, and measures:
+- **certified** payments per second: from the first submission to the moment server 0 lists
+  certified rounds whose accepted transactions add up to every payment sent (so every single
+  payment is counted, none is sampled), next to the ceiling from signature checks measured in
+  the same run: every server checks every signature, so the ceiling is cores × single-core
+  verify rate ÷ servers;
+- submit-to-certified latency of single payments: p50, p90 and the largest of n (with n
+  given: a "p99" of 100 samples would be the second largest).
 Bounded: a fixed number of payments, each wait has a deadline.
 """
 
@@ -29,7 +34,10 @@ from typing import Any
 from scryp.core.ledger import precheck_all
 from scryp.core.tx import Transaction, encode_many
 from scryp.crypto import KeyPair
+from scryp.keyfile import load_or_create_key
+from scryp.keytool import NetworkFiles
 from scryp.localnet import LocalNetwork
+from scryp.random_genesis import write_random_genesis
 
 DEADLINE_S = 300.0
 BACKPRESSURE_PAUSE_S = 0.05
@@ -66,35 +74,48 @@ async def post_retrying(post: Post, body: bytes) -> int:
     return refusals
 
 
-async def throughput(net: LocalNetwork, total: int, size: int) -> tuple[float, int]:
-    """Committed payments per second, and how many 503s (back-pressure) were retried."""
+async def certified_payments(net: LocalNetwork, after_round: int) -> int:
+    """Accepted payments in the certified rounds after ``after_round`` that server 0 lists
+    (the listing stops at the first round not yet certified)."""
+    total, start = 0, after_round + 1
+    while True:
+        code, body = await net.get(0, f"/rounds?from={start}")
+        if code != 200 or not body["rounds"]:
+            return total
+        for listed in body["rounds"]:
+            if not listed["certified"]:
+                return total
+            total += listed["transactions"]
+            start = listed["round"] + 1
+
+
+async def throughput(net: LocalNetwork, total: int, size: int, targets: int) -> tuple[float, int]:
+    """Certified payments per second, and how many 503s (back-pressure) were retried."""
     assert net.faucet is not None
-    targets = payees(1000)
+    payee_ids = payees(targets)
+    _, status = await net.get(0, "/status")
+    before = int(status["certified_round"] or 0)
     started = time.perf_counter()
     sent = 0
     retries = 0
-    lasts: list[Transaction] = []  # the last payment of each batch
     while sent < total:
-        txs = batch(net.faucet, sent, min(size, total - sent), targets)
+        txs = batch(net.faucet, sent, min(size, total - sent), payee_ids)
         body = encode_many(txs)
         target = (sent // size) % net.servers
         retries += await post_retrying(partial(net.post, target, "/transact"), body)
         sent += len(txs)
-        lasts.append(txs[-1])
     done_at = 0.0
-    accepted = 0
 
-    async def all_committed() -> bool:
-        nonlocal done_at, accepted
-        replies = [await net.get(0, f"/tx/{tx.tx_id.hex()}") for tx in lasts]
-        if all(code == 200 for code, _ in replies):
+    async def all_certified() -> bool:
+        nonlocal done_at
+        found = await certified_payments(net, before)
+        assert found <= total, f"{found} payments certified, {total} sent"
+        if found == total:
             done_at = time.perf_counter()
-            accepted = sum(1 for _, body in replies if body["status"] == "accepted")
             return True
         return False
 
-    await net.wait_until(all_committed, DEADLINE_S, "every payment committed", poll_s=0.05)
-    assert accepted == len(lasts), "a batch's last payment was rejected"
+    await net.wait_until(all_certified, DEADLINE_S, "every payment certified", poll_s=0.05)
     return total / (done_at - started), retries
 
 
@@ -121,6 +142,13 @@ async def latency(net: LocalNetwork, samples: int) -> list[float]:
     return seconds
 
 
+def write_genesis(root: Path, accounts: int) -> None:
+    """A genesis of ``accounts`` random accounts plus the faucet (``init_network`` keeps it)."""
+    if accounts:
+        faucet = load_or_create_key(NetworkFiles(root).faucet_seed)
+        write_random_genesis(NetworkFiles(root).genesis, accounts, faucet.public, {}, seed=10)
+
+
 def verify_rate(faucet: KeyPair) -> float:
     txs = batch(faucet, 0, 5000, payees(10))
     started = time.perf_counter()
@@ -132,9 +160,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument("--accounts", type=int, default=0, help="genesis accounts (0: faucet)")
+    parser.add_argument("--payees", type=int, default=1000, help="distinct payees")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
+        write_genesis(Path(directory), args.accounts)
         # One sender stands for many clients here: lift the per-client signature budget
         # (protocol §9.6), which would otherwise be what this measures.
         unlimited = ["--client-signatures-per-s", "1000000"]
@@ -143,29 +174,31 @@ async def main() -> None:
             await net.start()
             assert net.faucet is not None
             single_core = verify_rate(net.faucet)
-            rate, retries = await throughput(net, args.payments, args.batch)
+            rate, retries = await throughput(net, args.payments, args.batch, args.payees)
             lat = sorted(await latency(net, args.latency_samples))
         finally:
             await net.stop()
     cores = os.cpu_count() or 1
     ceiling = cores * single_core / 3
-    p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+    p90 = lat[min(len(lat) - 1, round(0.90 * (len(lat) - 1)))]
     print(
-        f"server load: 3 servers, 1 s rounds, {args.payments} payments in batches of "
-        f"{args.batch}, {cores} cores; {retries} batches retried after a 503"
+        f"server load: 3 servers, 1 s rounds, {args.accounts:,} genesis accounts, "
+        f"{args.payments} payments to {args.payees:,} payees in batches of {args.batch}, "
+        f"{cores} cores; {retries} batches retried after a 503"
     )
     print("| figure | measured |")
     print("|---|---|")
-    print(f"| committed payments per second | {rate:,.0f} |")
+    print(f"| certified payments per second (every payment counted) | {rate:,.0f} |")
     print(
         f"| signature ceiling: {cores} cores × {single_core:,.0f}/s ÷ 3 servers | {ceiling:,.0f} |"
     )
-    print(f"| committed ÷ ceiling | {rate / ceiling:.2f} |")
+    print(f"| certified ÷ ceiling | {rate / ceiling:.2f} |")
     print(
         f"| submit → certified, p50 ({len(lat)} single payments) | "
         f"{statistics.median(lat) * 1000:.0f} ms |"
     )
-    print(f"| submit → certified, p99 | {p99 * 1000:.0f} ms |")
+    print(f"| submit → certified, p90 | {p90 * 1000:.0f} ms |")
+    print(f"| submit → certified, largest of {len(lat)} | {lat[-1] * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ class Profile:
         )
 
 
-DEFAULTS = Profile(unchoke_slots=8, seed_piece_quota=20)  # libtorrent's seeding defaults
+DEFAULTS = Profile(  # libtorrent's seeding defaults, all three (the optimistic unchoke too)
+    unchoke_slots=8, seed_piece_quota=20, optimistic_unchoke_interval_s=30
+)
 
 
 def make_round(root: Path, accounts: int) -> Path:

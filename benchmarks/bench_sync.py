@@ -4,7 +4,9 @@
                                               [--json PATH]
 
 One process, 127.0.0.1 only. A synthetic network (``tests.support.synthetic``): round 1 holds
-``--accounts`` accounts, round 2 is round 1 after ``--payments`` signed payments. A "server"
+``--accounts`` accounts, round 2 is round 1 after ``--payments`` signed payments (every
+``--new-account-every``-th to a new account, which shifts every later record of the flat file),
+built by the servers' ledger, not by the clients' replay. A "server"
 libtorrent session seeds both rounds and is the private DHT's bootstrap node; three test server
 keys publish BEP 44 pointers with a 2-of-3 certificate (made directly with the keys, not by
 running Raft servers). Then a fresh client session per mode runs the real client code
@@ -13,7 +15,9 @@ running Raft servers). Then a fresh client session per mode runs the real client
 - light: one account's balance (a payer's and a filler account's);
 - incremental: from a held, verified round 1, round 2's transactions, replayed;
 - full-reuse: round 2 in full while holding round 1 (unchanged pieces reused).
-Bytes are libtorrent's payload bytes (pieces; no metadata or protocol overhead).
+Bytes are libtorrent's payload bytes (pieces; no protocol overhead); the torrent's metadata
+(its info dict, which every client fetches once per round by BEP 9 before any piece) is
+reported beside them and added in ``bytes_with_metadata``.
 """
 
 from __future__ import annotations
@@ -25,17 +29,26 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from scryp.client.network import Network
 from scryp.client.session import open_client
+from scryp.core import bencode
 from scryp.core.balances import RECORD
 from scryp.swarm import Swarm, SwarmConfig, build_round_torrent
 from tests.support.synthetic import build_rounds, payer_keys, publish, server_keys
 
 FETCH_BUDGET_S = 300.0
 NETWORK_ID = bytes(range(32))
+
+
+def info_dict(torrent: bytes) -> bencode.Value:
+    """The .torrent's info dict: what BEP 9 carries as the torrent's metadata."""
+    decoded = bencode.decode(torrent)
+    assert isinstance(decoded, dict)
+    return decoded[b"info"]
 
 
 async def client_run(
@@ -62,7 +75,12 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     payers = payer_keys(10)
     started = time.monotonic()
     rounds = await asyncio.to_thread(
-        build_rounds, work / "server", args.accounts, payers, args.payments, build_round_torrent
+        partial(build_rounds, new_account_every=args.new_account_every),
+        work / "server",
+        args.accounts,
+        payers,
+        args.payments,
+        build_round_torrent,
     )
     build_s = time.monotonic() - started
     snapshot_bytes = (rounds[1].round_dir / "balances").stat().st_size
@@ -94,8 +112,13 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             ),
             "full_reuse": await client_run(network, work / "reuse", "full", payers[0].public),
         }
+    metadata = len(bencode.encode(info_dict(rounds[1].torrent.torrent)))
+    for result in results.values():
+        result["bytes_with_metadata"] = result["bytes_downloaded"] + metadata
     balances = {r["balance"] for k, r in results.items() if k != "light_filler"}
     return {
+        "new_account_every": args.new_account_every,
+        "metadata_bytes": metadata,
         "accounts": args.accounts + len(payers),
         "payments": args.payments,
         "snapshot_balances_bytes": snapshot_bytes,
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_sync")
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--payments", type=int, default=1000)
+    parser.add_argument("--new-account-every", type=int, default=10, help="0: no new account")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:

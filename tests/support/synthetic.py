@@ -24,8 +24,8 @@ from scryp.core import snapshot
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances
 from scryp.core.buckets import state_root
 from scryp.core.certificate import Certificate, Statement, majority
+from scryp.core.ledger import Ledger
 from scryp.core.pointer import PointerRecord, encode_record
-from scryp.core.replay import replay
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 
@@ -76,18 +76,29 @@ def build_rounds(
     payers: list[KeyPair],
     payments: int,
     make_torrent: Callable[[Path], RoundTorrent],
+    *,
+    new_account_every: int = 0,
 ) -> list[SyntheticRound]:
+    """Round 1 (``accounts`` accounts) and round 2 = round 1 after ``payments`` payments,
+    every ``new_account_every``-th (if not 0) to a new account. Round 2 is built by the
+    servers' ledger (``scryp.core.ledger.Ledger``), not by the clients' ``replay``, so a
+    client's replay is checked against the other implementation."""
     first = genesis_balances(accounts, payers)
+
+    def payee(i: int) -> bytes:
+        if new_account_every and i % new_account_every == new_account_every - 1:
+            return hashlib.sha256(b"synthetic new account %d" % i).digest()
+        return payers[(i + 1) % len(payers)].public
+
     txs = [
-        Transaction.create(
-            payers[i % len(payers)],
-            payers[(i + 1) % len(payers)].public,
-            1 + i,
-            TIMESTAMP_MS + i,
-        )
+        Transaction.create(payers[i % len(payers)], payee(i), 1 + i, TIMESTAMP_MS + i)
         for i in range(payments)
     ]
-    second = replay(first, txs)
+    ledger = Ledger(first)
+    outcomes = ledger.apply(txs, TIMESTAMP_MS + max(payments - 1, 0))
+    refused = [o for o in outcomes if not o.accepted]
+    assert not refused, f"synthetic payments refused: {refused[:3]}"
+    second = ledger.balances_file()
     rounds = []
     for number, (balances, transactions) in enumerate(
         [(first, b""), (second, b"".join(tx.raw for tx in txs))], start=1
