@@ -63,6 +63,40 @@ def make_transactions(
     return txs
 
 
+def memory(genesis_file: bytes, txs: list[Transaction], now_ms: int) -> dict[str, float]:
+    """The ledger's memory after it is built and after it applies ``txs``, and a dict of the
+    same balances as a baseline. tracemalloc counts exactly what each structure holds; the RSS
+    growth is reported beside it. The traced ledger applies every transaction (untimed:
+    tracing slows it), so the figure after includes what the payments leave behind (their
+    window, new accounts, outcomes)."""
+    results: dict[str, float] = {}
+    prechecked: list[None] = [None] * len(txs)
+    gc.collect()
+    rss_before = rss_bytes()
+    tracemalloc.start()
+    traced = Ledger(genesis_file)
+    results["ledger_state_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
+    results["ledger_rss_mb"] = (rss_bytes() - rss_before) / 1e6
+    for start in range(0, len(txs), BATCH_TXS):
+        traced.apply(
+            txs[start : start + BATCH_TXS],
+            now_ms + start // BATCH_TXS,
+            prechecked[start : start + BATCH_TXS],
+        )
+    gc.collect()
+    results["ledger_after_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
+    del traced
+    gc.collect()
+    tracemalloc.start()
+    as_dict = {account: balance for account, balance in RECORD.iter_unpack(genesis_file)}
+    results["dict_state_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
+    tracemalloc.stop()
+    del as_dict
+    gc.collect()
+    return results
+
+
 def measure(accounts: int, tx_count: int, seed: int) -> dict[str, float]:
     rng = random.Random(seed)
     signers = [KeyPair.from_seed(hashlib.sha256(b"bench-%d" % i).digest()) for i in range(SIGNERS)]
@@ -86,36 +120,9 @@ def measure(accounts: int, tx_count: int, seed: int) -> dict[str, float]:
         results["verify_threads_per_s"] = len(sample) / (time.perf_counter() - started)
     assert all(v is None for verdicts in verdict_lists for v in verdicts)
     results["threads"] = threads
+    results.update(memory(genesis_file, txs, now_ms))
     prechecked = [None] * len(txs)
-
-    # Memory: the ledger state, then a dict of the same balances as a baseline. tracemalloc
-    # counts exactly what each structure holds; the RSS growth is reported beside it. The
-    # traced ledger then applies every transaction (untimed: tracing slows it), so the figure
-    # after includes what the payments leave behind (their window, new accounts, outcomes).
-    gc.collect()
-    rss_before = rss_bytes()
-    tracemalloc.start()
-    traced = Ledger(genesis_file)
-    results["ledger_state_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
-    results["ledger_rss_mb"] = (rss_bytes() - rss_before) / 1e6
-    for start in range(0, len(txs), BATCH_TXS):
-        traced.apply(
-            txs[start : start + BATCH_TXS],
-            now_ms + start // BATCH_TXS,
-            prechecked[start : start + BATCH_TXS],
-        )
-    gc.collect()
-    results["ledger_after_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
-    tracemalloc.stop()
-    del traced
-    gc.collect()
     ledger = Ledger(genesis_file)
-    tracemalloc.start()
-    as_dict = {account: balance for account, balance in RECORD.iter_unpack(genesis_file)}
-    results["dict_state_mb"] = tracemalloc.get_traced_memory()[0] / 1e6
-    tracemalloc.stop()
-    del as_dict
-    gc.collect()
 
     # Apply pre-verified transactions in log-entry-sized batches.
     started = time.perf_counter()
