@@ -1,11 +1,15 @@
-"""Light sync's extra check (protocol §4.4.6, stage A of issue 10): when the pieces a light
-sync fetched already hold the account's whole bucket, that bucket and a server's proof must
-give the certified state root, and the bucket must hold the balance the search found.
+"""Light sync by proof (protocol §4.4.6, stage A of issue 10).
 
-No piece is fetched for it (a light sync stays at its ≤ 2 pieces) and the proof is untrusted:
-a proof that does not verify is ignored (the pieces were already checked against the certified
-torrent). Only certified data that disagree with each other (the torrent's bucket verifies
-under the certified root but holds another balance) is an error. Pure apart from ``read``.
+``balance_from_proof``: a server's (untrusted) ``GET /proof`` answer carries the account's
+bucket, its records and the 16 sibling hashes; if ``leaf(records)`` and the siblings give the
+certified state root, the records are the bucket's true bytes and the balance is read from
+them, with no piece fetched at all. Anything that does not verify gives None, and the light
+sync falls back to the certified torrent's pieces.
+
+``check``: when the proof came without records (or too late) and the pieces a light sync
+fetched already hold the account's whole bucket, that bucket and the proof must give the
+certified state root, and the bucket must hold the balance the search found. Only certified
+data that disagree with each other is an error. Pure apart from ``read``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,24 @@ def check(
             f"under the certified state root {lookup(bucket, account)}"
         )
     return True
+
+
+def balance_from_proof(proof: Any, *, root: bytes, round_number: int, account: bytes) -> int | None:
+    """The account's balance proved by ``proof`` against the certified ``root`` of round
+    ``round_number``, or None if the proof has no records or does not verify."""
+    index = bucket_of(account, BUCKET_BITS)
+    parsed = _parse(proof, round_number, index)
+    records_hex = proof.get("records") if isinstance(proof, dict) else None
+    if parsed is None or not isinstance(records_hex, str):
+        return None
+    siblings, start, end = parsed
+    try:
+        records = bytes.fromhex(records_hex)
+    except ValueError:
+        return None
+    if len(records) != end - start or not verify_proof(root, index, records, siblings, BUCKET_BITS):
+        return None  # a lying, stale or broken helper: the pieces will tell
+    return lookup(records, account)
 
 
 def _parse(proof: Any, round_number: int, index: int) -> tuple[list[bytes], int, int] | None:

@@ -213,6 +213,9 @@ async def proof(request: web.Request) -> web.Response:
             "siblings": [sibling.hex() for sibling in found.siblings],
             "start": found.start,
             "end": found.end,
+            # The bucket's records themselves: with the siblings they prove the balance
+            # against the certified root, no piece needed (§4.4.6).
+            "records": None if found.records is None else found.records.hex(),
         }
     )
 

@@ -37,6 +37,12 @@ class Balance:
     signers: tuple[int, ...]
 
 
+# A light client reads its balance from the proof's bucket alone (protocol §4.4.6): ~550 bytes
+# at 1M accounts, ~5.5 KB at 10M; a bucket past this (a network far larger than §4.4.2 plans
+# for) is left to the pieces.
+PROOF_RECORDS_BYTES_MAX = 64 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Proof:
     """Where an account's bucket sits in a certified round (protocol §4.4.6, stage A)."""
@@ -48,6 +54,7 @@ class Proof:
     siblings: tuple[bytes, ...]  # leaf level first
     start: int  # the bucket's bytes in the round's ``balances``: [start, end)
     end: int
+    records: bytes | None = None  # those bytes, unless over PROOF_RECORDS_BYTES_MAX
 
 
 PROOF_TREES_KEPT = 3  # the newest sealed rounds' trees (4 MB each): the certified one is there
@@ -170,16 +177,22 @@ class ServerView:
             raise NotAvailable(f"round {info.round}'s tree is not kept here")
         index = bucket_of(account, BUCKET_BITS)
         path = self._node.rounds.path(info.round) / snapshot.BALANCES
+        records: bytes | None = b""  # an empty file: every bucket is empty
         with open(path, "rb") as file:
             start = end = 0
             if os.fstat(file.fileno()).st_size:
+                records = None
                 with (
                     mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
                     memoryview(mapped) as view,
                 ):
                     start, end = bucket_range(view, index, BUCKET_BITS)
+                    if end - start <= PROOF_RECORDS_BYTES_MAX:
+                        records = bytes(view[start:end])
         siblings = tuple(tree.proof(index))
-        return Proof(info.round, info.state_root, info.infohash, index, siblings, start, end)
+        return Proof(
+            info.round, info.state_root, info.infohash, index, siblings, start, end, records
+        )
 
     def tx(self, tx_id: bytes) -> TxView | None:
         driver = self._node.driver

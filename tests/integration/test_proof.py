@@ -73,6 +73,7 @@ def test_a_proof_gives_the_certified_root_and_a_tampered_one_does_not(tmp_path: 
                 verified = await client.latest()
                 light = await client.sync(verified, "light", ALICE.public)
                 assert (light.mode, light.balance, light.proof_checked) == ("light", 1_234, True)
+                assert light.bytes_downloaded == 0  # the proof's records alone (§4.4.6)
             code, _ = await net.get(0, "/status")
             assert code == 200  # no crash on any of it
         finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scryp.client.lightproof import StateDisagrees, check
+from scryp.client.lightproof import StateDisagrees, balance_from_proof, check
 from scryp.core.balances import encode_balances
 from scryp.core.buckets import BUCKET_BITS, MerkleTree, bucket_of, bucket_range, state_root
 from scryp.core.snapshot import PIECE_BYTES, piece_range
@@ -79,3 +79,65 @@ def test_certified_data_that_disagree_are_an_error() -> None:
     account = ACCOUNTS[42]
     with pytest.raises(StateDisagrees):
         run(proof_of(account), account, 44)  # the torrent's search said 44, the root says 43
+
+
+# -- the balance from the proof alone (no piece) -----------------------------------------------
+
+
+def with_records(account: bytes, round_number: int = 9) -> dict[str, Any]:
+    proof = proof_of(account, round_number)
+    proof["records"] = FLAT[proof["start"] : proof["end"]].hex()
+    return proof
+
+
+def test_a_proof_with_records_gives_the_balance() -> None:
+    for number in (0, 1_234, 2_999):
+        account = ACCOUNTS[number]
+        proved = balance_from_proof(
+            with_records(account), root=ROOT, round_number=9, account=account
+        )
+        assert proved == number + 1
+    absent = hashlib.sha256(b"nobody").digest()
+    assert balance_from_proof(with_records(absent), root=ROOT, round_number=9, account=absent) == 0
+
+
+def _tampered_records(proof: dict[str, Any]) -> None:
+    records = bytearray.fromhex(proof["records"])
+    records[-1] ^= 1  # the last record's balance, one bit
+    proof["records"] = records.hex()
+
+
+def _tampered_sibling(proof: dict[str, Any]) -> None:
+    proof["siblings"][3] = "00" * 32
+
+
+def _no_records(proof: dict[str, Any]) -> None:
+    del proof["records"]
+
+
+def _records_not_hex(proof: dict[str, Any]) -> None:
+    proof["records"] = "zz"
+
+
+def _another_round(proof: dict[str, Any]) -> None:
+    proof["round"] = 8
+
+
+@pytest.mark.parametrize(
+    "spoil", [_tampered_records, _tampered_sibling, _no_records, _records_not_hex, _another_round]
+)
+def test_a_proof_that_does_not_verify_gives_nothing(spoil: Any) -> None:
+    """A lying helper never yields a balance: the light sync then reads the pieces."""
+    account = ACCOUNTS[1_234]
+    proof = with_records(account)
+    spoil(proof)
+    assert balance_from_proof(proof, root=ROOT, round_number=9, account=account) is None
+
+
+def test_another_state_root_gives_nothing() -> None:
+    account = ACCOUNTS[7]
+    other = state_root(FLAT[:-36])
+    assert (
+        balance_from_proof(with_records(account), root=other, round_number=9, account=account)
+        is None
+    )
