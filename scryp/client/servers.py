@@ -10,7 +10,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ SUBMIT_PATIENCE_S = 3.0
 # A poll of a payment's outcome: a server silent this long is counted as not answering, so
 # one dead server does not slow every poll to HTTP_TIMEOUT_S (the lab's partition).
 POLL_HTTP_TIMEOUT_S = 1.5
+PROOF_HTTP_TIMEOUT_S = 5.0  # a late proof still beats pieces from a busy swarm (§4.4.6)
 
 
 class ServersUnreachable(RemoteError):
@@ -198,14 +199,30 @@ async def statuses(apis: Sequence[str]) -> list[dict[str, Any] | None]:
     return [body if code == 200 and isinstance(body, dict) else None for code, body in replies]
 
 
-async def proof(apis: Sequence[str], account: bytes, round_number: int) -> dict[str, Any] | None:
-    """The first answer of ``GET /proof/ID?round=R`` (protocol §4.4.6), or None; untrusted:
-    the caller checks it against the certified state root."""
-    for api in apis:
-        code, body = await get_json(api, f"/proof/{account.hex()}?round={round_number}", 1.0)
-        if code == 200 and isinstance(body, dict):
-            return body
-    return None
+async def proof(
+    apis: Sequence[str],
+    account: bytes,
+    round_number: int,
+    accept: Callable[[Any], bool] = lambda _: True,
+) -> Any:
+    """``GET /proof/ID?round=R`` (protocol §4.4.6) of every server at once: the first answer
+    ``accept`` takes, else the first answer at all, else None. Untrusted: the caller checks
+    it against the certified state root (``accept`` does, for a light sync), so a lying or
+    slow server does not hold up an honest one."""
+    path = f"/proof/{account.hex()}?round={round_number}"
+    asked = [asyncio.create_task(get_json(api, path, PROOF_HTTP_TIMEOUT_S)) for api in apis]
+    first: Any = None
+    try:
+        for answered in asyncio.as_completed(asked):
+            code, body = await answered
+            if code == 200 and isinstance(body, dict):
+                if accept(body):
+                    return body
+                first = body if first is None else first
+        return first
+    finally:
+        for task in asked:
+            task.cancel()
 
 
 async def round_listing(apis: Sequence[str], first: int, last: int) -> dict[int, dict[str, Any]]:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -304,26 +305,40 @@ class Client:
     # -- light --------------------------------------------------------------------------------
 
     async def light(self, verified: VerifiedRound, account: bytes) -> tuple[int, int, bool]:
-        """(balance, bytes downloaded, whether a server's proof was checked). First by proof
-        alone (§4.4.6: the bucket's records and siblings against the certified root, no
-        piece); if no proof verifies within ``PROOF_WAIT_S``, by the certified torrent's
-        pieces, the proof still checked beside them if it comes."""
+        """(balance, bytes downloaded, whether a server's proof was checked). By proof alone
+        when one verifies (§4.4.6: the bucket's records and siblings against the certified
+        root, no piece); the certified torrent's pieces are searched too once no proof has
+        verified within ``PROOF_WAIT_S``, and whichever answers first wins."""
         record = verified.record
-        asked = asyncio.create_task(servers.proof(self.apis, account, record.round))
+
+        def proved(body: Any) -> int | None:
+            return lightproof.balance_from_proof(
+                body, root=record.state_root, round_number=record.round, account=account
+            )
+
+        asked = asyncio.create_task(
+            servers.proof(self.apis, account, record.round, lambda b: proved(b) is not None)
+        )
+        pieces: asyncio.Task[tuple[int, int, bool]] | None = None
         try:
             await asyncio.wait({asked}, timeout=PROOF_WAIT_S)
-            if asked.done() and not asked.cancelled() and asked.exception() is None:
-                proved = lightproof.balance_from_proof(
-                    asked.result(),
-                    root=record.state_root,
-                    round_number=record.round,
-                    account=account,
-                )
-                if proved is not None:
-                    return proved, 0, True
-            return await self._light(verified, account, asked)
+            while True:
+                if asked.done() and asked.exception() is None:
+                    balance = proved(asked.result())
+                    if balance is not None:
+                        return balance, 0, True
+                if pieces is None:
+                    pieces = asyncio.create_task(self._light(verified, account, asked))
+                if pieces.done():
+                    return pieces.result()
+                racing = {pieces} if asked.done() else {pieces, asked}
+                await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         finally:
             asked.cancel()
+            if pieces is not None and not pieces.done():
+                pieces.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pieces
 
     async def _light(
         self, verified: VerifiedRound, account: bytes, asked: asyncio.Task[Any]
@@ -332,43 +347,48 @@ class Client:
         store = self.store(verified)
         store.clear_light()
         await self.swarm.remove(record.infohash)
-        result = await self.swarm.fetch(
-            record.infohash,
-            store.light,
-            timeout_s=FETCH_TIMEOUT_S,
-            pieces=[],
-            expect_infohash_v2=record.infohash_v2,
-            peers=self.network.torrent_peers,
-        )
-        size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
-        if size is None:
-            raise FetchFailed("the certified torrent has no balances file")
-        path = result.round_dir / snapshot.BALANCES
-        downloaded = 0
-        have: set[int] = set()
+        try:
+            result = await self.swarm.fetch(
+                record.infohash,
+                store.light,
+                timeout_s=FETCH_TIMEOUT_S,
+                pieces=[],
+                expect_infohash_v2=record.infohash_v2,
+                peers=self.network.torrent_peers,
+            )
+            size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
+            if size is None:
+                raise FetchFailed("the certified torrent has no balances file")
+            path = result.round_dir / snapshot.BALANCES
+            downloaded = 0
+            have: set[int] = set()
 
-        async def fetch(pieces: set[int]) -> None:
-            nonlocal downloaded
-            if pieces:
-                downloaded = await self.swarm.fetch_pieces(record.infohash, pieces, FETCH_TIMEOUT_S)
-                have.update(pieces)
+            async def fetch(pieces: set[int]) -> None:
+                nonlocal downloaded
+                if pieces:
+                    downloaded = await self.swarm.fetch_pieces(
+                        record.infohash, pieces, FETCH_TIMEOUT_S
+                    )
+                    have.update(pieces)
 
-        def read(offset: int, length: int) -> bytes:
-            with path.open("rb") as file:
-                file.seek(offset)
-                return file.read(length)
+            def read(offset: int, length: int) -> bytes:
+                with path.open("rb") as file:
+                    file.seek(offset)
+                    return file.read(length)
 
-        balance, _ = await find_balance(size, account, fetch, read)
-        # Not waited for: a slow or silent server only means no extra check.
-        proof = asked.result() if asked.done() and not asked.exception() else None
-        checked = lightproof.check(
-            proof,
-            root=record.state_root,
-            round_number=record.round,
-            account=account,
-            balance=balance,
-            have=have,
-            read=read,
-        )
-        await self.swarm.remove(record.infohash)
+            balance, _ = await find_balance(size, account, fetch, read)
+            # Not waited for: a slow or silent server only means no extra check.
+            proof = asked.result() if asked.done() and not asked.exception() else None
+            checked = lightproof.check(
+                proof,
+                root=record.state_root,
+                round_number=record.round,
+                account=account,
+                balance=balance,
+                have=have,
+                read=read,
+            )
+        finally:
+            # Also when a proof won the race and this search was cancelled (§4.4.6).
+            await self.swarm.remove(record.infohash)
         return balance, downloaded, checked

@@ -7,11 +7,15 @@ checks the proof too when its pieces hold the whole bucket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from scryp.client.network import load_testnet
 from scryp.client.session import open_client
@@ -74,12 +78,48 @@ def test_a_proof_gives_the_certified_root_and_a_tampered_one_does_not(tmp_path: 
                 light = await client.sync(verified, "light", ALICE.public)
                 assert (light.mode, light.balance, light.proof_checked) == ("light", 1_234, True)
                 assert light.bytes_downloaded == 0  # the proof's records alone (§4.4.6)
+                # A lying helper (the true proof, one byte of the records changed) is the only
+                # server the client asks: no proof verifies, the pieces give the balance.
+                code, true_proof = await net.get(0, f"/proof/{ALICE.account_id}")
+                assert code == 200 and true_proof["records"]
+                lying = dict(true_proof, records=_flip_last_byte(true_proof["records"]))
+                async with _serving(lying) as liar:
+                    client.network = dataclasses.replace(client.network, apis=(liar,))
+                    client.pointer_apis = ()
+                    light = await client.sync(verified, "light", ALICE.public)
+                assert (light.mode, light.balance) == ("light", 1_234)
+                assert light.bytes_downloaded > 0  # from the certified torrent instead
             code, _ = await net.get(0, "/status")
             assert code == 200  # no crash on any of it
         finally:
             await net.stop()
 
     asyncio.run(scenario())
+
+
+def _flip_last_byte(records_hex: str) -> str:
+    records = bytearray.fromhex(records_hex)
+    records[-1] ^= 1
+    return records.hex()
+
+
+@contextlib.asynccontextmanager
+async def _serving(answer: dict[str, object]) -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1 that answers every GET /proof/... with ``answer``."""
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get("/proof/{account}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 async def _check(net: LocalNetwork, proof: dict[str, object], account: bytes, balance: int) -> None:
