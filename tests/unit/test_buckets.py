@@ -156,3 +156,16 @@ def test_every_byte_of_a_file_is_under_its_root() -> None:
 def test_bits_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError):
         split(b"", 25)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bits=st.integers(0, 8), data=st.data())
+def test_a_sparse_tree_equals_the_dense_one_node_for_node(bits: int, data: st.DataObject) -> None:
+    """MerkleTree.sparse (small ledgers) against the dense constructor (every leaf given)."""
+    width = 1 << bits
+    filled = data.draw(st.sets(st.integers(0, width - 1), max_size=width))
+    leaves = {b: leaf_hash(b"bucket %d" % b) for b in filled}
+    dense = MerkleTree([leaves.get(b, leaf_hash(b"")) for b in range(width)], bits)
+    sparse = MerkleTree.sparse(leaves, bits)
+    assert sparse.root == dense.root
+    assert all(sparse.proof(b) == dense.proof(b) for b in range(width))
