@@ -51,6 +51,7 @@ class Publisher:
         self.last: PutResult | None = None
         self.on_put = on_put
         self.direct_puts = 0  # records some known node took at once (protocol §8.3.4)
+        self.last_direct_took = 0  # known nodes that took the newest record
         self._changed = asyncio.Event()
         self._walk_wanted = False  # offer() leaves libtorrent's put to run()
 
@@ -70,6 +71,7 @@ class Publisher:
         took = await self.swarm.put_direct(self.key, value, self.salt)
         if took:
             self.direct_puts += 1
+        self.last_direct_took = took
         return took
 
     async def _put(self) -> PutResult:
@@ -107,4 +109,7 @@ class Publisher:
                 try:
                     await self._put()
                 except NotAvailable as error:  # a put timed out, or the swarm is closing
-                    log.warning("pointer put: %s", error)
+                    # With the newest record already on known nodes (§8.3.4), a slow walk (a
+                    # node ignoring BEP 44 holds it 15 s) is routine, not a problem.
+                    level = logging.INFO if self.last_direct_took else logging.WARNING
+                    log.log(level, "pointer put: %s", error)
