@@ -87,6 +87,12 @@ def listen_problem(mode: Mode, host: str) -> str | None:
     return None
 
 
+def unspecified(host: str) -> bool:
+    """Whether ``host`` is the "any" address (0.0.0.0, ::) or empty: bindable, not dialable."""
+    address = _ip(host)
+    return host == "" or (address is not None and address.is_unspecified)
+
+
 def advertise_problem(mode: Mode, host: str) -> str | None:
     """Why a server of ``mode`` may not tell peers and clients to reach it at ``host``."""
     address = _ip(host)

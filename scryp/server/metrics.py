@@ -198,4 +198,9 @@ class _NodeCollector:
                 "Pointer puts that timed out or reached no DHT node.",
                 value=publisher.put_failures,
             )
+            yield CounterMetricFamily(
+                "scryp_dht_direct_puts",
+                "Pointer records stored at once on known DHT nodes (protocol §8.3.4).",
+                value=publisher.direct_puts,
+            )
         yield from swarm_families(node.swarm)

@@ -23,7 +23,7 @@ from scryp.core.bencode import encode as bencode
 from scryp.core.pointer import SALT, VALUE_MAX_BYTES, PointerRecord, SignedItem, verify_item
 from scryp.crypto import KeyPair
 from scryp.errors import NotAvailable, RemoteError
-from scryp.netmode import Mode
+from scryp.netmode import Mode, unspecified
 
 from .direct import DirectStore
 from .settings import SwarmConfig
@@ -32,7 +32,6 @@ from .waits import deadline
 log = logging.getLogger(__name__)
 
 DHT_GET_TIMEOUT_S = 10.0
-UNSPECIFIED = ("0.0.0.0", "::", "")
 DHT_PUT_TIMEOUT_S = 15.0
 
 
@@ -92,12 +91,14 @@ class Bep44:
         self._unattributed_not_found = 0
         self._direct: DirectStore | None = None  # opened by the first direct store
 
-    def _fail_items(self, error: NotAvailable) -> None:
-        """The session closed: nothing waiting for an item will get one, and the direct
-        store's socket closes with it."""
+    def _close_direct(self) -> None:
+        """The session closed: so does the direct store's socket (§8.3.4)."""
         if self._direct is not None:
             self._direct.close()
             self._direct = None
+
+    def _fail_items(self, error: NotAvailable) -> None:
+        """The session closed: nothing waiting for an item will get one."""
         for gets in self._gets.values():
             for pending in gets:
                 if not pending.future.done():
@@ -136,9 +137,8 @@ class Bep44:
         bootstrap nodes; none on the public DHT, whose routers store nothing."""
         if self.config.network is Mode.PUBLIC:
             return []
-        own = (
-            [] if self.config.listen_host in UNSPECIFIED else [(self.config.listen_host, self.port)]
-        )
+        host = self.config.listen_host
+        own = [] if unspecified(host) else [(host, self.port)]
         return [*own, *self.config.bootstrap]
 
     async def put_direct(self, key: KeyPair, value: bytes, salt: bytes = SALT) -> int:

@@ -135,6 +135,7 @@ class Swarm(Bep44, Fetching):
         for fd in (self._read_fd, self._write_fd):
             os.close(fd)
         self._fail_items(NotAvailable("swarm closed"))
+        self._close_direct()
 
     # -- alerts ---------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import libtorrent as lt
 
 from scryp.errors import LocalError
 from scryp.hostport import LOOPBACK
-from scryp.netmode import Mode, check_address, host_allowed, listen_problem
+from scryp.netmode import Mode, check_address, host_allowed, listen_problem, unspecified
 
 # The Mainline routers libtorrent would use by default; only ever used in public mode.
 PUBLIC_ROUTERS = "router.bittorrent.com:6881,dht.transmissionbt.com:6881,router.utorrent.com:6881"
@@ -103,7 +103,7 @@ def _network_settings(config: SwarmConfig) -> dict[str, Any]:
     production = config.production
     # Outgoing connections leave from the bound address, unless bound to "any" (then the
     # routing table picks) or public (libtorrent's default).
-    bound = config.listen_host not in ("0.0.0.0", "::") and config.network is not Mode.PUBLIC
+    bound = not unspecified(config.listen_host) and config.network is not Mode.PUBLIC
     return {
         "listen_interfaces": f"{_node(config.listen_host, config.listen_port)}",
         "outgoing_interfaces": config.listen_host if bound else "",
