@@ -25,6 +25,7 @@ from itertools import pairwise
 
 from scryp.core.balances import BalanceTable
 from scryp.core.buckets import BUCKET_BITS, MerkleTree, bucket_of, leaf_hash
+from scryp.core.changes import encode_changes
 from scryp.core.genesis import Genesis
 from scryp.core.tx import Transaction
 from scryp.errors import MalformedInput, invariant
@@ -84,7 +85,15 @@ def precheck_all(txs: Sequence[Transaction]) -> list[Reason | None]:
 class Ledger:
     """Balances plus the duplicate window; ``apply`` is the state machine's transition."""
 
-    __slots__ = ("_heap", "_last_stamp_ms", "_recent", "_table", "_tree", "window_ms")
+    __slots__ = (
+        "_changed",
+        "_heap",
+        "_last_stamp_ms",
+        "_recent",
+        "_table",
+        "_tree",
+        "window_ms",
+    )
 
     def __init__(
         self,
@@ -103,6 +112,8 @@ class Ledger:
         self._recent: dict[bytes, int] = {tx_id: ts for ts, tx_id in recent}
         self._heap: list[tuple[int, bytes]] = sorted(recent)
         self._tree: MerkleTree | None = None  # built at the first state_root()
+        # Accounts changed since the last ``take_changes``: the next round's ``changes`` file.
+        self._changed: set[bytes] = set()
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, *, window_ms: int = WINDOW_MS_DEFAULT) -> Ledger:
@@ -126,6 +137,7 @@ class Ledger:
         since the previous call, and the paths above them: O(changed buckets × 16) hashes."""
         table = self._table
         touched = table.take_touched()
+        self._changed |= touched
         if self._tree is None:
             self._tree = MerkleTree.of_file(table.balances_file())
         elif touched:
@@ -138,6 +150,14 @@ class Ledger:
                 }
             )
         return self._tree.root
+
+    def take_changes(self) -> bytes:
+        """The ``changes`` file (protocol §4.4.4) of every account changed since the last
+        call, with its balance now (0: removed), and forget them: a seal's delta."""
+        self.state_root()  # folds the accounts touched since into ``_changed`` and the tree
+        changed, self._changed = self._changed, set()
+        get = self._table.get
+        return encode_changes((account, get(account)) for account in changed)
 
     def state_tree(self) -> MerkleTree:
         """A copy of the tree at the current state (for proofs of a sealed round, §4.4.6)."""

@@ -1,6 +1,7 @@
 """The layout of a round's snapshot on disk and in its torrent (protocol §8.1).
 
-Owns: the directory name of a round, the names and fixed order of the files inside it, and the
+Owns: the directory name of a round, the names and fixed order of the files inside it, which
+rounds are checkpoints (protocol §4.4.4: they also hold the whole ``balances`` file), and the
 fixed torrent parameters (piece size, hybrid v1+v2, no date, creator, trackers or web seeds).
 Pure: it names things; ``scryp.swarm`` creates, hashes and seeds them.
 
@@ -12,14 +13,35 @@ from __future__ import annotations
 
 import re
 
-# Files of a round, in torrent order. ``balances`` comes first so that its pieces start at
-# offset 0 and a light client can map a record index to a piece with one division.
+# Files of a round, in torrent order. ``balances`` (checkpoint rounds only) comes first so
+# that its pieces start at offset 0 and a light client can map a record index to a piece with
+# one division.
 BALANCES = "balances"
+# The records of every account the round changed, new balance (0: removed), sorted by id:
+# what turns the previous round's balances into this round's (protocol §4.4.4).
+CHANGES = "changes"
 TRANSACTIONS = "transactions"
 # The ledger's duplicate window at the seal (protocol §6.4): what a server catching up needs
 # besides the balances to decide exactly as the others do.
 WINDOW = "window"
-ROUND_FILES: tuple[str, ...] = (BALANCES, TRANSACTIONS, WINDOW)
+DELTA_FILES: tuple[str, ...] = (CHANGES, TRANSACTIONS, WINDOW)
+CHECKPOINT_FILES: tuple[str, ...] = (BALANCES, *DELTA_FILES)
+# Every server of a network must use the same value: it decides which rounds' torrents hold
+# the whole balances file, and so every round's infohash (protocol §4.4.4).
+CHECKPOINT_EVERY_DEFAULT = 60
+
+
+def is_checkpoint(round_number: int, checkpoint_every: int) -> bool:
+    """Whether round ``round_number`` holds the whole balances file (round 0 always does)."""
+    if checkpoint_every < 1:
+        raise ValueError("checkpoint_every must be at least 1")
+    return round_number % checkpoint_every == 0
+
+
+def round_files(checkpoint: bool) -> tuple[str, ...]:
+    """The files of a round, in torrent order."""
+    return CHECKPOINT_FILES if checkpoint else DELTA_FILES
+
 
 # 16 KiB, the smallest piece BEP 52 allows: a changed account dirties one piece, so a client
 # holding the previous round re-downloads ~16 KiB per changed account, and a light client

@@ -26,6 +26,7 @@ from pathlib import Path
 from aiohttp import web
 
 from scryp import logthrottle, netmode
+from scryp.core.snapshot import CHECKPOINT_EVERY_DEFAULT
 from scryp.errors import ConfigError, StorageCorrupt
 from scryp.hostport import hostport_arg
 from scryp.logformat import add_log_arguments, setup_logging
@@ -69,6 +70,14 @@ def add_retention(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="S",
         help="keep Raft entries this long for followers that fall behind",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=CHECKPOINT_EVERY_DEFAULT,
+        metavar="ROUNDS",
+        help="rounds whose number is a multiple of this hold the whole balances file; "
+        "the same on every server of a network (protocol §4.4.4)",
     )
 
 
@@ -161,6 +170,7 @@ def parse_args(argv: list[str] | None) -> ServerConfig:
         rounds_kept=args.rounds_kept,
         rounds_kept_s=args.rounds_kept_s,
         compaction_lag_s=args.compaction_lag,
+        checkpoint_every=args.checkpoint_every,
         limits=replace(
             ServerLimits(),
             signatures_per_s=args.client_signatures_per_s,

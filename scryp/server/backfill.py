@@ -36,6 +36,7 @@ from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable
 from scryp.keyfile import atomic_write
+from scryp.server import state_at
 from scryp.server.rounds import RoundStore
 from scryp.swarm import Swarm
 
@@ -80,7 +81,10 @@ class Backfill:
         work_dir: Path,
         apis: Callable[[], list[str]],
         trust: tuple[bytes, Sequence[bytes]],
+        *,
+        checkpoint_every: int,
     ) -> None:
+        self.checkpoint_every = checkpoint_every
         self.network, self.quorum = trust  # what a listed round's certificate must verify for
         self.swarm = swarm
         self.rounds = rounds
@@ -111,7 +115,7 @@ class Backfill:
         if self.rounds.get(since.round) is None:
             raise NotAvailable(f"round {since.round} is no longer on disk")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        balances = self.rounds.read(since.round, snapshot.BALANCES)
+        balances = state_at.flat_at(self.rounds, since.round, self.checkpoint_every)
         atomic_write(self.work_dir / SINCE_BALANCES, balances)
         atomic_write(self.work_dir / OWED, encode_snapshot_meta(since) + encode_snapshot_meta(to))
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scryp.core.snapshot import CHECKPOINT_EVERY_DEFAULT
 from scryp.netmode import Mode
 
 
@@ -57,6 +58,9 @@ class ServerConfig:
     # least), so a follower that just fetched a round through the swarm still finds the
     # entries after it in the leader's log instead of chasing ever newer rounds.
     compaction_lag_s: float = 10.0
+    # Rounds whose number is a multiple of this hold the whole balances file; the same on
+    # every server of a network (protocol §4.4.4).
+    checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT
     republish_s: float = 1800.0
     discovery_interval_s: float = 5.0
     limits: ServerLimits = field(default_factory=ServerLimits)
@@ -64,6 +68,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.round_interval_s <= 0:
             raise ValueError("round_interval_s must be positive")
+        if self.checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
         if self.rounds_kept < 2:
             raise ValueError("rounds_kept must be at least 2")
 

@@ -3,7 +3,9 @@ queue, with every effect behind an injected ``DriverIO``. The server (``scryp.se
 and the simulator (``tests/sim/server.py``) both run this code.
 
 Owns: the Ready loop of ``scryp.core.raft.ready`` (persist, send, fetch, apply, advance), then
-the offers of seeded rounds and compaction to the round ``compaction_lag_rounds`` seals back;
+the offers of seeded checkpoint rounds and compaction to the newest checkpoint round at least
+``compaction_lag_rounds`` seals back (protocol §4.4.4: only a checkpoint round holds the
+balances a restart or a catch-up starts from, so Raft's snapshot is always one);
 the application of committed entries (``apply_entry``) with each payment's outcome kept for the
 API; the hand-off seal → round files → round protocol; and the routing of the round protocol's
 and the proposal queue's actions to IO.
@@ -44,6 +46,7 @@ from scryp.core.rounds import (
     ShareRefused,
     StoreCertificate,
 )
+from scryp.core.snapshot import CHECKPOINT_EVERY_DEFAULT, is_checkpoint
 from scryp.core.tx import Transaction
 from scryp.core.wire import Ask, Forward, PeerFrame, RaftFrame, Share
 from scryp.errors import InvariantViolated, MalformedInput, RemoteError
@@ -190,6 +193,7 @@ class DriverConfig:
     compaction_lag_rounds: int
     outcomes_kept_max: int
     inbox_frames_max: int = 10_000
+    checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT
 
 
 class Driver:
@@ -224,6 +228,8 @@ class Driver:
         self._offers: deque[SnapshotMeta] = deque()
         # The newest seals, oldest first: the first is the compaction point once full.
         self._sealed: deque[SnapshotMeta] = deque([raft.log.snapshot])
+        # Checkpoint rounds sealed since Raft's snapshot (itself one), oldest first.
+        self._checkpoints: deque[SnapshotMeta] = deque([raft.log.snapshot])
         self._round_txs: list[bytes] = []
         self._fetching: int | None = None
         # The round of the last snapshot made durable: a restart loads it, so it stays on disk.
@@ -237,7 +243,10 @@ class Driver:
 
     @property
     def compaction_point(self) -> int:
-        return self._sealed[0].round
+        return self.raft.log.snapshot.round
+
+    def is_checkpoint(self, round_number: int) -> bool:
+        return is_checkpoint(round_number, self.config.checkpoint_every)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -306,6 +315,7 @@ class Driver:
                 if self.raft.restore(event.meta):
                     self.ledger = event.ledger
                     self._sealed = deque([event.meta])
+                    self._checkpoints = deque([event.meta])
                     self._round_txs = []
                     # Decisions before this round were made where we cannot see (§6.5).
                     self.outcomes.move_horizon(event.meta.stamp_ms + 1)
@@ -425,17 +435,27 @@ class Driver:
         self._sealed.append(meta)
         while len(self._sealed) > self.config.compaction_lag_rounds + 1:
             self._sealed.popleft()
+        if self.is_checkpoint(meta.round):
+            self._checkpoints.append(meta)
         self.io.report(Sealed(meta))
         await self._route(self.rounds.sealed(meta))
 
     def _compact(self) -> None:
-        """Compact Raft's log to the round ``compaction_lag_rounds`` seals back (§9.5)."""
+        """Compact Raft's log to the newest checkpoint round at least ``compaction_lag_rounds``
+        seals back (§9.5, §4.4.4)."""
         raft = self.raft
-        if len(self._sealed) > self.config.compaction_lag_rounds:
-            point = self._sealed[0]
-            if point.index > raft.log.snapshot.index:
-                self.io.report(Compacted(point.round))
-                raft.compact(point)
+        if len(self._sealed) <= self.config.compaction_lag_rounds:
+            return
+        lagging = self._sealed[0].round
+        eligible = [c for c in self._checkpoints if c.round <= lagging]
+        if not eligible:
+            return
+        point = eligible[-1]
+        if point.index > raft.log.snapshot.index:
+            self.io.report(Compacted(point.round))
+            raft.compact(point)
+        while self._checkpoints[0].round < point.round:
+            self._checkpoints.popleft()
 
     # -- the round protocol's actions --------------------------------------------------------
 
@@ -448,7 +468,8 @@ class Driver:
                 case SendFrame(peer=peer, frame=frame):
                     io.send(peer, frame)
                 case OfferRound(meta=meta):
-                    self._offers.append(meta)
+                    if self.is_checkpoint(meta.round):  # a catch-up starts from balances
+                        self._offers.append(meta)
                 case StoreCertificate(round=round_number, certificate=certificate):
                     await io.store_certificate(round_number, certificate)
                 case PublishRecord(record=record, newest_certified=newest):

@@ -73,7 +73,7 @@ from scryp.server.metrics import ServerMetrics
 from scryp.server.outcome_file import OutcomeFile
 from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
-from scryp.server.rounds import RoundStore
+from scryp.server.rounds import RoundStore, round_contents
 from scryp.server.verify import precheck_parallel
 from scryp.server.view import ServerView
 from scryp.swarm import (
@@ -178,6 +178,7 @@ class ServerNode:
         )
         driver_config = DriverConfig(
             compaction_lag_rounds=self.config.compaction_lag_rounds,
+            checkpoint_every=self.config.checkpoint_every,
             outcomes_kept_max=limits.tx_status_kept_max,
             inbox_frames_max=INBOX_FRAMES_MAX,
         )
@@ -231,12 +232,8 @@ class ServerNode:
 
     def _write_genesis_round(self) -> None:
         genesis_meta = SnapshotMeta(0, 0, 0, 0, self.genesis_root)
-        self.rounds.write(
-            genesis_meta,
-            self.genesis.balances_file,
-            b"",
-            Ledger.from_genesis(self.genesis).encode_window(),
-        )
+        ledger = Ledger.from_genesis(self.genesis)
+        self.rounds.write(genesis_meta, round_contents(0, 1, ledger, b""))
 
     def held_rounds(self) -> list[tuple[SnapshotMeta, bytes]]:
         held = []
@@ -394,6 +391,7 @@ class ServerNode:
             self.config.data_dir / f"{WORK_PREFIX}{to.round}",
             lambda: [a for i in range(len(self.quorum)) if (a := self._address_of(i))],
             (self.network, self.quorum),
+            checkpoint_every=self.config.checkpoint_every,
         )
         try:
             found = await asyncio.wait_for(
@@ -502,10 +500,10 @@ class ServerIO:
         return await precheck_parallel(txs)
 
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
-        rounds = self.node.rounds
-        balances, window = ledger.balances_file(), ledger.encode_window()
-        self.node.view.keep_tree(meta.round, ledger.state_tree())  # for GET /proof (§4.4.6)
-        await asyncio.to_thread(rounds.write, meta, balances, transactions, window)
+        node = self.node
+        contents = round_contents(meta.round, node.config.checkpoint_every, ledger, transactions)
+        node.view.keep_tree(meta.round, ledger.state_tree())  # for GET /proof (§4.4.6)
+        await asyncio.to_thread(node.rounds.write, meta, contents)
 
     async def keep_outcomes(self, records: bytes) -> None:
         if records:

@@ -1,7 +1,8 @@
 """A server's sealed rounds on disk: one directory per round (protocol §8.1, docs/storage.md §3).
 
-``DATA/rounds/round-NNNNNNNNNN/`` holds the round's torrent files (``balances``,
-``transactions``, ``window``) and, beside them, ``raft-meta`` (the seal's Raft index, term,
+``DATA/rounds/round-NNNNNNNNNN/`` holds the round's torrent files (``changes``,
+``transactions``, ``window``, and ``balances`` first in a checkpoint round, §4.4.4) and, beside
+them, ``raft-meta`` (the seal's Raft index, term,
 stamp and state root) and, once a majority vouched for the round, ``certificate``.
 
 A round is written into a hidden temporary directory, every file fsynced, then renamed into
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from scryp.core import snapshot
+from scryp.core.ledger import Ledger
 from scryp.core.raft.entries import SnapshotMeta, decode_snapshot_meta, encode_snapshot_meta
 from scryp.errors import MalformedInput, invariant
 from scryp.keyfile import atomic_write, fsync_directory
@@ -36,6 +39,11 @@ class StoredRound:
     def balances_path(self) -> Path:
         return self.path / snapshot.BALANCES
 
+    @property
+    def checkpoint(self) -> bool:
+        """Whether the round holds the whole balances file (protocol §4.4.4)."""
+        return self.balances_path.is_file()
+
 
 class RoundStore:
     def __init__(self, directory: Path) -> None:
@@ -45,10 +53,13 @@ class RoundStore:
     def path(self, round_number: int) -> Path:
         return self.directory / snapshot.round_dir_name(round_number)
 
-    def write(
-        self, meta: SnapshotMeta, balances: bytes, transactions: bytes, window: bytes
-    ) -> StoredRound:
-        """Write a round durably (see header); idempotent for identical content."""
+    def write(self, meta: SnapshotMeta, contents: Mapping[str, bytes]) -> StoredRound:
+        """Write a round durably (see header); idempotent for identical content.
+        ``contents`` maps the names of ``snapshot.round_files`` to their bytes."""
+        invariant(
+            tuple(contents) in (snapshot.DELTA_FILES, snapshot.CHECKPOINT_FILES),
+            f"round {meta.round}: not a round's files: {tuple(contents)}",
+        )
         final = self.path(meta.round)
         existing = self.get(meta.round)
         if existing is not None:
@@ -60,11 +71,6 @@ class RoundStore:
         if temporary.exists():
             shutil.rmtree(temporary)
         temporary.mkdir()
-        contents = {
-            snapshot.BALANCES: balances,
-            snapshot.TRANSACTIONS: transactions,
-            snapshot.WINDOW: window,
-        }
         for name, data in contents.items():
             _write_synced(temporary / name, data)
         _write_synced(temporary / RAFT_META, encode_snapshot_meta(meta))
@@ -76,7 +82,8 @@ class RoundStore:
     def adopt(self, fetched_dir: Path, meta: SnapshotMeta) -> StoredRound:
         """Mark a round fetched from the swarm into ``path(meta.round)`` as complete."""
         invariant(fetched_dir == self.path(meta.round), "fetched round in the wrong place")
-        for name in snapshot.ROUND_FILES:
+        checkpoint = (fetched_dir / snapshot.BALANCES).is_file()
+        for name in snapshot.round_files(checkpoint):
             with open(fetched_dir / name, "rb+") as file:
                 os.fsync(file.fileno())
         atomic_write(fetched_dir / RAFT_META, encode_snapshot_meta(meta))
@@ -120,6 +127,21 @@ class RoundStore:
         for number in doomed:
             shutil.rmtree(self.path(number), ignore_errors=True)
         return doomed
+
+
+def round_contents(
+    round_number: int, checkpoint_every: int, ledger: Ledger, transactions: bytes
+) -> dict[str, bytes]:
+    """The files of a round just sealed on ``ledger`` (protocol §4.4.4), in torrent order:
+    the whole ``balances`` only in a checkpoint round, so a seal costs what the round changed.
+    Takes the ledger's changes: call once per seal."""
+    contents = {}
+    if snapshot.is_checkpoint(round_number, checkpoint_every):
+        contents[snapshot.BALANCES] = ledger.balances_file()
+    contents[snapshot.CHANGES] = ledger.take_changes()
+    contents[snapshot.TRANSACTIONS] = transactions
+    contents[snapshot.WINDOW] = ledger.encode_window()
+    return contents
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.registry import CollectorRegistry
 
 from scryp.core import snapshot
-from scryp.core.balances import lookup
 from scryp.core.buckets import BUCKET_BITS, MerkleTree, bucket_of, bucket_range
 from scryp.core.certificate import Certificate
 from scryp.core.ledger import Reason
 from scryp.core.outcomes import Decided
 from scryp.core.rounds import RoundInfo
 from scryp.errors import MalformedInput, NotAvailable, RemoteError
+from scryp.server import state_at
 from scryp.server.config import ServerLimits
 
 if TYPE_CHECKING:
@@ -52,8 +52,10 @@ class Proof:
     infohash: bytes
     bucket: int
     siblings: tuple[bytes, ...]  # leaf level first
-    start: int  # the bucket's bytes in the round's ``balances``: [start, end)
-    end: int
+    # The bucket's bytes in the round's ``balances``, [start, end): checkpoint rounds only
+    # (the others have no ``balances`` file, protocol §4.4.4).
+    start: int | None
+    end: int | None
     records: bytes | None = None  # those bytes, unless over PROOF_RECORDS_BYTES_MAX
 
 
@@ -122,17 +124,10 @@ class ServerView:
         info = self.certified()
         if info is None:
             return None
-        path = self._node.rounds.path(info.round) / "balances"
         signers = certificate_signers(info.certificate)
-        # Map the file rather than read it: a lookup touches ~20 of its records (O(log n)).
-        with open(path, "rb") as file:
-            if os.fstat(file.fileno()).st_size == 0:
-                return Balance(0, info.round, info.state_root, signers)
-            with (
-                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-                memoryview(mapped) as view,
-            ):
-                return Balance(lookup(view, account), info.round, info.state_root, signers)
+        every = self._node.config.checkpoint_every
+        balance = state_at.balance_at(self._node.rounds, info.round, every, account)
+        return Balance(balance, info.round, info.state_root, signers)
 
     def keep_tree(self, round_number: int, tree: MerkleTree) -> None:
         """A sealed round's Merkle tree, for proofs (the newest few only)."""
@@ -148,8 +143,9 @@ class ServerView:
         with self._trees_lock:
             tree = self._trees.get(info.round)
         if tree is None and rebuild:
+            every = self._node.config.checkpoint_every
             try:
-                tree = MerkleTree.of_file(self._node.rounds.read(info.round, snapshot.BALANCES))
+                tree = MerkleTree.of_file(state_at.flat_at(self._node.rounds, info.round, every))
             except (OSError, MalformedInput):  # pruned meanwhile, or damaged: our fault
                 return None
             if tree.root != info.state_root:
@@ -176,19 +172,23 @@ class ServerView:
         if tree is None:
             raise NotAvailable(f"round {info.round}'s tree is not kept here")
         index = bucket_of(account, BUCKET_BITS)
-        path = self._node.rounds.path(info.round) / snapshot.BALANCES
-        records: bytes | None = b""  # an empty file: every bucket is empty
-        with open(path, "rb") as file:
-            start = end = 0
-            if os.fstat(file.fileno()).st_size:
-                records = None
-                with (
-                    mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-                    memoryview(mapped) as view,
-                ):
-                    start, end = bucket_range(view, index, BUCKET_BITS)
-                    if end - start <= PROOF_RECORDS_BYTES_MAX:
-                        records = bytes(view[start:end])
+        rounds, every = self._node.rounds, self._node.config.checkpoint_every
+        try:
+            bucket = state_at.bucket_at(rounds, info.round, every, index)
+        except OSError:  # pruned meanwhile
+            raise NotAvailable(f"round {info.round}'s files are not kept here") from None
+        records = bucket if len(bucket) <= PROOF_RECORDS_BYTES_MAX else None
+        start = end = None
+        if snapshot.is_checkpoint(info.round, every):
+            with open(rounds.path(info.round) / snapshot.BALANCES, "rb") as file:
+                if os.fstat(file.fileno()).st_size:
+                    with (
+                        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+                        memoryview(mapped) as view,
+                    ):
+                        start, end = bucket_range(view, index, BUCKET_BITS)
+                else:
+                    start = end = 0
         siblings = tuple(tree.proof(index))
         return Proof(
             info.round, info.state_root, info.infohash, index, siblings, start, end, records

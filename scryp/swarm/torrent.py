@@ -2,7 +2,7 @@
 
 Owns: ``RoundTorrent`` and ``build_round_torrent``. Invariant: the .torrent (and so both
 infohashes) is a function of the round directory's name and the bytes of its files alone:
-files in ``snapshot.ROUND_FILES`` order, ``snapshot.PIECE_BYTES`` pieces, hybrid v1+v2, no
+files in ``snapshot.round_files`` order, ``snapshot.PIECE_BYTES`` pieces, hybrid v1+v2, no
 mtime, attributes, creation date, creator, trackers or web seeds.
 """
 
@@ -38,12 +38,14 @@ class RoundTorrent:
 def build_round_torrent(round_dir: Path) -> RoundTorrent:
     """Hash a round directory into its torrent (protocol §8.2). Blocking: run it in a thread.
 
-    Deterministic: the files of ``snapshot.ROUND_FILES`` in that order (each must exist, empty
-    is fine), ``snapshot.PIECE_BYTES`` pieces, hybrid v1+v2, no mtime or attributes, and the
+    Deterministic: the files of ``snapshot.round_files`` in that order (a checkpoint round's,
+    with ``balances`` first, when the directory holds ``balances``; each must exist, empty is
+    fine), ``snapshot.PIECE_BYTES`` pieces, hybrid v1+v2, no mtime or attributes, and the
     "creation date" libtorrent adds is removed; no creator, trackers or web seeds.
     """
     entries = []
-    for name in snapshot.ROUND_FILES:
+    checkpoint = (round_dir / snapshot.BALANCES).is_file()
+    for name in snapshot.round_files(checkpoint):
         path = round_dir / name
         if not path.is_file():
             raise LocalError(f"round directory {round_dir} lacks {name}")

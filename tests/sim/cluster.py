@@ -25,6 +25,7 @@ from scryp.core.wire import PeerFrame, RaftFrame, Share, decode_frame, encode_fr
 from scryp.crypto import KeyPair
 from scryp.errors import MalformedInput
 from scryp.server.driver import BadFrame, CatchingUp, CaughtUp, Report
+from scryp.server.rounds import round_contents
 
 from .checker import Checker, SafetyViolation
 from .network import LinkFaults, Network
@@ -87,9 +88,8 @@ class Cluster(Hooks):
         ]
         quorum = tuple(key.public for key in keys)
         genesis = Genesis.single(self.accounts[0].public)
-        round0 = RoundFiles(
-            genesis.balances_file, b"", Ledger.from_genesis(genesis).encode_window()
-        )
+        round0 = RoundFiles.of(round_contents(0, 1, Ledger.from_genesis(genesis), b""))
+        assert round0.state_root is not None
         meta0 = SnapshotMeta(0, 0, 0, 0, round0.state_root)
         self.checker = Checker(network=genesis.network_id, quorum=quorum)
         ids = tuple(range(self.options.servers))
@@ -298,7 +298,8 @@ class Cluster(Hooks):
         round_number = rng.choice(sorted(self.swarm.rounds))
         files = self.swarm.rounds[round_number]
         infohash, infohash_v2 = files.infohashes
-        state = files.state_root if rng.random() < 0.5 else rng.randbytes(32)
+        real = self.swarm.state_roots[round_number]
+        state = real if rng.random() < 0.5 else rng.randbytes(32)
         share = Share(round_number, state, infohash, infohash_v2, rng.randbytes(64))
         self.forged_shares += 1
         self.network.send(self.now_ms, sender, target, encode_frame(share))

@@ -18,6 +18,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scryp.core import snapshot
 from scryp.core.ledger import Ledger, Reason, precheck_all
 from scryp.core.outcomes import OutcomeBook
 from scryp.core.pointer import PointerRecord
@@ -33,10 +34,13 @@ from scryp.core.wire import PeerFrame, Share
 from scryp.crypto import KeyPair
 from scryp.errors import invariant
 from scryp.server.driver import Driver, DriverConfig, Report, run_now
+from scryp.server.rounds import round_contents
 
 from .state_machine import Model, RoundFiles
 
 COMPACTION_LAG_ROUNDS = 2  # rounds of log kept before compacting (the server's rule, §9.5)
+# Small, so that compactions and catch-ups (always to a checkpoint round) happen in a run.
+CHECKPOINT_EVERY = 3
 ROUNDS_KEPT = 3  # round directories kept besides the compaction point and the certified round
 SHARES_ROUNDS_AHEAD_MAX = 16
 TX_STATUS_KEPT_MAX = 10_000
@@ -164,7 +168,9 @@ class SimServer:
         outcomes = OutcomeBook(window_ms=ledger.window_ms, kept_max=TX_STATUS_KEPT_MAX)
         outcomes.load(bytes(store.outcomes))
         self.driver = Driver(
-            DriverConfig(COMPACTION_LAG_ROUNDS, TX_STATUS_KEPT_MAX),
+            DriverConfig(
+                COMPACTION_LAG_ROUNDS, TX_STATUS_KEPT_MAX, checkpoint_every=CHECKPOINT_EVERY
+            ),
             raft=raft,
             ledger=ledger,
             rounds=rounds,
@@ -173,6 +179,7 @@ class SimServer:
             outcomes=outcomes,
         )
         self.node = raft
+        assert files.balances is not None  # Raft's snapshot is always a checkpoint round
         self.model = Model(store.snapshot.round, files.balances)
         self.incarnation += 1
         self.restart_at_ms = None
@@ -230,8 +237,11 @@ class SimIO:
         return precheck_all(txs)
 
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
-        files = RoundFiles(ledger.balances_file(), transactions, ledger.encode_window())
-        self.server.store.write_round(meta, files)
+        contents = round_contents(meta.round, CHECKPOINT_EVERY, ledger, transactions)
+        model = self.server.model
+        if model is not None and model.round == meta.round:
+            model.check_changes(contents[snapshot.CHANGES])
+        self.server.store.write_round(meta, RoundFiles.of(contents))
 
     async def keep_outcomes(self, records: bytes) -> None:
         self.server.store.outcomes += records

@@ -33,6 +33,7 @@ class SimSwarm:
     rng: random.Random
     faults: SwarmFaults = field(default_factory=SwarmFaults)
     rounds: dict[int, RoundFiles] = field(default_factory=dict)  # what some server seeds
+    state_roots: dict[int, bytes] = field(default_factory=dict)  # ...and their sealed roots
     seed_failures: int = 0
     _due: list[tuple[int, int, int, int, Event]] = field(default_factory=list)
     _sequence: int = 0
@@ -52,6 +53,7 @@ class SimSwarm:
             event = Seeded(meta.round, infohash, infohash_v2, count)
             # The files are in the swarm once the torrent is added (the round is immutable).
             self.rounds.setdefault(meta.round, files)
+            self.state_roots.setdefault(meta.round, meta.state_root)
         self._push(due_ms, server, event)
 
     def start_fetch(self, now_ms: int, server: SimServer, meta: SnapshotMeta) -> None:
