@@ -45,6 +45,8 @@ def check(
     if parsed is None:
         return False
     siblings, start, end = parsed
+    if start is None or end is None:
+        return False  # a round with no balances file: no pieces to compare (§4.4.4)
     if end > start and not set(piece_range(start, end - start)) <= have:
         return False
     bucket = read(start, end - start) if end > start else b""
@@ -72,20 +74,29 @@ def balance_from_proof(proof: Any, *, root: bytes, round_number: int, account: b
         records = bytes.fromhex(records_hex)
     except ValueError:
         return None
-    if len(records) != end - start or not verify_proof(root, index, records, siblings, BUCKET_BITS):
+    sized = start is None or end is None or len(records) == end - start
+    if len(records) % RECORD_BYTES or not sized:
+        return None
+    if not verify_proof(root, index, records, siblings, BUCKET_BITS):
         return None  # a lying, stale or broken helper: the pieces will tell
     return lookup(records, account)
 
 
-def _parse(proof: Any, round_number: int, index: int) -> tuple[list[bytes], int, int] | None:
-    """(siblings, start, end) of a ``GET /proof`` answer for this round and bucket, or None."""
+def _parse(
+    proof: Any, round_number: int, index: int
+) -> tuple[list[bytes], int | None, int | None] | None:
+    """(siblings, start, end) of a ``GET /proof`` answer for this round and bucket, or None;
+    start and end are None (both) for a round with no balances file (§4.4.4)."""
     if not isinstance(proof, dict) or proof.get("round") != round_number:
         return None
     start, end, listed = proof.get("start"), proof.get("end"), proof.get("siblings")
-    if proof.get("bucket") != index or not isinstance(start, int) or not isinstance(end, int):
+    if proof.get("bucket") != index:
         return None
-    if not 0 <= start <= end or start % RECORD_BYTES or end % RECORD_BYTES:
-        return None
+    if start is not None or end is not None:
+        if not isinstance(start, int) or not isinstance(end, int):
+            return None
+        if not 0 <= start <= end or start % RECORD_BYTES or end % RECORD_BYTES:
+            return None
     if not isinstance(listed, list) or len(listed) != BUCKET_BITS:
         return None
     try:

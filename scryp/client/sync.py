@@ -18,19 +18,23 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from scryp.client import lightproof, servers
+from scryp.client import lightproof, listed, servers
 from scryp.client.network import Network, api_allowed, api_url
 from scryp.client.search import find_balance
 from scryp.client.store import Held, Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
+from scryp.core.buckets import state_root
+from scryp.core.changes import apply_changes, decode_changes, encode_changes
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
+from scryp.keyfile import atomic_write
 from scryp.swarm import FetchFailed, Swarm
 
 _T = TypeVar("_T")
@@ -60,6 +64,11 @@ class NoMajority(RemoteError):
 
 class SyncFailed(RemoteError):
     """The sync asked for could not be done (nothing held to build on, rounds missing)."""
+
+
+class NoBalancesFile(SyncFailed):
+    """A light sync found no server proof and the round's torrent has no ``balances`` to
+    probe: not a checkpoint round (protocol §4.4.4, §10.3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +185,18 @@ class Client:
         if mode == "light":
             if account is None:
                 raise SyncFailed("a light sync reads one account: give ACCOUNT")
-            balance, downloaded, checked = await self._first_that_works(
-                verified, lambda candidate: self.light(candidate, account)
-            )
-            seconds = time.monotonic() - started
-            return Synced("light", verified, balance, downloaded, seconds, proof_checked=checked)
-        if mode == "incremental":
+            try:
+                balance, downloaded, checked = await self._first_that_works(
+                    verified, lambda candidate: self.light(candidate, account)
+                )
+            except NoBalancesFile as error:
+                fell_back = f"light failed ({error}); did a full sync"
+            else:
+                seconds = time.monotonic() - started
+                return Synced(
+                    "light", verified, balance, downloaded, seconds, proof_checked=checked
+                )
+        elif mode == "incremental":
             if held is None or held.round >= verified.round:
                 raise SyncFailed("incremental sync needs an older verified round held locally")
             try:
@@ -217,6 +232,8 @@ class Client:
         for candidate in candidates[:-1]:
             try:
                 return await attempt(candidate)
+            except NoBalancesFile:
+                raise  # the round's layout, the same in every server's torrent (§4.4.4)
             except (RemoteError, NotAvailable):
                 continue
         return await attempt(candidates[-1])
@@ -224,6 +241,19 @@ class Client:
     # -- full ---------------------------------------------------------------------------------
 
     async def full(self, verified: VerifiedRound, held: Held | None) -> tuple[Held, int]:
+        """The whole balances of the certified round: its own torrent's ``balances`` if it is
+        a checkpoint, else the newest checkpoint's (or the held round's, if newer) plus the
+        ``changes`` of every round since (protocol §10.4, §4.4.4), checked against the
+        certified state root either way."""
+        record = verified.record
+        first = max(0, record.round - INCREMENTAL_ROUNDS_MAX)
+        listing = await servers.round_listing(self.apis, first, record.round)
+        checkpoint = listed.newest_checkpoint(listing, record.round)
+        if checkpoint is None or checkpoint == record.round:
+            return await self._full_round(verified, held)
+        return await self._full_from_checkpoint(verified, held, listing, checkpoint)
+
+    async def _full_round(self, verified: VerifiedRound, held: Held | None) -> tuple[Held, int]:
         record = verified.record
         store = self.store(verified)
         await self.swarm.remove(record.infohash)
@@ -241,6 +271,89 @@ class Client:
         check_balances_file(result.round_dir.joinpath(snapshot.BALANCES).read_bytes())
         return store.hold(record.round, record.state_root), result.payload_bytes_downloaded
 
+    async def _full_from_checkpoint(
+        self, verified: VerifiedRound, held: Held | None, listing: listed.Listing, checkpoint: int
+    ) -> tuple[Held, int]:
+        record = verified.record
+        store = self.store(verified)
+        downloaded = 0
+        if held is not None and checkpoint <= held.round < record.round:
+            base = held.round  # newer than the checkpoint: only the changes since travel
+            old = await asyncio.to_thread(held.balances_path.read_bytes)
+        else:
+            base = checkpoint
+            infohash = listed.infohashes(record, listing, checkpoint, checkpoint)[checkpoint]
+            await self.swarm.remove(infohash)
+            result = await self.swarm.fetch(
+                infohash,
+                store.rounds,
+                timeout_s=FETCH_TIMEOUT_S,
+                files=[snapshot.BALANCES],
+                reuse_from=held.round_dir if held is not None else None,
+                peers=self.network.torrent_peers,
+            )
+            if result.round_dir != store.round_dir(checkpoint):
+                raise FetchFailed(f"torrent of round {checkpoint} is {result.round_dir.name}")
+            downloaded += result.payload_bytes_downloaded
+            old = await asyncio.to_thread((result.round_dir / snapshot.BALANCES).read_bytes)
+            await self.swarm.remove(infohash)  # its balances go once the new round is held
+        files, fetched = await self._fetch_files(
+            verified, listing, base + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
+        )
+        downloaded += fetched
+        new = await asyncio.to_thread(_apply_all, old, files)
+        if new is None or await asyncio.to_thread(state_root, new) != record.state_root:
+            raise FetchFailed(
+                f"round {base}'s balances and the changes of rounds {base + 1}..{record.round} "
+                "do not give the certified state root"
+            )
+        target = store.round_dir(record.round)
+        target.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(atomic_write, target / snapshot.BALANCES, new)
+        return store.hold(record.round, record.state_root), downloaded
+
+    async def _fetch_files(
+        self,
+        verified: VerifiedRound,
+        listing: listed.Listing,
+        first: int,
+        name: str,
+        skip: Callable[[int], bool],
+    ) -> tuple[dict[int, bytes], int]:
+        """File ``name`` of every round first..R (R: the certified round), fetched in
+        parallel from the torrents the pointer or the listing name; ``skip``ped rounds count
+        as empty. ({round: bytes}, payload bytes downloaded)."""
+        record = verified.record
+        store = self.store(verified)
+        last = record.round
+        infohashes = listed.infohashes(record, listing, first, last)
+        missing = [n for n in range(first, last + 1) if n not in infohashes]
+        if missing:
+            raise SyncFailed(f"no server lists round {missing[0]} any more")
+        limit = asyncio.Semaphore(FETCHES_PARALLEL_MAX)
+
+        async def fetch(number: int) -> tuple[int, bytes, int]:
+            if skip(number) and number != last:
+                return number, b"", 0
+            async with limit:
+                infohash = infohashes[number]
+                await self.swarm.remove(infohash)
+                result = await self.swarm.fetch(
+                    infohash,
+                    store.rounds,
+                    timeout_s=FETCH_TIMEOUT_S,
+                    files=[name],
+                    expect_infohash_v2=record.infohash_v2 if number == last else None,
+                    peers=self.network.torrent_peers,
+                )
+                if result.round_dir != store.round_dir(number):
+                    raise FetchFailed(f"torrent of round {number} is {result.round_dir.name}")
+                data = await asyncio.to_thread((result.round_dir / name).read_bytes)
+                return number, data, result.payload_bytes_downloaded
+
+        fetched = await asyncio.gather(*(fetch(n) for n in range(first, last + 1)))
+        return {n: data for n, data, _ in fetched}, sum(b for _, _, b in fetched)
+
     # -- incremental --------------------------------------------------------------------------
 
     async def incremental(self, verified: VerifiedRound, held: Held) -> tuple[Held, int]:
@@ -248,59 +361,25 @@ class Client:
         store = self.store(verified)
         first, last = held.round + 1, record.round
         listing = await servers.round_listing(self.apis, first, last)
-        # The pointer's own recent list names rounds R-1, R-2, ... (protocol §8.3).
-        infohashes: dict[int, bytes] = {last: record.infohash}
-        for offset, infohash in enumerate(record.recent, start=1):
-            infohashes.setdefault(last - offset, infohash)
-        wanted: list[tuple[int, bytes]] = []
-        for number in range(first, last + 1):
-            entry = listing.get(number)
-            if entry is not None and number != last:
-                try:
-                    infohash = bytes.fromhex(str(entry["infohash"]))
-                except (KeyError, ValueError):
-                    raise MalformedInput(f"server listing of round {number} is malformed") from None
-                infohashes[number] = infohash
-            if number not in infohashes:
-                raise SyncFailed(f"no server lists round {number} any more")
-            # A round the listing says is empty is skipped: if that was a lie, the replay
-            # below does not reach the certified state root and the sync fails.
-            if entry is not None and entry.get("transactions") == 0:
-                continue
-            wanted.append((number, infohashes[number]))
-        limit = asyncio.Semaphore(FETCHES_PARALLEL_MAX)
-
-        async def fetch(number: int, infohash: bytes) -> tuple[int, bytes, int]:
-            async with limit:
-                await self.swarm.remove(infohash)
-                result = await self.swarm.fetch(
-                    infohash,
-                    store.rounds,
-                    timeout_s=FETCH_TIMEOUT_S,
-                    files=[snapshot.TRANSACTIONS],
-                    expect_infohash_v2=record.infohash_v2 if number == last else None,
-                    peers=self.network.torrent_peers,
-                )
-                if result.round_dir != store.round_dir(number):
-                    raise FetchFailed(f"torrent of round {number} is {result.round_dir.name}")
-                data = (result.round_dir / snapshot.TRANSACTIONS).read_bytes()
-                return number, data, result.payload_bytes_downloaded
-
-        fetched = await asyncio.gather(*(fetch(n, ih) for n, ih in wanted))
+        # A round the listing says is empty is skipped: if that was a lie, the replay below
+        # does not reach the certified state root and the sync fails.
+        files, downloaded = await self._fetch_files(
+            verified, listing, first, snapshot.TRANSACTIONS, partial(listed.listed_empty, listing)
+        )
         transactions: list[Transaction] = []
-        for _, data, _ in sorted(fetched):
+        for _, data in sorted(files.items()):
             transactions += decode_many(data, ROUND_TXS_MAX)
         old = held.balances_path.read_bytes()
         new = await asyncio.to_thread(replay_to, old, transactions, record.state_root)
         target = store.round_dir(last)
         target.mkdir(parents=True, exist_ok=True)
-        (target / snapshot.BALANCES).write_bytes(new)
+        await asyncio.to_thread(atomic_write, target / snapshot.BALANCES, new)
         for number in range(first, last + 1):  # rounds skipped as empty: an empty file
             path = store.round_dir(number) / snapshot.TRANSACTIONS
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(b"")
-        return store.hold(last, record.state_root), sum(n for _, _, n in fetched)
+        return store.hold(last, record.state_root), downloaded
 
     # -- light --------------------------------------------------------------------------------
 
@@ -329,9 +408,11 @@ class Client:
                         return balance, 0, True
                 if pieces is None:
                     pieces = asyncio.create_task(self._light(verified, account, asked))
-                if pieces.done():
-                    return pieces.result()
-                racing = {pieces} if asked.done() else {pieces, asked}
+                if pieces.done() and (
+                    asked.done() or not isinstance(pieces.exception(), NoBalancesFile)
+                ):
+                    return pieces.result()  # with no balances file, the proof is awaited
+                racing = {task for task in (pieces, asked) if not task.done()}
                 await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         finally:
             asked.cancel()
@@ -358,7 +439,10 @@ class Client:
             )
             size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
             if size is None:
-                raise FetchFailed("the certified torrent has no balances file")
+                raise NoBalancesFile(
+                    f"round {record.round} is not a checkpoint: its torrent has no balances "
+                    "file, and no server's proof verified"
+                )
             path = result.round_dir / snapshot.BALANCES
             downloaded = 0
             have: set[int] = set()
@@ -392,3 +476,15 @@ class Client:
             # Also when a proof won the race and this search was cancelled (§4.4.6).
             await self.swarm.remove(record.infohash)
         return balance, downloaded, checked
+
+
+def _apply_all(balances: bytes, changes: dict[int, bytes]) -> bytes | None:
+    """``balances`` after every round's ``changes`` in round order (one merge: a later
+    round's record wins), or None if a changes file is malformed (a peer's fault)."""
+    merged: dict[bytes, int] = {}
+    try:
+        for _, data in sorted(changes.items()):
+            merged.update(decode_changes(data))
+        return apply_changes(balances, encode_changes(merged.items()))
+    except MalformedInput:
+        return None

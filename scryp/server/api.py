@@ -241,6 +241,7 @@ async def rounds(request: web.Request) -> web.Response:
                 "infohash": info.infohash.hex(),
                 "infohash_v2": info.infohash_v2.hex(),
                 "transactions": info.transactions,
+                "checkpoint": view.is_checkpoint(info.round),  # holds balances (§4.4.4)
                 "signers": sorted(info.shares),
                 "certified": bool(info.certificate),
                 "certificate": info.certificate.hex(),  # checkable against .keys (§8.4)

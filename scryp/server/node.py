@@ -171,7 +171,11 @@ class ServerNode:
                 quorum=tuple(self.quorum),
                 api=self.api_address,
                 torrent_port=torrent_port,
-                infos_kept_max=self.config.rounds_kept_effective * 2,
+                # Back to the compaction point at least: a full sync lists the checkpoint.
+                infos_kept_max=max(
+                    self.config.rounds_kept_effective * 2,
+                    self.config.checkpoint_every + self.config.compaction_lag_rounds + 2,
+                ),
                 shares_rounds_ahead_max=limits.shares_rounds_ahead_max,
             ),
             self.key,

@@ -91,6 +91,10 @@ class ServerView:
     def window_ms(self) -> int:
         return self._node.config.window_ms
 
+    def is_checkpoint(self, round_number: int) -> bool:
+        """Whether the round's torrent holds the whole balances file (protocol §4.4.4)."""
+        return snapshot.is_checkpoint(round_number, self._node.config.checkpoint_every)
+
     @property
     def network(self) -> bytes:
         return self._node.network
@@ -216,6 +220,7 @@ class ServerView:
         info = self.certified()
         return {
             "network": node.network.hex(),
+            "checkpoint_every": node.config.checkpoint_every,
             "server": node.index,
             "public_key": node.key.account_id,
             "role": raft.role.value if raft else "starting",

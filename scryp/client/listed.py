@@ -1,0 +1,45 @@
+"""What the servers' round listings (``GET /rounds``, untrusted) tell a sync (protocol §10.3,
+§10.4): which torrent holds each round, and which rounds are checkpoints (§4.4.4).
+
+Nothing here is trusted: a sync built from a listing must end at the certified state root,
+so a lying listing can only make it fail, never give wrong balances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scryp.core.pointer import PointerRecord
+from scryp.errors import MalformedInput
+
+Listing = dict[int, dict[str, Any]]
+
+
+def infohashes(record: PointerRecord, listing: Listing, first: int, last: int) -> dict[int, bytes]:
+    """The v1 infohash of every round first..last that the certified pointer ``record`` (of
+    round ``last``) or the listing names; the pointer's own (§8.3) win."""
+    found: dict[int, bytes] = {last: record.infohash}
+    for offset, infohash in enumerate(record.recent, start=1):
+        found.setdefault(last - offset, infohash)
+    for number in range(first, last):
+        entry = listing.get(number)
+        if entry is None or number in found:
+            continue
+        try:
+            found[number] = bytes.fromhex(str(entry["infohash"]))
+        except (KeyError, ValueError):
+            raise MalformedInput(f"server listing of round {number} is malformed") from None
+    return {n: h for n, h in found.items() if first <= n <= last}
+
+
+def listed_empty(listing: Listing, number: int) -> bool:
+    """The listing says round ``number`` had no payments (so its ``changes`` and
+    ``transactions`` are empty): a lie only makes the sync miss the certified root."""
+    entry = listing.get(number)
+    return entry is not None and entry.get("transactions") == 0
+
+
+def newest_checkpoint(listing: Listing, last: int) -> int | None:
+    """The newest round at or before ``last`` that the listing calls a checkpoint."""
+    listed = [n for n, entry in listing.items() if n <= last and entry.get("checkpoint") is True]
+    return max(listed, default=None)
