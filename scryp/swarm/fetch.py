@@ -307,7 +307,7 @@ def _file_state_root(path: Path) -> bytes | None:
     """The state root of a balances file, or None if it cannot be cut into buckets."""
     try:
         return state_root(path.read_bytes())
-    except MalformedInput:
+    except (MalformedInput, OSError):  # no balances file: not a checkpoint round (§4.4.4)
         return None
 
 

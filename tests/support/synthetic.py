@@ -61,10 +61,16 @@ def genesis_balances(accounts: int, payers: list[KeyPair]) -> bytes:
     return encode_balances(filler.items())
 
 
-def write_round(root: Path, number: int, balances: bytes, transactions: bytes) -> Path:
+def write_round(
+    root: Path, number: int, balances: bytes | None, transactions: bytes, changes: bytes = b""
+) -> Path:
+    """A round directory (protocol §8.1): a checkpoint round's files when ``balances`` is
+    given, else a delta round's (§4.4.4)."""
     round_dir = root / snapshot.round_dir_name(number)
     round_dir.mkdir(parents=True, exist_ok=True)
-    (round_dir / snapshot.BALANCES).write_bytes(balances)
+    if balances is not None:
+        (round_dir / snapshot.BALANCES).write_bytes(balances)
+    (round_dir / snapshot.CHANGES).write_bytes(changes)
     (round_dir / snapshot.TRANSACTIONS).write_bytes(transactions)
     (round_dir / snapshot.WINDOW).write_bytes(bytes(8))
     return round_dir
@@ -99,11 +105,12 @@ def build_rounds(
     refused = [o for o in outcomes if not o.accepted]
     assert not refused, f"synthetic payments refused: {refused[:3]}"
     second = ledger.balances_file()
+    changes = ledger.take_changes()
     rounds = []
-    for number, (balances, transactions) in enumerate(
-        [(first, b""), (second, b"".join(tx.raw for tx in txs))], start=1
+    for number, (balances, transactions, changed) in enumerate(
+        [(first, b"", b""), (second, b"".join(tx.raw for tx in txs), changes)], start=1
     ):
-        round_dir = write_round(root, number, balances, transactions)
+        round_dir = write_round(root, number, balances, transactions, changed)
         rounds.append(
             SyntheticRound(
                 number,
