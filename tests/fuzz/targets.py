@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scryp.core import bencode, snapshot
-from scryp.core.balances import decode_balances, encode_balances
+from scryp.core.balances import check_balances_file, decode_balances, encode_balances
 from scryp.core.certificate import Certificate, Statement
+from scryp.core.changes import apply_changes, decode_changes, encode_changes
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, decode_window
 from scryp.core.pointer import PointerRecord, decode_record, encode_record
@@ -96,6 +97,19 @@ def window(data: bytes) -> bool:
     except RemoteError:
         return False
     _same(ledger.encode_window(), data, "window")
+    return True
+
+
+def changes(data: bytes) -> bool:
+    """A round's ``changes`` file from a peer (protocol §4.4.4): decoded canonically or
+    refused, and applied to a balances file it gives a canonical one."""
+    try:
+        records = decode_changes(data)
+        applied = apply_changes(_GENESIS_BALANCES, data)
+    except RemoteError:
+        return False
+    _same(encode_changes(records), data, "changes")
+    check_balances_file(applied)  # MalformedInput here is a bug: not the input's fault
     return True
 
 
@@ -225,6 +239,7 @@ def round_directory(data: bytes) -> bool:
         RAFT_META: data[1:meta_end],
         snapshot.BALANCES: data[meta_end + 2 : balances_end],
         snapshot.WINDOW: data[balances_end:],
+        snapshot.CHANGES: b"",
         snapshot.TRANSACTIONS: b"",
     }
     with tempfile.TemporaryDirectory(prefix="scryp-fuzz-round-") as directory:
@@ -247,6 +262,7 @@ TARGETS: dict[str, Target] = {
     "balances": balances,
     "genesis": genesis,
     "window": window,
+    "changes": changes,
     "bencode": bencoded,
     "pointer_record": pointer_record,
     "certificate": certificate,
@@ -328,6 +344,7 @@ def seeds() -> dict[str, list[bytes]]:
         "balances": [genesis_file, b""],
         "genesis": [genesis_file],
         "window": [ledger.encode_window()],
+        "changes": [ledger.take_changes(), b""],
         "bencode": [encode_record(record), b"d1:ai-3e1:bl0:ee"],
         "pointer_record": [encode_record(record)],
         "certificate": [cert.to_bytes()],

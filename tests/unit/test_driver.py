@@ -20,12 +20,14 @@ from scryp.core.pointer import PointerRecord, certified
 from scryp.core.proposals import ProposalQueue
 from scryp.core.raft import Entry, HardState, RaftConfig, RaftNode, Ready, SnapshotMeta
 from scryp.core.raft.apply import EntryApplied
-from scryp.core.rounds import RoundProtocol, RoundsConfig
+from scryp.core.rounds import Action, OfferRound, RoundProtocol, RoundsConfig
+from scryp.core.snapshot import CHECKPOINT_EVERY_DEFAULT
 from scryp.core.tx import Transaction
 from scryp.core.wire import Forward, PeerFrame, Share
 from scryp.crypto import KeyPair
 from scryp.errors import InvariantViolated
 from scryp.server.driver import (
+    Compacted,
     Driver,
     DriverConfig,
     Report,
@@ -100,7 +102,7 @@ class RecordingIO:
         pass
 
 
-def lone_driver() -> tuple[Driver, RecordingIO]:
+def lone_driver(checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT) -> tuple[Driver, RecordingIO]:
     io = RecordingIO()
     genesis_meta = SnapshotMeta(0, 0, 0, 0, GENESIS.state_root)
     raft = RaftNode(
@@ -114,7 +116,9 @@ def lone_driver() -> tuple[Driver, RecordingIO]:
         RoundsConfig(GENESIS.network_id, 0, (KEY.public,), "127.0.0.1:1", 2, 16, 16), KEY
     )
     driver = Driver(
-        DriverConfig(compaction_lag_rounds=2, outcomes_kept_max=100),
+        DriverConfig(
+            compaction_lag_rounds=2, outcomes_kept_max=100, checkpoint_every=checkpoint_every
+        ),
         raft=raft,
         ledger=Ledger.from_genesis(GENESIS),
         rounds=rounds,
@@ -209,3 +213,35 @@ def test_a_late_copy_never_turns_an_accepted_payment_into_a_refusal() -> None:
     restarted = OutcomeBook(window_ms=driver.ledger.window_ms, kept_max=100)
     restarted.load(bytes(io.outcomes))
     assert restarted.lookup(tx_id) == found
+
+
+def test_compaction_and_offers_go_only_to_checkpoint_rounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """protocol §4.4.4: only a checkpoint round holds the balances a restart or a catch-up
+    starts from, so Raft's snapshot (the compaction point) and every round offered to a
+    lagging follower is one, though the round protocol offers every seeded round."""
+    driver, io = lone_driver(checkpoint_every=3)
+    offered: list[SnapshotMeta] = []
+    protocol_offers: list[int] = []
+    real_offer, real_seeded = driver.raft.offer, driver.rounds.seeded
+
+    def offer(meta: SnapshotMeta) -> None:
+        offered.append(meta)
+        real_offer(meta)
+
+    def seeded(round_number: int, infohash: bytes, v2: bytes, transactions: int) -> list[Action]:
+        actions = real_seeded(round_number, infohash, v2, transactions)
+        protocol_offers.extend(a.meta.round for a in actions if isinstance(a, OfferRound))
+        return actions
+
+    monkeypatch.setattr(driver.raft, "offer", offer)
+    monkeypatch.setattr(driver.rounds, "seeded", seeded)
+    run_until(driver, io, 6_000)
+    sealed = [r.meta.round for r in io.reports if isinstance(r, Sealed)]
+    compacted = [r.round for r in io.reports if isinstance(r, Compacted)]
+    assert max(sealed) >= 9
+    assert any(r % 3 for r in protocol_offers)  # the driver had others to refuse
+    assert compacted and all(r % 3 == 0 for r in compacted)
+    assert offered and all(m.round % 3 == 0 for m in offered)
+    assert driver.compaction_point % 3 == 0 and driver.compaction_point >= 3

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from scryp.core.balances import RECORD, TOTAL_SUPPLY
 from scryp.core.buckets import BUCKET_BITS, leaf_hash, merkle_root, split
+from scryp.core.changes import apply_changes, decode_changes
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, Outcome, Reason, precheck, precheck_all, precheck_fields
 from scryp.core.tx import Transaction
@@ -200,6 +201,61 @@ def test_incremental_state_root_matches_the_naive_root(
             elif outcome.reason is Reason.INSUFFICIENT_FUNDS:
                 assert reference.balances.get(tx.payer, 0) < tx.amount
         assert ledger.state_root() == naive_root()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ids=st.lists(account_ids, min_size=2, max_size=10, unique=True),
+    rounds=st.lists(
+        st.lists(  # a round: its batches, each with whether a state root follows it
+            st.tuples(
+                st.lists(st.tuples(st.integers(0, 10), st.integers(0, 10), st.integers(1, 2**31))),
+                st.booleans(),
+            ),
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_take_changes_turns_each_round_into_the_next(
+    ids: list[bytes], rounds: list[list[tuple[list[tuple[int, int, int]], bool]]]
+) -> None:
+    """protocol §4.4.4: the previous seal's balances file with the round's ``changes``
+    applied is the new balances file, round after round, whether or not state roots were
+    computed in between (they fold the touched accounts into the changes); each record holds
+    the account's balance now, only accounts a payment moved are named, and asking again
+    with no payment gives an empty file."""
+    stranger = b"\x7f\xff" + b"\x55" * 30  # unfunded: payments create (and may empty) it
+    accounts = [*ids, stranger]
+    allocation = {ids[0]: TOTAL_SUPPLY - (len(ids) - 1), **{i: 1 for i in ids[1:]}}
+    ledger = Ledger.from_genesis(Genesis.from_allocations(allocation))
+    assert ledger.take_changes() == b""  # the genesis is round 0's balances: nothing changed
+    stamp = NOW
+    for batches in rounds:
+        previous = ledger.balances_file()
+        before = {a: ledger.balance(a) for a in accounts}
+        moved: set[bytes] = set()
+        for specs, root_after in batches:
+            stamp += 1
+            txs = [
+                unsigned(accounts[p % len(accounts)], accounts[q % len(accounts)], amount, stamp)
+                for p, q, amount in specs
+            ]
+            outcomes = ledger.apply(txs, stamp, prechecked=[precheck_fields(tx) for tx in txs])
+            for tx, outcome in zip(txs, outcomes, strict=True):
+                if outcome.accepted:
+                    moved |= {tx.payer, tx.payee}
+            if root_after:
+                ledger.state_root()
+        changes = ledger.take_changes()
+        assert apply_changes(previous, changes) == ledger.balances_file()
+        records = decode_changes(changes)
+        assert all(balance == ledger.balance(account) for account, balance in records)
+        named = {account for account, _ in records}
+        assert {a for a in accounts if ledger.balance(a) != before[a]} <= named <= moved
+        assert ledger.take_changes() == b""
+        ledger.check()
 
 
 @pytest.fixture

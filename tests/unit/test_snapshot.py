@@ -1,4 +1,5 @@
-"""Round directory names and piece arithmetic (protocol §8.1)."""
+"""Round directory names, a round's files, checkpoints and piece arithmetic (protocol §8.1,
+protocol §4.4.4)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,59 @@ from hypothesis import strategies as st
 
 from scryp.core.balances import RECORD_BYTES
 from scryp.core.snapshot import (
+    BALANCES,
+    CHANGES,
+    CHECKPOINT_FILES,
+    DELTA_FILES,
     PIECE_BYTES,
-    ROUND_FILES,
     ROUND_MAX,
+    TRANSACTIONS,
+    WINDOW,
+    is_checkpoint,
     parse_round_dir_name,
     piece_range,
     round_dir_name,
+    round_files,
 )
 
 
 def test_names() -> None:
     assert round_dir_name(42) == "round-0000000042"
-    assert ROUND_FILES == ("balances", "transactions", "window")
     assert PIECE_BYTES == 16384
+
+
+def test_round_files_in_torrent_order() -> None:
+    """protocol §4.4.4: ``balances`` first (a record index maps to a piece with one
+    division), and only in a checkpoint round; every round holds the other three."""
+    assert (BALANCES, CHANGES, TRANSACTIONS, WINDOW) == (
+        "balances",
+        "changes",
+        "transactions",
+        "window",
+    )
+    assert DELTA_FILES == ("changes", "transactions", "window")
+    assert CHECKPOINT_FILES == ("balances", "changes", "transactions", "window")
+    assert round_files(True) == CHECKPOINT_FILES
+    assert round_files(False) == DELTA_FILES
+
+
+@given(st.integers(min_value=0, max_value=ROUND_MAX), st.integers(min_value=1, max_value=1000))
+def test_checkpoints_are_the_multiples(number: int, every: int) -> None:
+    """protocol §4.4.4: round 0 always, then every ``checkpoint_every``-th round."""
+    assert is_checkpoint(number, every) == (number % every == 0)
+    assert is_checkpoint(0, every)
+    assert is_checkpoint(number, 1)
+
+
+def test_checkpoint_examples() -> None:
+    assert [r for r in range(10) if is_checkpoint(r, 3)] == [0, 3, 6, 9]
+    assert not is_checkpoint(59, 60) and is_checkpoint(60, 60)
+
+
+@pytest.mark.parametrize("every", [0, -1, -60])
+def test_checkpoint_every_below_one_is_refused(every: int) -> None:
+    with pytest.raises(ValueError):
+        is_checkpoint(0, every)
 
 
 @given(st.integers(min_value=0, max_value=ROUND_MAX))
