@@ -8,18 +8,24 @@ from hypothesis import strategies as st
 
 from scryp.core.balances import RECORD_BYTES
 from scryp.core.snapshot import (
+    CHECKPOINT_FILES,
+    DELTA_FILES,
     PIECE_BYTES,
-    ROUND_FILES,
     ROUND_MAX,
+    is_checkpoint,
     parse_round_dir_name,
     piece_range,
     round_dir_name,
+    round_files,
 )
 
 
 def test_names() -> None:
     assert round_dir_name(42) == "round-0000000042"
-    assert ROUND_FILES == ("balances", "transactions", "window")
+    assert CHECKPOINT_FILES == ("balances", "changes", "transactions", "window")
+    assert DELTA_FILES == ("changes", "transactions", "window")
+    assert round_files(True) == CHECKPOINT_FILES and round_files(False) == DELTA_FILES
+    assert [n for n in range(130) if is_checkpoint(n, 60)] == [0, 60, 120]
     assert PIECE_BYTES == 16384
 
 
