@@ -115,7 +115,13 @@ def seal_today(table: BalanceTable, store: RoundStore, number: int, txs: bytes) 
     flat, build_s = timed(table.balances_file)
     digest, hash_s = timed(lambda: hashlib.sha256(flat).digest())  # the layout before §4.4
     meta = SnapshotMeta(round=number, index=number, term=1, stamp_ms=number, state_root=digest)
-    stored, write_s = timed(lambda: store.write(meta, flat, txs, b""))
+    contents = {  # a checkpoint round's files (protocol §4.4.4), as every round was then
+        snapshot.BALANCES: flat,
+        snapshot.CHANGES: b"",
+        snapshot.TRANSACTIONS: txs,
+        snapshot.WINDOW: b"",
+    }
+    stored, write_s = timed(lambda: store.write(meta, contents))
     torrent, torrent_s = timed(lambda: build_round_torrent(stored.path))
     store.prune(keep=2, keep_from=number)
     return {

@@ -104,13 +104,14 @@ DEFAULTS = Profile(  # libtorrent's seeding defaults, all three (the optimistic 
 
 
 def make_round(root: Path, accounts: int) -> Path:
-    """Round 1 with ``accounts`` sorted 36-byte records (ids = sha256(i))."""
+    """Round 1, a checkpoint round (protocol §4.4.4), with ``accounts`` sorted 36-byte
+    records (ids = sha256(i))."""
     ids = sorted(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(accounts))
     balances = b"".join(RECORD.pack(account, 1 + n % 1000) for n, account in enumerate(ids))
     round_dir = root / snapshot.round_dir_name(1)
     round_dir.mkdir(parents=True)
     (round_dir / snapshot.BALANCES).write_bytes(balances)
-    for name in snapshot.ROUND_FILES[1:]:  # transactions and any further file: empty
+    for name in snapshot.CHECKPOINT_FILES[1:]:  # changes, transactions, window: empty
         (round_dir / name).write_bytes(b"")
     return round_dir
 

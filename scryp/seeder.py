@@ -1,5 +1,5 @@
 """The always-on seeder: follow the quorum's pointers, fetch and verify each round, seed the
-last K rounds (protocol §8.7).
+newest checkpoint round it holds and every round after it (protocol §8.7, §4.4.4).
 
 ``python -m scryp.seeder --keys .keys --bootstrap HOST:PORT ... [--rounds-kept K] [--dir DIR]
 [--network loopback|private|public] [--listen ADDR]``
@@ -8,10 +8,14 @@ last K rounds (protocol §8.7).
 Each poll reads every server's BEP 44 pointer in parallel, verifies each (key in ``.keys``,
 signature, size, strict record), and follows the highest round a majority vouches for (the same
 round, state root and infohashes in a majority of pointers, or a valid majority certificate;
-``scryp.core.pointer.agreed``). It fetches that round reusing the unchanged pieces of the last
-round it holds, checks the torrent's v2 infohash and the balances' state root against the
-pointers, seeds it, and drops rounds older than the last K. A pointer that fails verification
-is the publisher's fault: logged, and ignored.
+``scryp.core.pointer.agreed``). It fetches that round under the vouched v2 infohash, and the
+rounds it missed since the last one it holds from the pointer's ``recent`` infohashes. A
+checkpoint round (its torrent holds ``balances``) must give the pointer's state root, reusing
+the unchanged pieces of the checkpoint held before; a round after it must give it once the
+``changes`` of every round since are applied to the balances the seeder holds. It seeds them,
+and drops every round older than both its newest checkpoint and its last K rounds: what a
+client's full sync (the newest checkpoint, then the ``changes`` since) needs stays served.
+A pointer that fails verification is the publisher's fault: logged, and ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +37,11 @@ from prometheus_client.registry import CollectorRegistry
 from scryp import netmode
 from scryp.archive import run as archive_run
 from scryp.core import snapshot
+from scryp.core.buckets import state_root
 from scryp.core.certificate import majority
+from scryp.core.changes import apply_changes
 from scryp.core.pointer import PointerRecord, agreed
-from scryp.errors import LocalError, NotAvailable, TimedOut
+from scryp.errors import LocalError, MalformedInput, NotAvailable, RemoteError, TimedOut
 from scryp.hostport import LOOPBACK
 from scryp.keyfile import read_quorum
 from scryp.logformat import add_log_arguments, announce, setup_logging
@@ -72,6 +79,64 @@ class HeldRound:
     round: int
     infohash: bytes
     path: Path
+    checkpoint: bool = False  # its torrent holds the whole balances file (protocol §4.4.4)
+
+
+def round_complete(path: Path) -> bool:
+    """Whether a round directory holds every file of its layout (``snapshot.round_files``:
+    a checkpoint round's when it holds ``balances``)."""
+    checkpoint = (path / snapshot.BALANCES).is_file()
+    return all((path / name).is_file() for name in snapshot.round_files(checkpoint))
+
+
+def kept_from(checkpoints: Mapping[int, bool], rounds_kept: int) -> int:
+    """The oldest round to keep of those held (round -> whether a checkpoint): the newest
+    checkpoint's, or the ``rounds_kept``-th newest round's if that is older."""
+    numbers = sorted(checkpoints)
+    if not numbers:
+        return 0
+    oldest = numbers[-rounds_kept:][0]
+    newest_checkpoint = max((n for n in numbers if checkpoints[n]), default=oldest)
+    return min(oldest, newest_checkpoint)
+
+
+def chain_state(rounds: Sequence[HeldRound], state: bytes | None) -> bytes | None:
+    """The balances after the last of ``rounds`` (consecutive, ascending): ``state`` (those
+    before the first, or None) moved on by each round's ``changes``, a checkpoint's own
+    ``balances`` taken as they are; None while no checkpoint starts the chain. MalformedInput
+    if a ``changes`` file is not canonical. Blocking: run it in a thread."""
+    for held in rounds:
+        if held.checkpoint:
+            state = (held.path / snapshot.BALANCES).read_bytes()
+        elif state is not None:
+            state = apply_changes(state, (held.path / snapshot.CHANGES).read_bytes())
+    return state
+
+
+def _checked_state(
+    rounds: Sequence[HeldRound], state: bytes | None, expected: bytes
+) -> bytes | None:
+    """``chain_state``, required to give the state root ``expected`` (FetchFailed if not)."""
+    after = chain_state(rounds, state)
+    if after is not None and state_root(after) != expected:
+        raise FetchFailed(f"round {rounds[-1].round} does not give the pointers' state root")
+    return after
+
+
+def _rebuilt(held: Mapping[int, HeldRound]) -> bytes | None:
+    """The balances after the newest round held: its newest checkpoint, then the ``changes``
+    of the rounds after it; None if no unbroken run of rounds joins them. Blocking."""
+    newest = max(held, default=-1)
+    start = newest
+    while start in held and not held[start].checkpoint:
+        start -= 1
+    if start not in held:
+        return None
+    try:
+        return chain_state([held[n] for n in range(start, newest + 1)], None)
+    except MalformedInput as error:
+        log.warning("rounds on disk do not chain (%s): next checkpoint awaited", error)
+        return None
 
 
 @dataclass
@@ -82,6 +147,9 @@ class Seeder:
     refused: Counter[str] = field(default_factory=Counter)
     fetches: Counter[str] = field(default_factory=Counter)  # by result, for /metrics
     last_fetch_bytes: int = 0
+    # The balances after the newest round held, from the newest checkpoint held and the
+    # ``changes`` since; None while no checkpoint starts an unbroken run up to it.
+    state: bytes | None = None
     # This seeder's own metrics (never prometheus_client's global registry).
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -89,18 +157,22 @@ class Seeder:
         self.registry.register(SeederCollector(self))
 
     async def resume(self) -> None:
-        """Seed again the rounds already on disk (after a restart), newest K only."""
+        """Seed again the rounds already on disk (after a restart): the newest checkpoint
+        and every round after it, and at least the newest K."""
         self.config.directory.mkdir(parents=True, exist_ok=True)
-        found = sorted(
-            (number, path)
+        found = {
+            number: (path / snapshot.BALANCES).is_file()
             for path in self.config.directory.iterdir()
             if (number := snapshot.parse_round_dir_name(path.name)) is not None
-            and all((path / name).is_file() for name in snapshot.ROUND_FILES)
-        )
-        for number, path in found[-self.config.rounds_kept :]:
+            and round_complete(path)
+        }
+        oldest = kept_from(found, self.config.rounds_kept)
+        for number in sorted(n for n in found if n >= oldest):
+            path = self.config.directory / snapshot.round_dir_name(number)
             torrent = await self.swarm.seed(path)
-            self.held[number] = HeldRound(number, torrent.infohash, path)
+            self.held[number] = HeldRound(number, torrent.infohash, path, found[number])
             log.info("seeding round %d from disk (%s)", number, torrent.infohash_hex)
+        self.state = await asyncio.to_thread(_rebuilt, dict(self.held))
 
     async def read_pointers(self) -> dict[bytes, PointerRecord]:
         """Every quorum server's verified record; refusals are logged and counted."""
@@ -122,7 +194,8 @@ class Seeder:
         return None
 
     async def step(self) -> int | None:
-        """One poll: fetch, verify and seed a newer agreed round; the round, or None."""
+        """One poll: fetch, verify and seed a newer agreed round (and the rounds missed
+        before it); the round, or None."""
         records = await self.read_pointers()
         network = self.network_of(records)
         if network is None:
@@ -131,46 +204,94 @@ class Seeder:
         newest = max(self.held, default=-1)
         if target is None or target.round <= newest:
             return None
-        previous = self.held[newest].path if newest >= 0 else None
+        fetched = await self._fetch(target.infohash, target.round, target.infohash_v2)
+        if fetched is None:
+            return None
+        chain = [fetched]
+        if not fetched[0].checkpoint and self.state is not None and newest < target.round - 1:
+            chain = [*await self._fetch_missed(target, newest), fetched]
+        rounds = [held for held, _ in chain]
+        joined = self.state if rounds[0].round == newest + 1 else None
         try:
-            result = await self.swarm.fetch(
-                target.infohash,
-                self.config.directory,
-                reuse_from=previous,
-                expect_infohash_v2=target.infohash_v2,
-                expect_state_root=target.state_root,
-                timeout_s=self.config.fetch_timeout_s,
-            )
-        except FetchFailed as error:
+            state = await asyncio.to_thread(_checked_state, rounds, joined, target.state_root)
+        except RemoteError as error:  # FetchFailed, MalformedInput: the swarm's data is wrong
             self.fetches["refused"] += 1
             log.warning("round %d refused: %s", target.round, error)
+            for held in rounds:
+                await self._drop(held)
             return None
-        except NotAvailable as error:
-            self.fetches["not_available"] += 1
-            log.warning("round %d not fetched yet: %s", target.round, error)
-            return None
-        if result.round_dir.name != snapshot.round_dir_name(target.round):
-            self.fetches["refused"] += 1
-            log.warning("round %d arrived as %s; dropped", target.round, result.round_dir.name)
-            await self.swarm.remove(target.infohash)
-            return None
-        self.fetches["ok"] += 1
-        self.last_fetch_bytes = result.payload_bytes_downloaded
-        self.held[target.round] = HeldRound(target.round, target.infohash, result.round_dir)
+        if state is None:
+            log.info("round %d seeded unchecked: no checkpoint before it here", target.round)
+        self.fetches["ok"] += len(rounds)
+        self.last_fetch_bytes = sum(downloaded for _, downloaded in chain)
+        self.held.update((held.round, held) for held in rounds)
+        self.state = state
         log.info(
-            "round %d fetched (%d bytes downloaded, %.1f s), seeding",
+            "round %d fetched (%d bytes downloaded%s), seeding",
             target.round,
-            result.payload_bytes_downloaded,
-            result.seconds,
+            self.last_fetch_bytes,
+            f", with {len(rounds) - 1} missed before it" if len(rounds) > 1 else "",
         )
         await self.prune()
         return target.round
 
+    async def _fetch(
+        self, infohash: bytes, number: int, infohash_v2: bytes | None
+    ) -> tuple[HeldRound, int] | None:
+        """Round ``number`` from the swarm (a checkpoint's reusing the pieces of the newest
+        checkpoint held): the round and the bytes downloaded, or None (logged, counted)."""
+        checkpoints = [h for _, h in sorted(self.held.items()) if h.checkpoint]
+        try:
+            result = await self.swarm.fetch(
+                infohash,
+                self.config.directory,
+                reuse_from=checkpoints[-1].path if checkpoints else None,
+                expect_name=snapshot.round_dir_name(number),
+                expect_infohash_v2=infohash_v2,
+                timeout_s=self.config.fetch_timeout_s,
+            )
+        except FetchFailed as error:
+            self.fetches["refused"] += 1
+            log.warning("round %d refused: %s", number, error)
+            return None
+        except NotAvailable as error:
+            self.fetches["not_available"] += 1
+            log.warning("round %d not fetched yet: %s", number, error)
+            return None
+        checkpoint = any(path.name == snapshot.BALANCES for path in result.files)
+        held = HeldRound(number, infohash, result.round_dir, checkpoint)
+        return held, result.payload_bytes_downloaded
+
+    async def _fetch_missed(
+        self, target: PointerRecord, newest: int
+    ) -> list[tuple[HeldRound, int]]:
+        """Rounds ``newest`` + 1 .. ``target.round`` - 1 under the pointer's ``recent``
+        infohashes (newest first: the i-th taken as round ``target.round`` - 1 - i, checked by
+        name), all or none; the caller checks them with the target's state root."""
+        missed = range(newest + 1, target.round)
+        if len(missed) > len(target.recent):
+            log.warning("rounds %d..%d missed: too many to fetch", missed[0], missed[-1])
+            return []
+        fetched = await asyncio.gather(
+            *(self._fetch(target.recent[target.round - 1 - n], n, None) for n in missed)
+        )
+        found = [f for f in fetched if f is not None]
+        if len(found) < len(missed):
+            for held, _ in found:
+                await self._drop(held)
+            return []
+        return found
+
+    async def _drop(self, held: HeldRound) -> None:
+        await self.swarm.remove(held.infohash)
+        await asyncio.to_thread(shutil.rmtree, held.path, True)
+
     async def prune(self) -> None:
-        for number in sorted(self.held)[: -self.config.rounds_kept]:
-            old = self.held.pop(number)
-            await self.swarm.remove(old.infohash)
-            await asyncio.to_thread(shutil.rmtree, old.path, True)
+        """Drop the rounds older than both the newest checkpoint and the last K rounds."""
+        checkpoints = {number: held.checkpoint for number, held in self.held.items()}
+        oldest = kept_from(checkpoints, self.config.rounds_kept)
+        for number in sorted(n for n in self.held if n < oldest):
+            await self._drop(self.held.pop(number))
             log.info("dropped round %d", number)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -186,7 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scryp.seeder", description=__doc__)
     parser.add_argument("--keys", type=Path, default=Path(".keys"), help="the quorum file")
     netmode.add_arguments(parser, listen=True)
-    parser.add_argument("--rounds-kept", type=int, default=3)
+    parser.add_argument(
+        "--rounds-kept",
+        type=int,
+        default=3,
+        help="seed at least the last K rounds (and the newest checkpoint and every round since)",
+    )
     parser.add_argument("--dir", type=Path, default=Path("seeder"))
     parser.add_argument("--port", type=int, default=0, help="listen port (0: any)")
     parser.add_argument(

@@ -1,8 +1,9 @@
 """The archive's files (protocol §10.8).
 
 ``DIR/rounds/round-…/``: the round's files as the torrent names them: ``transactions`` for
-every round, and ``balances`` and ``window`` too for **checkpoints** (round 0, the genesis,
-and every K-th round);
+every round, and every file (``balances``, ``changes``, ``window``) of the archive's
+**checkpoints**, which are servers' checkpoint rounds, whose torrents hold ``balances``
+(round 0, the genesis, then one at least every K rounds, protocol §4.4.4, §4.4.8);
 ``DIR/index/round-….json``: the round's listing entry (``ListedRound.as_json`` plus
 ``"checkpoint"``), with its certificate; ``DIR/index/round-….info``: the torrent's bencoded
 info dict, to seed the round again after a restart.
@@ -24,6 +25,7 @@ from scryp.core import snapshot
 from scryp.keyfile import atomic_write
 
 ENTRY_BYTES_MAX = 64 * 1024
+TRANSACTIONS_ONLY = (snapshot.TRANSACTIONS,)  # what the archive keeps of other rounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,11 @@ class Archived:
     @property
     def checkpoint(self) -> bool:
         return bool(self.entry.get("checkpoint"))
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files of the round the archive keeps (and seeds)."""
+        return snapshot.round_files(True) if self.checkpoint else TRANSACTIONS_ONLY
 
     @property
     def infohash(self) -> bytes:
@@ -68,8 +75,8 @@ class ArchiveStore:
             if number is None:
                 continue
             entry = json.loads(path.read_bytes()[:ENTRY_BYTES_MAX])
-            files = snapshot.ROUND_FILES if entry.get("checkpoint") else (snapshot.TRANSACTIONS,)
-            if all((self.round_dir(number) / f).is_file() for f in files):
-                info = (self.index / f"{path.stem}.info").read_bytes()
-                found[number] = Archived(number, entry, info)
+            info = (self.index / f"{path.stem}.info").read_bytes()
+            archived = Archived(number, entry, info)
+            if all((self.round_dir(number) / f).is_file() for f in archived.files):
+                found[number] = archived
         return found

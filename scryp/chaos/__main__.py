@@ -29,11 +29,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=30.0, help="payments a second")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--round-interval", type=float, default=1.0, metavar="S")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="ROUNDS",
+        help="the servers' checkpoint rounds (the whole balances file, protocol §4.4.4)",
+    )
     parser.add_argument("--no-faults", action="store_true", help="load only (a baseline)")
     parser.add_argument("--dir", type=Path, help="keep the network here (default: a temp dir)")
     args = parser.parse_args(argv)
     if not 0 < args.duration_s <= DURATION_S_MAX:
         parser.error(f"--duration-s must be in (0, {DURATION_S_MAX:.0f}]")
+    if args.checkpoint_every < 1:
+        parser.error("--checkpoint-every must be at least 1")
     if not 0 < args.rate <= RATE_PER_S_MAX:
         parser.error(f"--rate must be in (0, {RATE_PER_S_MAX:.0f}]")
     return args
@@ -66,6 +75,7 @@ async def main_async(args: argparse.Namespace, root: Path) -> int:
         seed=args.seed,
         round_interval_s=args.round_interval,
         faults=not args.no_faults,
+        checkpoint_every=args.checkpoint_every,
     )
     run = ChaosRun(options)
     loop = asyncio.get_running_loop()

@@ -28,8 +28,10 @@ from scryp.chaos.schedule import LEADER, Fault, FaultKind, ScheduleOptions, plan
 from scryp.chaos.workload import Batch, History, Kind, Post, Seen, Workload
 from scryp.core import snapshot
 from scryp.core.balances import decode_balances
+from scryp.core.changes import apply_changes
 from scryp.core.ledger import WINDOW_MS_DEFAULT
 from scryp.core.tx import Transaction
+from scryp.errors import MalformedInput
 from scryp.localnet import LocalNetwork
 from scryp.server.config import ServerLimits
 from scryp.server.rounds import RoundStore
@@ -60,6 +62,9 @@ class ChaosOptions:
     accounts: int = 32
     faults: bool = True
     settle_timeout_s: float = 60.0
+    # Servers' checkpoint rounds (the whole balances file, protocol §4.4.4): a minute's run
+    # crosses several, so both kinds of round are checked.
+    checkpoint_every: int = 10
 
     @property
     def payments_max(self) -> int:
@@ -93,7 +98,10 @@ class ChaosRun:
             o.root,
             servers=o.servers,
             round_interval_s=o.round_interval_s,
-            server_args=["--rounds-kept", str(ROUNDS_KEPT)],
+            server_args=[
+                *("--rounds-kept", str(ROUNDS_KEPT)),
+                *("--checkpoint-every", str(o.checkpoint_every)),
+            ],
         )
         double_spenders = max(1, int(o.payments_max * 0.1))
         self.workload = Workload.make(o.seed, o.servers, o.accounts, double_spenders)
@@ -425,22 +433,46 @@ class ChaosRun:
         return final
 
     def _rounds_on_disk(self) -> dict[int, list[RoundOnDisk]]:
-        copies: dict[int, list[RoundOnDisk]] = {}
-        for server in range(self.options.servers):
-            store = RoundStore(self.options.root / "data" / f"server-{server}" / "rounds")
-            held = copies.setdefault(server, [])
-            for number in store.rounds():
-                balances = store.read(number, snapshot.BALANCES)
-                held.append(
-                    RoundOnDisk(
-                        number,
-                        hashlib.sha256(balances).digest(),
-                        sum(b for _, b in decode_balances(balances)),
-                        store.read(number, snapshot.TRANSACTIONS),
-                        store.certificate(number) is not None,
-                    )
-                )
-        return copies
+        data = self.options.root / "data"
+        return {
+            server: rounds_on_disk(RoundStore(data / f"server-{server}" / "rounds"))
+            for server in range(self.options.servers)
+        }
+
+
+def rounds_on_disk(store: RoundStore) -> list[RoundOnDisk]:
+    """One server's rounds, ascending, each with its balances: a checkpoint round's own, or
+    the round before's with the round's ``changes`` applied (protocol §4.4.4), so from the
+    newest checkpoint on disk on; unknown (None) past a round the server does not hold. A
+    checkpoint's balances must also be what the round before's and its ``changes`` make."""
+    held: list[RoundOnDisk] = []
+    state: bytes | None = None
+    previous = -2
+    for number in store.rounds():
+        agree = True
+        rebuilt = None
+        if state is not None and number == previous + 1:
+            try:
+                rebuilt = apply_changes(state, store.read(number, snapshot.CHANGES))
+            except (MalformedInput, FileNotFoundError):
+                agree = False
+        if (store.path(number) / snapshot.BALANCES).is_file():
+            state = store.read(number, snapshot.BALANCES)
+            agree = agree and rebuilt in (None, state)
+        else:
+            state = rebuilt
+        previous = number
+        held.append(
+            RoundOnDisk(
+                number,
+                None if state is None else hashlib.sha256(state).digest(),
+                None if state is None else sum(b for _, b in decode_balances(state)),
+                store.read(number, snapshot.TRANSACTIONS),
+                store.certificate(number) is not None,
+                agree,
+            )
+        )
+    return held
 
 
 def _certified(code: int, body: Any) -> bool:

@@ -7,7 +7,8 @@ is not trusted:
 1. the archive's listing of rounds 0..F-1 (``GET /rounds``), every entry's certificate checked
    against ``.keys`` for the network the client follows (``scryp.core.listing``); a round not
    listed is a gap, and the fill fails;
-2. round 0 (the genesis) fetched whole from the swarm, its ``balances`` giving round 0's
+2. round 0's ``balances`` (the genesis; round 0 is always a checkpoint round, protocol
+   §4.4.4) fetched from the swarm, giving round 0's
    certified state root (§4.4.3) and hashing (SHA-256) to the network id (§5.2); each later
    round's ``transactions`` fetched under its certified v2 infohash (rounds listed as empty
    are not fetched);
@@ -138,7 +139,9 @@ async def _fetched(
                     entry.infohash,
                     scratch,
                     timeout_s=FETCH_TIMEOUT_S,
-                    files=None if whole else [snapshot.TRANSACTIONS],
+                    # Round 0 is a checkpoint round (§4.4.4): its balances alone, not its
+                    # changes (as large) nor window.
+                    files=[snapshot.BALANCES if whole else snapshot.TRANSACTIONS],
                     peers=peers,
                     expect_name=snapshot.round_dir_name(entry.round),
                     expect_infohash_v2=entry.infohash_v2,

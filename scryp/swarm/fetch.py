@@ -181,6 +181,11 @@ def _copy_reusable(previous_round: Path, round_dir: Path) -> bool:
     return True
 
 
+def _file_names(layout: Any) -> set[str]:
+    """The names (inside the round) of a torrent's real files."""
+    return {layout.file_name(i) for i in _real_files(layout)}
+
+
 def _real_files(layout: Any) -> list[int]:
     """Indices of a torrent's files, without the pad files libtorrent aligns pieces with."""
     return [
@@ -299,6 +304,8 @@ def _infohash_v2(info: Any) -> bytes:
 async def _check_state_root(round_dir: Path, expected: bytes) -> None:
     """The fetched balances must give the state root the pointer named (protocol §4.4.3)."""
     balances = round_dir / snapshot.BALANCES
+    if not balances.is_file():  # not a checkpoint round (§4.4.4): no state to check here
+        raise FetchFailed(f"{round_dir} holds no balances to check the state root of")
     if await asyncio.to_thread(_file_state_root, balances) != expected:
         raise FetchFailed(f"{balances} does not give the expected state root")
 
@@ -350,7 +357,8 @@ class Fetching:
         """Download a round by v1 infohash into ``save_dir/<torrent name>/``; keep seeding it.
 
         ``reuse_from``: a previous round's directory; its ``balances`` is copied into place
-        before libtorrent checks the files, so only changed pieces travel (protocol §8.6).
+        before libtorrent checks the files, so only changed pieces travel (protocol §8.6), when
+        the torrent is a checkpoint round's (it holds ``balances``; nothing is copied else).
         ``files`` (names inside the round) or ``pieces`` (indices) restrict what is fetched.
         ``expect_infohash_v2`` and ``expect_state_root`` are checked once the data is here;
         a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
@@ -372,8 +380,8 @@ class Fetching:
             round_dir = save_dir / info.name()
             layout = info.layout()
             wanted = step.watch.wanted = wanted_pieces(info, layout, files, pieces)
-            if reuse_from is not None:
-                await step.reuse(reuse_from, round_dir)
+            if reuse_from is not None and snapshot.BALANCES in _file_names(layout):
+                await step.reuse(reuse_from, round_dir)  # only a checkpoint round (§4.4.4)
             await step.download(info.num_pieces(), wanted, peers)
             downloaded = step.downloaded_bytes()
             paths = tuple(

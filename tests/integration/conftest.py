@@ -27,14 +27,29 @@ def make_balances(accounts: int, tag: bytes = b"") -> bytes:
     return b"".join(RECORD.pack(account, balance) for account, balance in records)
 
 
-def write_round(root: Path, round_number: int, balances: bytes, transactions: bytes) -> Path:
+def write_round(
+    root: Path,
+    round_number: int,
+    balances: bytes | None,
+    transactions: bytes,
+    *,
+    changes: bytes = b"",
+    window: bytes = b"",
+) -> Path:
+    """A round's directory: a checkpoint round (``balances`` first, protocol §4.4.4) when
+    given ``balances``, else a round of ``changes``, ``transactions`` and ``window`` only."""
     round_dir = root / snapshot.round_dir_name(round_number)
     round_dir.mkdir(parents=True, exist_ok=True)
-    (round_dir / snapshot.BALANCES).write_bytes(balances)
-    (round_dir / snapshot.TRANSACTIONS).write_bytes(transactions)
-    for name in snapshot.ROUND_FILES:  # any further file of the layout: empty
-        if not (round_dir / name).exists():
-            (round_dir / name).write_bytes(b"")
+    contents = {
+        snapshot.BALANCES: balances,
+        snapshot.CHANGES: changes,
+        snapshot.TRANSACTIONS: transactions,
+        snapshot.WINDOW: window,
+    }
+    for name in snapshot.round_files(balances is not None):
+        data = contents[name]
+        assert data is not None
+        (round_dir / name).write_bytes(data)
     return round_dir
 
 

@@ -57,7 +57,12 @@ def paid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwor
         archive_args=["--checkpoint-every", "10"],
         # Servers keep ~8 s of rounds, so the payment's round leaves them within seconds (and
         # the archive, polling every 0.5 s, has slack on a loaded machine).
-        server_args=["--rounds-kept", "2", "--rounds-kept-s", "8", "--compaction-lag", "2"],
+        # Servers' checkpoint rounds every 10 rounds (their torrents hold balances, protocol
+        # §4.4.4): the archive's checkpoints are those.
+        server_args=[
+            *("--rounds-kept", "2", "--rounds-kept-s", "8", "--compaction-lag", "2"),
+            *("--checkpoint-every", "10"),
+        ],
     )
     try:
         asyncio.run(net.start())
@@ -84,15 +89,22 @@ def paid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwor
         asyncio.run(net.wait_until(servers_forgot, DEADLINE_S, "servers dropping the round"))
         code, status = asyncio.run(archive_status(net))
         assert code == 200 and status["gaps"] == [], status  # it kept up with the servers
+        code, archived = asyncio.run(archive_get(net, "/rounds?from=0"))
+        checkpoints = [e["round"] for e in archived["rounds"] if e["checkpoint"]]
+        assert checkpoints[0] == 0 and all(n % 10 == 0 for n in checkpoints), checkpoints
         yield net, round_paid
     finally:
         asyncio.run(net.stop())
 
 
 async def archive_status(net: LocalNetwork) -> tuple[int, Any]:
+    return await archive_get(net, "/status")
+
+
+async def archive_get(net: LocalNetwork, path: str) -> tuple[int, Any]:
     async with (
         aiohttp.ClientSession() as session,
-        session.get(net.archive_apis[0] + "/status") as response,
+        session.get(net.archive_apis[0] + path) as response,
     ):
         return response.status, await response.json()
 

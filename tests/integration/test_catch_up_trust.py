@@ -137,9 +137,14 @@ class CrashesMidBackfill(ServerNode):
     def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
         assert self.swarm is not None
         work_dir = self.config.data_dir / f"backfill-{to.round}"
-        Backfill(self.swarm, self.rounds, work_dir, list, (self.network, self.quorum)).owe(
-            since, to
-        )
+        Backfill(
+            self.swarm,
+            self.rounds,
+            work_dir,
+            list,
+            (self.network, self.quorum),
+            checkpoint_every=self.config.checkpoint_every,
+        ).owe(since, to)
 
 
 def test_a_backfill_cut_short_by_a_crash_resumes_on_the_next_start(tmp_path: Path) -> None:

@@ -33,8 +33,9 @@ def test_two_independent_builds_give_one_infohash(tmp_path: Path) -> None:
     second_dir.mkdir(parents=True)
     (second_dir / snapshot.TRANSACTIONS).write_bytes(TRANSACTIONS)
     (second_dir / snapshot.BALANCES).write_bytes(balances)
-    for name in snapshot.ROUND_FILES[2:]:
-        (second_dir / name).write_bytes(b"")
+    for name in snapshot.CHECKPOINT_FILES:  # a checkpoint round: changes and window empty
+        if not (second_dir / name).exists():
+            (second_dir / name).write_bytes(b"")
     a, b = build_round_torrent(first), build_round_torrent(second_dir)
     assert a.torrent == b.torrent
     assert (a.infohash, a.infohash_v2) == (b.infohash, b.infohash_v2)
@@ -190,6 +191,37 @@ def test_previous_round_makes_only_changed_pieces_travel(dht: PrivateDHT, tmp_pa
             # Without the previous round the same fetch costs the whole snapshot.
             fresh = await swarms[2].fetch(torrent.infohash, tmp_path / "fresh", timeout_s=60)
             assert fresh.payload_bytes_downloaded >= len(new)
+
+    asyncio.run(body())
+
+
+def test_a_round_of_changes_only_takes_nothing_from_a_previous_round(
+    dht: PrivateDHT, tmp_path: Path
+) -> None:
+    """A round that is not a checkpoint (protocol §4.4.4) is its changes, transactions and
+    window: a previous round's balances are not copied in (they would make it look like a
+    checkpoint round), and a state root cannot be checked on it."""
+    balances = make_balances(1000)
+    checkpoint = write_round(tmp_path / "seed", 3, balances, b"")
+    changes = balances[: RECORD.size]  # one record: canonical
+    delta = write_round(tmp_path / "seed", 4, None, TRANSACTIONS, changes=changes)
+    assert sorted(p.name for p in delta.iterdir()) == sorted(snapshot.DELTA_FILES)
+
+    async def body() -> None:
+        async with dht(3) as swarms:
+            torrent = await swarms[0].seed(delta)
+            assert torrent.infohash != (await swarms[0].seed(checkpoint)).infohash
+            result = await swarms[1].fetch(
+                torrent.infohash, tmp_path / "client", reuse_from=checkpoint, timeout_s=60
+            )
+            assert sorted(p.name for p in result.round_dir.iterdir()) == sorted(
+                snapshot.DELTA_FILES
+            )
+            assert (result.round_dir / snapshot.CHANGES).read_bytes() == changes
+            with pytest.raises(FetchFailed, match="no balances"):
+                await swarms[2].fetch(
+                    torrent.infohash, tmp_path / "c2", expect_state_root=state_root(balances)
+                )
 
     asyncio.run(body())
 

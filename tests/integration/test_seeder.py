@@ -1,4 +1,5 @@
-"""The seeder follows the quorum's pointers, verifies, seeds the last K rounds (§8.7).
+"""The seeder follows the quorum's pointers, verifies, seeds the newest checkpoint round and
+every round since, and at least the last K rounds (§8.7, §4.4.4).
 
 The servers here are test code: real libtorrent sessions that seed rounds and put pointers
 through scryp.swarm, as the server of a later issue will.
@@ -11,12 +12,14 @@ import hashlib
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scryp.core import snapshot
 from scryp.core.balances import BALANCE, BALANCE_OFFSET, RECORD
 from scryp.core.buckets import state_root
+from scryp.core.changes import apply_changes, encode_changes
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.crypto import KeyPair
 from scryp.keyfile import write_quorum
@@ -42,6 +45,16 @@ def next_balances(previous: bytes, round_number: int) -> bytes:
     return bytes(changed)
 
 
+def changes_between(old: bytes, new: bytes) -> bytes:
+    """The ``changes`` file from ``old`` to ``new`` (the same ids, some balances changed)."""
+    size = RECORD.size
+    return encode_changes(
+        RECORD.unpack_from(new, at)
+        for at in range(0, len(new), size)
+        if old[at : at + size] != new[at : at + size]
+    )
+
+
 class FakeServer:
     """What a server does for the swarm each round: seed the files, point to them."""
 
@@ -51,8 +64,19 @@ class FakeServer:
         self.root = root
         self.torrents: dict[int, RoundTorrent] = {}
 
-    async def publish_round(self, number: int, balances: bytes, lie: bool = False) -> None:
-        round_dir = write_round(self.root, number, balances, b"tx %d" % number)
+    async def publish_round(
+        self,
+        number: int,
+        balances: bytes,
+        lie: bool = False,
+        changes: bytes | None = None,
+    ) -> None:
+        """A checkpoint round (all of ``balances``) when ``changes`` is None, else a round of
+        ``changes`` only; the pointer names ``balances``' state root (or a lie)."""
+        if changes is None:
+            round_dir = write_round(self.root, number, balances, b"tx %d" % number)
+        else:
+            round_dir = write_round(self.root, number, None, b"tx %d" % number, changes=changes)
         torrent = await self.swarm.seed(round_dir)
         self.torrents[number] = torrent
         state = state_root(balances)
@@ -69,70 +93,129 @@ class FakeServer:
         assert put.num_success > 0
 
 
-def test_seeder_follows_verifies_and_keeps_the_last_k_rounds(
+class Scene:
+    """Three fake servers, a seeder, and the balances of rounds 3..9: checkpoint rounds 3 and
+    6 hold balances, the others only their changes (protocol §4.4.4)."""
+
+    def __init__(self, swarms: list[Swarm], tmp_path: Path) -> None:
+        self.swarms = swarms
+        self.tmp_path = tmp_path
+        self.servers = [
+            FakeServer(swarms[1 + i], KEYS[i], tmp_path / f"server-{i}") for i in range(3)
+        ]
+        self.seeder = Seeder(
+            swarms[4], SeederConfig(quorum=QUORUM, directory=tmp_path / "seeder", rounds_kept=2)
+        )
+        self.balances = {3: make_balances(ACCOUNTS)}
+        for number in range(4, 10):
+            self.balances[number] = next_balances(self.balances[number - 1], number)
+
+    def changes(self, number: int) -> bytes:
+        return changes_between(self.balances[number - 1], self.balances[number])
+
+    async def publish(self, number: int, servers: range = range(3), **lies: Any) -> None:
+        """Round ``number`` from ``servers``: a checkpoint's balances for 3 and 6, else the
+        round's changes (or ``changes=`` given)."""
+        if number not in (3, 6):
+            lies.setdefault("changes", self.changes(number))
+        await asyncio.gather(
+            *(self.servers[i].publish_round(number, self.balances[number], **lies) for i in servers)
+        )
+
+
+async def follow_checkpoint_and_changes(scene: Scene) -> None:
+    seeder, balances = scene.seeder, scene.balances
+    await seeder.resume()
+    assert await seeder.step() is None  # nothing published yet
+
+    await scene.publish(3)
+    assert await seeder.step() == 3
+    assert seeder.held[3].checkpoint
+    assert (seeder.held[3].path / snapshot.BALANCES).read_bytes() == balances[3]
+    assert seeder.last_fetch_bytes >= len(balances[3])
+
+    # Round 4 from servers 0 and 1; server 2 (a minority) lies about round 4's state.
+    await scene.publish(4, range(2))
+    await scene.publish(4, range(2, 3), lie=True)
+    assert await seeder.step() == 4
+    assert not seeder.held[4].checkpoint
+    assert not (seeder.held[4].path / snapshot.BALANCES).exists()
+    assert seeder.state == balances[4]  # round 3's balances and round 4's changes
+    assert seeder.last_fetch_bytes < 4 * snapshot.PIECE_BYTES
+
+    # Only the liar moves on to "round 5": no majority, not followed.
+    await scene.publish(5, range(2, 3))
+    assert await seeder.step() is None
+    await scene.publish(5, range(2))
+    assert await seeder.step() == 5
+    assert sorted(seeder.held) == [3, 4, 5]  # the checkpoint and every round since
+
+    # Checkpoint round 6 reuses round 3's pieces: nine changed accounts travel.
+    await scene.publish(6, range(2))
+    assert await seeder.step() == 6
+    assert seeder.last_fetch_bytes < 15 * snapshot.PIECE_BYTES
+    assert sorted(seeder.held) == [5, 6]  # rounds_kept=2, and the newest checkpoint
+    assert not (scene.tmp_path / "seeder" / snapshot.round_dir_name(3)).exists()
+
+
+async def fill_missed_rounds_and_refuse_wrong_changes(scene: Scene) -> None:
+    seeder, balances = scene.seeder, scene.balances
+    # Rounds 7 and 8 while the seeder sleeps: round 7 from the pointer's recent list.
+    await scene.publish(7, range(2))
+    await scene.publish(8, range(2))
+    assert await seeder.step() == 8
+    assert sorted(seeder.held) == [6, 7, 8]
+    assert seeder.state == balances[8]
+    assert await seeder.step() is None  # nothing new
+
+    # A majority points to a round 9 whose changes do not give its state: refused.
+    refused = seeder.fetches["refused"]
+    await scene.publish(9, range(2), changes=scene.changes(9)[: -RECORD.size])
+    assert await seeder.step() is None
+    assert seeder.fetches["refused"] == refused + 1
+    assert sorted(seeder.held) == [6, 7, 8]
+
+
+async def serve_a_late_client_and_restart(scene: Scene) -> None:
+    seeder, servers = scene.seeder, scene.servers
+    # The servers stop seeding rounds 6..8; a new client still gets them, from the seeder:
+    # the checkpoint, then the changes since.
+    late = scene.tmp_path / "late-client"
+    for number in (6, 7, 8):
+        torrent = servers[0].torrents[number]
+        for server in servers:
+            if number in server.torrents:
+                await server.swarm.remove(server.torrents[number].infohash)
+        result = await scene.swarms[5].fetch(
+            torrent.infohash, late, expect_infohash_v2=torrent.infohash_v2, timeout_s=60
+        )
+        assert result.round_dir.name == snapshot.round_dir_name(number)
+    state = (late / snapshot.round_dir_name(6) / snapshot.BALANCES).read_bytes()
+    for number in (7, 8):
+        changes = late / snapshot.round_dir_name(number) / snapshot.CHANGES
+        state = apply_changes(state, changes.read_bytes())
+    assert state == scene.balances[8]
+    stats = seeder.swarm.stats(servers[0].torrents[6].infohash)
+    assert stats is not None and stats.payload_bytes_uploaded >= len(scene.balances[6])
+
+    # A restarted seeder seeds what it holds again, and knows the state.
+    again = Seeder(scene.swarms[6], seeder.config)
+    await again.resume()
+    assert sorted(again.held) == [6, 7, 8]
+    assert again.held[6].checkpoint and not again.held[8].checkpoint
+    assert again.held[8].infohash == servers[0].torrents[8].infohash
+    assert again.state == scene.balances[8]
+
+
+def test_seeder_follows_verifies_and_keeps_the_newest_checkpoint_on(
     dht: PrivateDHT, tmp_path: Path
 ) -> None:
     async def body() -> None:
         async with dht(8) as swarms:
-            servers = [
-                FakeServer(swarms[1 + i], KEYS[i], tmp_path / f"server-{i}") for i in range(3)
-            ]
-            seeder = Seeder(
-                swarms[4],
-                SeederConfig(quorum=QUORUM, directory=tmp_path / "seeder", rounds_kept=2),
-            )
-            await seeder.resume()
-            assert await seeder.step() is None  # nothing published yet
-
-            balances = {1: make_balances(ACCOUNTS)}
-            for number in (2, 3):
-                balances[number] = next_balances(balances[number - 1], number)
-
-            await asyncio.gather(*(s.publish_round(1, balances[1]) for s in servers))
-            assert await seeder.step() == 1
-            held = seeder.held[1].path / snapshot.BALANCES
-            assert held.read_bytes() == balances[1]
-            assert seeder.last_fetch_bytes >= len(balances[1])
-
-            # Round 2 from servers 0 and 1; server 2 (a minority) lies about round 2's state.
-            await asyncio.gather(
-                servers[0].publish_round(2, balances[2]),
-                servers[1].publish_round(2, balances[2]),
-                servers[2].publish_round(2, balances[2], lie=True),
-            )
-            assert await seeder.step() == 2
-            # Reused round 1's pieces: three changed accounts, not 1.8 MB, travelled.
-            assert seeder.last_fetch_bytes < 10 * snapshot.PIECE_BYTES
-
-            # Only the liar moves on to "round 3": no majority, not followed.
-            await servers[2].publish_round(3, balances[3])
-            assert await seeder.step() is None
-
-            await asyncio.gather(*(s.publish_round(3, balances[3]) for s in servers[:2]))
-            assert await seeder.step() == 3
-            assert sorted(seeder.held) == [2, 3]  # rounds_kept=2: round 1 dropped
-            assert not (tmp_path / "seeder" / snapshot.round_dir_name(1)).exists()
-            assert await seeder.step() is None  # nothing new
-
-            # The servers stop seeding round 3; a new client still gets it, from the seeder.
-            infohash = servers[0].torrents[3].infohash
-            for server in servers:
-                await server.swarm.remove(infohash)
-            result = await swarms[5].fetch(
-                infohash,
-                tmp_path / "late-client",
-                expect_state_root=state_root(balances[3]),
-                timeout_s=60,
-            )
-            assert (result.round_dir / snapshot.BALANCES).read_bytes() == balances[3]
-            stats = seeder.swarm.stats(infohash)
-            assert stats is not None and stats.payload_bytes_uploaded >= len(balances[3])
-
-            # A restarted seeder seeds what it holds again.
-            again = Seeder(swarms[6], seeder.config)
-            await again.resume()
-            assert sorted(again.held) == [2, 3]
-            assert again.held[3].infohash == infohash
+            scene = Scene(swarms, tmp_path)
+            await follow_checkpoint_and_changes(scene)
+            await fill_missed_rounds_and_refuse_wrong_changes(scene)
+            await serve_a_late_client_and_restart(scene)
 
     asyncio.run(body())
 

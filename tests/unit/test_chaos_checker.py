@@ -3,14 +3,21 @@ exists to catch is reported, and an honest record passes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from pathlib import Path
 
 from scryp.chaos.checker import FinalAnswer, Observed, RoundOnDisk, check
+from scryp.chaos.run import rounds_on_disk
 from scryp.chaos.workload import History, Kind, Seen
+from scryp.core import snapshot
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances
+from scryp.core.changes import encode_changes
 from scryp.core.genesis import Genesis
+from scryp.core.raft.entries import SnapshotMeta
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
+from scryp.server.rounds import RoundStore
 
 ALICE, BOB = (KeyPair.from_seed(hashlib.sha256(n).digest()) for n in (b"alice", b"bob"))
 GENESIS = Genesis.single(ALICE.public).balances_file
@@ -134,3 +141,57 @@ def test_a_cluster_that_stopped_certifying_does_not_pass() -> None:
     assert "outcome unanswered" in check(GENESIS, copies, observed(history, final)).violations
     unsettled = Observed(history, {}, base, [], settled=False)
     assert "final state" in check(GENESIS, copies, unsettled).violations
+
+
+def test_unknown_balances_are_not_compared_and_changes_that_differ_are_caught() -> None:
+    """A copy whose balances its server could not rebuild (no round before it on disk, not a
+    checkpoint, protocol §4.4.4) is compared by its transactions only; the replay compares
+    with a copy that knows them. A checkpoint whose changes disagree is a violation."""
+    copies, history, _, _ = honest()
+    r1 = copies[0][0]
+    unknown = dataclasses.replace(r1, balances_sha256=None, supply=None)
+    report = check(GENESIS, {0: [unknown], 1: [r1]}, observed(history, {}))
+    assert "round copies differ" not in report.violations and report.payments_applied == 1
+    wrong = dataclasses.replace(r1, balances_sha256=bytes(32))
+    report = check(GENESIS, {0: [unknown], 1: [wrong]}, observed(history, {}))
+    assert "replay differs" in report.violations
+    report = check(GENESIS, {0: [unknown]}, observed(history, {}))
+    assert "replay differs" not in report.violations and report.payments_applied == 1
+    torn = dataclasses.replace(r1, changes_agree=False)
+    assert "changes differ" in check(GENESIS, {0: [torn]}, observed(history, {})).violations
+
+
+def test_rounds_on_disk_rebuilds_balances_from_the_newest_checkpoint(tmp_path: Path) -> None:
+    """Rounds 0 and 3 hold balances; 1, 2 and 5 only changes (4 is not on disk: 5 is
+    unknown); round 3's changes disagree with its balances."""
+    store = RoundStore(tmp_path)
+    states = [
+        {ALICE.public: TOTAL_SUPPLY},
+        {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10},
+        {ALICE.public: TOTAL_SUPPLY},  # bob pays everything back: his record leaves
+        {ALICE.public: TOTAL_SUPPLY - 5, BOB.public: 5},
+    ]
+
+    def write(number: int, changes: dict[bytes, int], balances: dict[bytes, int] | None) -> None:
+        contents = {} if balances is None else {snapshot.BALANCES: flat(balances)}
+        contents[snapshot.CHANGES] = encode_changes(changes.items())
+        contents[snapshot.TRANSACTIONS] = b""
+        contents[snapshot.WINDOW] = b""
+        store.write(SnapshotMeta(number, 1, number, 0, bytes(32)), contents)
+
+    write(0, {}, states[0])
+    write(1, {ALICE.public: TOTAL_SUPPLY - 10, BOB.public: 10}, None)
+    write(2, {ALICE.public: TOTAL_SUPPLY, BOB.public: 0}, None)
+    write(3, {BOB.public: 7}, states[3])  # not what its balances say
+    write(5, {BOB.public: 6}, None)
+    held = rounds_on_disk(store)
+    assert [r.round for r in held] == [0, 1, 2, 3, 5]
+    expected = [hashlib.sha256(flat(s)).digest() for s in states]
+    assert [r.balances_sha256 for r in held[:4]] == expected
+    assert [r.supply for r in held] == [TOTAL_SUPPLY] * 4 + [None]
+    assert held[4].balances_sha256 is None
+    assert [r.changes_agree for r in held] == [True, True, True, False, True]
+
+
+def flat(balances: dict[bytes, int]) -> bytes:
+    return encode_balances(sorted((a, b) for a, b in balances.items() if b))
