@@ -15,20 +15,23 @@ from scryp.errors import MalformedInput
 Listing = dict[int, dict[str, Any]]
 
 
-def infohashes(record: PointerRecord, listing: Listing, first: int, last: int) -> dict[int, bytes]:
-    """The v1 infohash of every round first..last that the certified pointer ``record`` (of
-    round ``last``) or the listing names; the pointer's own (§8.3) win."""
+def infohashes(record: PointerRecord, listing: Listing, first: int) -> dict[int, bytes]:
+    """The v1 infohash of every round first..R (R = ``record.round``): the certified pointer
+    ``record``'s own for R, the listing's for the others, and, where the listing has none, the
+    pointer's ``recent`` list read as rounds last-1, last-2, ... (a guess: ``recent`` skips
+    rounds a server never seeded; a wrong one fails the fetch's round-name check)."""
+    last = record.round
     found: dict[int, bytes] = {last: record.infohash}
-    for offset, infohash in enumerate(record.recent, start=1):
-        found.setdefault(last - offset, infohash)
     for number in range(first, last):
         entry = listing.get(number)
-        if entry is None or number in found:
+        if entry is None:
             continue
         try:
             found[number] = bytes.fromhex(str(entry["infohash"]))
         except (KeyError, ValueError):
             raise MalformedInput(f"server listing of round {number} is malformed") from None
+    for offset, infohash in enumerate(record.recent, start=1):
+        found.setdefault(last - offset, infohash)
     return {n: h for n, h in found.items() if first <= n <= last}
 
 

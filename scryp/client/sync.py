@@ -247,11 +247,21 @@ class Client:
         certified state root either way."""
         record = verified.record
         first = max(0, record.round - INCREMENTAL_ROUNDS_MAX)
-        listing = await servers.round_listing(self.apis, first, record.round)
-        checkpoint = listed.newest_checkpoint(listing, record.round)
-        if checkpoint is None or checkpoint == record.round:
-            return await self._full_round(verified, held)
-        return await self._full_from_checkpoint(verified, held, listing, checkpoint)
+        failed: list[RemoteError | NotAvailable] = []
+        for api in self.apis:  # one listing at a time: a lying one cannot spoil the others'
+            listing = await servers.round_listing([api], first, record.round)
+            checkpoint = listed.newest_checkpoint(listing, record.round)
+            if checkpoint is None:
+                continue
+            try:
+                if checkpoint == record.round:
+                    return await self._full_round(verified, held)
+                return await self._full_from_checkpoint(verified, held, listing, checkpoint)
+            except (RemoteError, NotAvailable) as error:
+                failed.append(error)
+        if failed:
+            raise failed[-1]
+        return await self._full_round(verified, held)  # no listing: the round's own torrent
 
     async def _full_round(self, verified: VerifiedRound, held: Held | None) -> tuple[Held, int]:
         record = verified.record
@@ -282,7 +292,7 @@ class Client:
             old = await asyncio.to_thread(held.balances_path.read_bytes)
         else:
             base = checkpoint
-            infohash = listed.infohashes(record, listing, checkpoint, checkpoint)[checkpoint]
+            infohash = listed.infohashes(record, listing, checkpoint)[checkpoint]
             await self.swarm.remove(infohash)
             result = await self.swarm.fetch(
                 infohash,
@@ -326,7 +336,7 @@ class Client:
         record = verified.record
         store = self.store(verified)
         last = record.round
-        infohashes = listed.infohashes(record, listing, first, last)
+        infohashes = listed.infohashes(record, listing, first)
         missing = [n for n in range(first, last + 1) if n not in infohashes]
         if missing:
             raise SyncFailed(f"no server lists round {missing[0]} any more")

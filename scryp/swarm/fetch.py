@@ -155,8 +155,8 @@ def wanted_pieces(
     if files is not None:
         known = {layout.file_name(i): i for i in range(layout.num_files())}
         for name in files:
-            if name not in known:
-                raise ValueError(f"no file {name!r} in the torrent")
+            if name not in known:  # the torrent is not what its namer said: their fault
+                raise FetchFailed(f"no file {name!r} in the torrent")
             index = known[name]
             size = int(layout.file_size(index))
             if size:
