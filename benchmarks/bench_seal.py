@@ -117,9 +117,10 @@ def run_accounts(accounts: int, args: argparse.Namespace, root: Path) -> dict[st
         lambda: b"".join(random_genesis_chunks(accounts, FAUCET, {}, accounts))
     )
     ids = [genesis[i : i + 32] for i in range(0, len(genesis), RECORD_BYTES)][:-1]
-    ledger, load_s = timed(lambda: Ledger(genesis))
+    started = time.perf_counter()
+    ledger = Ledger(genesis)
+    load_s = time.perf_counter() - started
     _, first_root_s = timed(ledger.state_root)
-    del genesis
     rng = random.Random(accounts)
     stage_b = RoundStore(root / "stage-b")
     flat = RoundStore(root / "flat")
@@ -128,9 +129,9 @@ def run_accounts(accounts: int, args: argparse.Namespace, root: Path) -> dict[st
         idle = number == args.rounds + 1
         count = 0 if idle else args.payments
         txs = payments(rng, ids, count, args.new_fraction, STAMP_MS + number * 1000)
-        outcomes, apply_s = timed(
-            lambda txs=txs, n=number: ledger.apply(txs, STAMP_MS + n * 1000, [None] * len(txs))
-        )
+        started = time.perf_counter()
+        outcomes = ledger.apply(txs, STAMP_MS + number * 1000, [None] * len(txs))
+        apply_s = time.perf_counter() - started
         raw = b"".join(tx.raw for tx in txs)
         # Stage B first, then the flat layout on the same state (its changes are already
         # taken: it writes an empty ``changes``; the balances dominate its cost).
@@ -157,25 +158,33 @@ def run_accounts(accounts: int, args: argparse.Namespace, root: Path) -> dict[st
             f"({f['bytes'] / 1e6:7.1f} MB)",
             flush=True,
         )
+    summary = summarize(rows, len(ledger.balances_file()), args)
+    summary |= {
+        "accounts": accounts,
+        "genesis_s": genesis_s,
+        "ledger_load_s": load_s,
+        "first_root_s": first_root_s,
+    }
+    return {"summary": summary, "rounds": rows}
+
+
+def summarize(
+    rows: list[dict[str, Any]], state_bytes: int, args: argparse.Namespace
+) -> dict[str, Any]:
     busy = [r for r in rows if not r["idle"]]
     idle_row = rows[-1]
 
     def p50(layout: str, key: str) -> float:
-        return statistics.median(r[layout][key] for r in busy)
+        return float(statistics.median(r[layout][key] for r in busy))
 
     def top(layout: str, key: str) -> float:
-        return max(r[layout][key] for r in busy)
+        return float(max(r[layout][key] for r in busy))
 
     delta_bytes = statistics.mean(r["stage_b"]["bytes"] for r in busy)
     checkpoint_bytes = statistics.mean(r["flat"]["bytes"] for r in busy)
-    state_bytes = len(ledger.balances_file())
     kept = args.checkpoint_every + COMPACTION_LAG_ROUNDS
     summary = {
-        "accounts": accounts,
         "state_bytes": state_bytes,
-        "genesis_s": genesis_s,
-        "ledger_load_s": load_s,
-        "first_root_s": first_root_s,
         "apply_p50_s": statistics.median(r["apply_s"] for r in busy),
         "accepted_mean": statistics.mean(r["accepted"] for r in busy),
         "stage_b": {k: p50("stage_b", k) for k in busy[0]["stage_b"]},
@@ -194,7 +203,7 @@ def run_accounts(accounts: int, args: argparse.Namespace, root: Path) -> dict[st
     }
     summary["disk_minute_flat_x_state"] = summary["disk_minute_flat_bytes"] / state_bytes
     summary["disk_minute_stage_b_x_state"] = summary["disk_minute_stage_b_bytes"] / state_bytes
-    return {"summary": summary, "rounds": rows}
+    return summary
 
 
 def main() -> None:
