@@ -59,7 +59,7 @@ class Proof:
     records: bytes | None = None  # those bytes, unless over PROOF_RECORDS_BYTES_MAX
 
 
-PROOF_TREES_KEPT = 3  # the newest sealed rounds' trees (4 MB each): the certified one is there
+PROOF_TREES_KEPT = 8  # the newest sealed rounds' trees (4 MB each): the certified one is there
 
 
 @dataclass(frozen=True, slots=True)

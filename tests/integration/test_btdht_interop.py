@@ -21,6 +21,7 @@ import pytest
 
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
+from scryp.swarm import build_round_torrent
 
 from .conftest import PrivateDHT, make_balances, write_round
 
@@ -64,7 +65,14 @@ def get_peers_blocking(node: Any, infohash: bytes, deadline: float) -> list[tupl
 
 def test_btdht_finds_the_seeders_by_bep5_get_peers(dht: PrivateDHT, tmp_path: Path) -> None:
     router = load_router()
-    round_dir = write_round(tmp_path / "seed", 1, make_balances(2000), b"")
+    # btdht's get_peers finds nothing for an infohash holding a 0 byte (seen: 740093b9…
+    # never found in 30 s, while ids without one are found in ~1 s; like its transaction ids,
+    # test_router_echoes_transaction_ids_that_hold_a_zero_byte): a round whose v1 infohash
+    # has none is made here. Generic btdht-based clients share that limit.
+    for accounts in range(2000, 2100):
+        round_dir = write_round(tmp_path / "seed", 1, make_balances(accounts), b"")
+        if 0 not in build_round_torrent(round_dir).infohash:
+            break
 
     async def body() -> None:
         async with dht(8, listen_host=HOST) as swarms:

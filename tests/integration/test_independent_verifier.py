@@ -48,7 +48,13 @@ def test_the_verifier_imports_nothing_of_scryp() -> None:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, int]]:
     """A network where the faucet paid ``bob`` AMOUNT; (network, the round that took it)."""
-    network = LocalNetwork(tmp_path_factory.mktemp("net"), servers=3, round_interval_s=ROUND_S)
+    # Every round a checkpoint (protocol §4.4.4): the round verified holds ``balances``.
+    network = LocalNetwork(
+        tmp_path_factory.mktemp("net"),
+        servers=3,
+        round_interval_s=ROUND_S,
+        server_args=["--checkpoint-every", "1"],
+    )
     try:
         asyncio.run(network.start())
         assert network.faucet is not None

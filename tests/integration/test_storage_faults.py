@@ -113,7 +113,8 @@ def test_a_full_disk_stops_the_server_cleanly_and_it_rejoins_when_freed(tmp_path
 def test_damaged_rounds_and_logs_stop_the_server_with_a_clear_message(tmp_path: Path) -> None:
     async def scenario() -> None:
         # Compact Raft's log after a second, so the victim's log soon starts from a round.
-        fast = ["--compaction-lag", "1"]
+        # (to a checkpoint round, protocol §9.5: one every 2 rounds here).
+        fast = ["--compaction-lag", "1", "--checkpoint-every", "2"]
         net = LocalNetwork(tmp_path / "net", servers=3, round_interval_s=ROUND_S, server_args=fast)
         try:
             await net.start()
