@@ -1,7 +1,7 @@
 """Load figure for 3 real servers on loopback (issues 5 and 10).
 
     .venv/bin/python -m benchmarks.bench_server [--payments 20000] [--batch 1000]
-        [--accounts N] [--payees 1000] [--latency-samples 100]
+        [--accounts N] [--payees 1000] [--latency-samples 100] [--checkpoint-every 60]
 
 Starts a local network (3 server processes, 1 s rounds) on a genesis of ``--accounts``
 accounts (random ones, the faucet keeping the rest; 0: the faucet alone), submits payments
@@ -156,6 +156,19 @@ def verify_rate(faucet: KeyPair) -> float:
     return len(txs) / (time.perf_counter() - started)
 
 
+def server_footprint(net: LocalNetwork, index: int) -> tuple[int, int]:
+    """(resident bytes of the server's process, bytes of its rounds directory)."""
+    process = net.server_processes[index].child.process
+    rss = 0
+    if process is not None:
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    rounds = net.root / "data" / f"server-{index}" / "rounds"
+    disk = sum(p.stat().st_size for p in rounds.rglob("*") if p.is_file())
+    return rss, disk
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--payments", type=int, default=20_000)
@@ -163,26 +176,38 @@ async def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=100)
     parser.add_argument("--accounts", type=int, default=0, help="genesis accounts (0: faucet)")
     parser.add_argument("--payees", type=int, default=1000, help="distinct payees")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=60,
+        help="the servers' round layout (protocol §4.4.4); 1: every round holds the whole "
+        "balances file, as every round did before issue 10's stage B",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         write_genesis(Path(directory), args.accounts)
         # One sender stands for many clients here: lift the per-client signature budget
         # (protocol §9.6), which would otherwise be what this measures.
         unlimited = ["--client-signatures-per-s", "1000000"]
-        net = LocalNetwork(Path(directory), servers=3, round_interval_s=1.0, server_args=unlimited)
+        layout = ["--checkpoint-every", str(args.checkpoint_every)]
+        net = LocalNetwork(
+            Path(directory), servers=3, round_interval_s=1.0, server_args=unlimited + layout
+        )
         try:
             await net.start()
             assert net.faucet is not None
             single_core = verify_rate(net.faucet)
             rate, retries = await throughput(net, args.payments, args.batch, args.payees)
             lat = sorted(await latency(net, args.latency_samples))
+            footprint = [server_footprint(net, i) for i in range(3)]
         finally:
             await net.stop()
     cores = os.cpu_count() or 1
     ceiling = cores * single_core / 3
     p90 = lat[min(len(lat) - 1, round(0.90 * (len(lat) - 1)))]
     print(
-        f"server load: 3 servers, 1 s rounds, {args.accounts:,} genesis accounts, "
+        f"server load: 3 servers, 1 s rounds, checkpoint every {args.checkpoint_every}, "
+        f"{args.accounts:,} genesis accounts, "
         f"{args.payments} payments to {args.payees:,} payees in batches of {args.batch}, "
         f"{cores} cores; {retries} batches retried after a 503"
     )
@@ -198,6 +223,10 @@ async def main() -> None:
         f"{statistics.median(lat) * 1000:.0f} ms |"
     )
     print(f"| submit → certified, p90 | {p90 * 1000:.0f} ms |")
+    rss = ", ".join(f"{r / 1e6:,.0f}" for r, _ in footprint)
+    disk = ", ".join(f"{d / 1e6:,.0f}" for _, d in footprint)
+    print(f"| server RSS at the end, MB (each) | {rss} |")
+    print(f"| rounds on disk at the end, MB (each) | {disk} |")
     print(f"| submit → certified, largest of {len(lat)} | {lat[-1] * 1000:.0f} ms |")
 
 

@@ -15,6 +15,8 @@ the unchanged pieces of the checkpoint held before; a round after it must give i
 ``changes`` of every round since are applied to the balances the seeder holds. It seeds them,
 and drops every round older than both its newest checkpoint and its last K rounds: what a
 client's full sync (the newest checkpoint, then the ``changes`` since) needs stays served.
+A seeder holding no checkpoint yet (new, or after a long absence) starts from the newest
+checkpoint the servers' ``GET /rounds`` list, each entry checked against its certificate.
 A pointer that fails verification is the publisher's fault: logged, and ignored.
 """
 
@@ -36,10 +38,13 @@ from prometheus_client.registry import CollectorRegistry
 
 from scryp import netmode
 from scryp.archive import run as archive_run
+from scryp.client import servers
+from scryp.client.network import api_allowed, api_url
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
 from scryp.core.certificate import majority
 from scryp.core.changes import apply_changes
+from scryp.core.listing import ListedRound, certified_round
 from scryp.core.pointer import PointerRecord, agreed
 from scryp.errors import LocalError, MalformedInput, NotAvailable, RemoteError, TimedOut
 from scryp.hostport import LOOPBACK
@@ -52,7 +57,22 @@ from scryp.swarm import FetchFailed, Swarm
 log = logging.getLogger("scryp.seeder")
 
 ROUNDS_KEPT_MAX = 1000
+LISTED_ROUNDS_MAX = 1000  # how far back a new seeder looks for a checkpoint
+FETCHES_PARALLEL_MAX = 8
 POLL_MIN_S = 0.1
+
+
+def pointer_apis(records: Mapping[bytes, PointerRecord], mode: netmode.Mode) -> list[str]:
+    """The API addresses the verified pointers name that this network mode may reach."""
+    apis = []
+    for record in records.values():
+        try:
+            url = api_url(record.api) if record.api else ""
+        except ValueError:
+            continue  # the pointer names no usable address: its server's fault
+        if url and api_allowed(url, mode):
+            apis.append(url)
+    return list(dict.fromkeys(apis))
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +227,13 @@ class Seeder:
         fetched = await self._fetch(target.infohash, target.round, target.infohash_v2)
         if fetched is None:
             return None
-        chain = [fetched]
-        if not fetched[0].checkpoint and self.state is not None and newest < target.round - 1:
-            chain = [*await self._fetch_missed(target, newest), fetched]
+        before: list[tuple[HeldRound, int]] = []
+        if not fetched[0].checkpoint:
+            if self.state is not None and newest < target.round - 1:
+                before = await self._fetch_missed(target, newest)
+            if self.state is None or (newest < target.round - 1 and not before):
+                before = await self._start_from_checkpoint(records, network, target)
+        chain = [*before, fetched]
         rounds = [held for held, _ in chain]
         joined = self.state if rounds[0].round == newest + 1 else None
         try:
@@ -279,6 +303,49 @@ class Seeder:
         if len(found) < len(missed):
             for held, _ in found:
                 await self._drop(held)
+            return []
+        return found
+
+    async def _start_from_checkpoint(
+        self, records: dict[bytes, PointerRecord], network: bytes, target: PointerRecord
+    ) -> list[tuple[HeldRound, int]]:
+        """The newest certified checkpoint before ``target`` and every round after it up to
+        ``target.round`` - 1, as the servers' ``GET /rounds`` list them (their addresses from
+        the verified pointers; each entry checked against its own certificate, protocol
+        §8.4), so a new seeder serves full syncs (a checkpoint and the ``changes`` since,
+        §4.4.7) at once; [] (logged) if they cannot all be had. Rounds held already are
+        taken as they are."""
+        apis = pointer_apis(records, self.swarm.config.network)
+        first = max(0, target.round - LISTED_ROUNDS_MAX)
+        listing = await servers.round_listing(apis, first, target.round - 1)
+        checked: dict[int, ListedRound] = {}
+        for number, entry in listing.items():
+            try:
+                checked[number] = certified_round(entry, network, self.config.quorum)
+            except RemoteError as error:  # a server's fault: its entry is not used
+                log.warning("listed round %d refused: %s", number, error)
+        listed = [n for n in checked if listing[n].get("checkpoint") is True]
+        if not listed:
+            log.info("no server lists a checkpoint before round %d", target.round)
+            return []
+        wanted = range(max(listed), target.round)
+        if any(n not in checked for n in wanted):
+            log.info("rounds %d..%d are not all listed", wanted[0], wanted[-1])
+            return []
+        limit = asyncio.Semaphore(FETCHES_PARALLEL_MAX)
+
+        async def fetch(number: int) -> tuple[HeldRound, int] | None:
+            if number in self.held:
+                return self.held[number], 0
+            async with limit:
+                entry = checked[number]
+                return await self._fetch(entry.infohash, number, entry.infohash_v2)
+
+        found = [f for f in await asyncio.gather(*(fetch(n) for n in wanted)) if f is not None]
+        if len(found) < len(wanted) or not found[0][0].checkpoint:
+            for held, _ in found:
+                if held.round not in self.held:
+                    await self._drop(held)
             return []
         return found
 

@@ -23,6 +23,7 @@ from scryp.core.changes import apply_changes, encode_changes
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.crypto import KeyPair
 from scryp.keyfile import write_quorum
+from scryp.localnet import LocalNetwork
 from scryp.seeder import Seeder, SeederConfig
 from scryp.server.publisher import Publisher
 from scryp.swarm import PutResult, RoundTorrent, Swarm
@@ -275,3 +276,48 @@ def test_seeder_command_once(dht: PrivateDHT, tmp_path: Path) -> None:
 
     asyncio.run(body())
     shutil.rmtree(tmp_path / "seeder")
+
+
+def test_a_new_seeder_starts_from_the_servers_newest_checkpoint(tmp_path: Path) -> None:
+    """Started when the newest certified round is not a checkpoint, a seeder fetches the
+    newest checkpoint the servers list (checked against its certificate) and every round
+    since, so the first round it seeds is already checked against its state root and a
+    client's full sync (protocol §4.4.7) finds every file it needs on the seeder."""
+
+    async def scenario() -> None:
+        every = ["--checkpoint-every", "20"]  # the seeder joins ~10 rounds after round 0
+        net = LocalNetwork(tmp_path / "net", servers=3, round_interval_s=0.5, server_args=every)
+        await net.start()
+        try:
+            held = tmp_path / "net" / "seeders" / "seeder-0"
+
+            async def certified_past_a_checkpoint() -> bool:
+                code, body = await net.get(0, "/record")
+                return code == 200 and body["round"] >= 5
+
+            await net.wait_until(certified_past_a_checkpoint, 60.0, "round 5 certified")
+            # Started only now: it joins between two checkpoints.
+            argv = [*net._seeder_argv(0, metrics=False), "-v"]
+            child = net._started("seeder-0", argv)
+            net.seeder_children.append(child)
+
+            def checked() -> bool:
+                text = (tmp_path / "net" / "logs" / "seeder-0.log").read_text()
+                return "missed before it" in text
+
+            await net.wait_until(
+                lambda: asyncio.to_thread(checked), 60.0, "the seeder to chain a checkpoint"
+            )
+            log_text = (tmp_path / "net" / "logs" / "seeder-0.log").read_text()
+            assert "seeded unchecked" not in log_text, log_text[-2000:]
+            checkpoints = [
+                n
+                for path in held.iterdir()
+                if (n := snapshot.parse_round_dir_name(path.name)) is not None
+                and (path / snapshot.BALANCES).is_file()
+            ]
+            assert checkpoints and all(n % 20 == 0 for n in checkpoints), checkpoints
+        finally:
+            await net.stop()
+
+    asyncio.run(scenario())
