@@ -249,12 +249,35 @@ class BalanceTable:
         return touched
 
     def records_between(self, low: int, high: int) -> bytes:
-        """The records (compacted) whose ids' first 8 bytes, as a number, are in
-        [low, high): one bucket of protocol §4.4.2, found by two bisections."""
-        self.compact()
-        start = bisect_left(self._prefixes, low) * RECORD_BYTES
-        end = bisect_left(self._prefixes, high) * RECORD_BYTES
-        return bytes(self._records[start:end])
+        """The records (as compacted) whose ids' first 8 bytes, as a number, are in
+        [low, high): one bucket of protocol §4.4.2."""
+        return self.records_in_ranges([(low, high)])[0]
+
+    def records_in_ranges(self, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+        """``records_between`` of each range, **without compacting**: a compaction copies
+        every record (~0.8 s a seal at 10M accounts, measured), while a seal's buckets are
+        a few thousand slices. A range that holds no new account and no emptied record is
+        one slice of the records (two bisections); the others are merged here."""
+        prefixes, records = self._prefixes, self._records
+        added = sorted(
+            (int.from_bytes(account[:8], "big"), account, balance)
+            for account, balance in self._overlay.items()
+            if balance
+        )
+        emptied = sorted(self._zeroed)
+        found = []
+        for low, high in ranges:
+            start, end = bisect_left(prefixes, low), bisect_left(prefixes, high)
+            chunk = bytes(records[start * RECORD_BYTES : end * RECORD_BYTES])
+            first, last = bisect_left(added, (low,)), bisect_left(added, (high,))
+            if first == last and bisect_left(emptied, start) == bisect_left(emptied, end):
+                found.append(chunk)
+                continue
+            merged = [record for record in RECORD.iter_unpack(chunk) if record[1]]
+            merged += [(account, balance) for _, account, balance in added[first:last]]
+            merged.sort()
+            found.append(b"".join(RECORD.pack(account, balance) for account, balance in merged))
+        return found
 
     def items(self) -> Iterator[tuple[bytes, int]]:
         """Every (id, balance) with a non-zero balance, in id order (compacts first)."""

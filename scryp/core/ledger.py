@@ -142,12 +142,11 @@ class Ledger:
             self._tree = MerkleTree.of_file(table.balances_file())
         elif touched:
             shift = 64 - BUCKET_BITS  # bucket b: ids whose first 8 bytes are b << shift ...
-            changed = {bucket_of(account, BUCKET_BITS) for account in touched}
+            changed = sorted({bucket_of(account, BUCKET_BITS) for account in touched})
+            ranges = [(b << shift, (b + 1) << shift) for b in changed]
+            buckets = table.records_in_ranges(ranges)  # no compaction: see there
             self._tree.update(
-                {
-                    b: leaf_hash(table.records_between(b << shift, (b + 1) << shift))
-                    for b in sorted(changed)
-                }
+                {b: leaf_hash(records) for b, records in zip(changed, buckets, strict=True)}
             )
         return self._tree.root
 
