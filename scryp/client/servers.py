@@ -225,6 +225,14 @@ async def proof(
             task.cancel()
 
 
+def _listed_round(entry: object) -> int | None:
+    """The round a listing entry names, or None if it is not an entry (a server's fault)."""
+    if not isinstance(entry, dict):
+        return None
+    number = entry.get("round")
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
 async def round_listing(apis: Sequence[str], first: int, last: int) -> dict[int, dict[str, Any]]:
     """What the servers list for rounds first..last (round -> entry), merged; untrusted."""
     found: dict[int, dict[str, Any]] = {}
@@ -233,12 +241,16 @@ async def round_listing(apis: Sequence[str], first: int, last: int) -> dict[int,
         while start <= last:
             code, body = await get_json(api, f"/rounds?from={start}")
             entries = body.get("rounds") if code == 200 and isinstance(body, dict) else None
-            if not entries:
+            if not isinstance(entries, list) or not entries:
                 break
-            for entry in entries:
-                if isinstance(entry, dict) and first <= int(entry.get("round", -1)) <= last:
-                    found.setdefault(int(entry["round"]), entry)
-            start = max(int(e.get("round", start)) for e in entries) + 1
+            numbers = [_listed_round(entry) for entry in entries]
+            for number, entry in zip(numbers, entries, strict=True):
+                if number is not None and first <= number <= last and isinstance(entry, dict):
+                    found.setdefault(number, entry)
+            listed = [n for n in numbers if n is not None]
+            if not listed or max(listed) < start:
+                break  # nothing new, or a server listing backwards: its fault, ask the next
+            start = max(listed) + 1
         if all(r in found for r in range(first, last + 1)):
             break
     return found
