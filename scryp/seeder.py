@@ -39,11 +39,11 @@ from prometheus_client.registry import CollectorRegistry
 from scryp import netmode
 from scryp.archive import run as archive_run
 from scryp.client import servers
-from scryp.client.network import api_allowed, api_url
+from scryp.client.network import pointer_apis
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
 from scryp.core.certificate import majority
-from scryp.core.changes import apply_changes
+from scryp.core.changes import apply_rounds
 from scryp.core.listing import ListedRound, certified_round
 from scryp.core.pointer import PointerRecord, agreed
 from scryp.errors import LocalError, MalformedInput, NotAvailable, RemoteError, TimedOut
@@ -60,19 +60,6 @@ ROUNDS_KEPT_MAX = 1000
 LISTED_ROUNDS_MAX = 1000  # how far back a new seeder looks for a checkpoint
 FETCHES_PARALLEL_MAX = 8
 POLL_MIN_S = 0.1
-
-
-def pointer_apis(records: Mapping[bytes, PointerRecord], mode: netmode.Mode) -> list[str]:
-    """The API addresses the verified pointers name that this network mode may reach."""
-    apis = []
-    for record in records.values():
-        try:
-            url = api_url(record.api) if record.api else ""
-        except ValueError:
-            continue  # the pointer names no usable address: its server's fault
-        if url and api_allowed(url, mode):
-            apis.append(url)
-    return list(dict.fromkeys(apis))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +112,14 @@ def chain_state(rounds: Sequence[HeldRound], state: bytes | None) -> bytes | Non
     before the first, or None) moved on by each round's ``changes``, a checkpoint's own
     ``balances`` taken as they are; None while no checkpoint starts the chain. MalformedInput
     if a ``changes`` file is not canonical. Blocking: run it in a thread."""
-    for held in rounds:
-        if held.checkpoint:
-            state = (held.path / snapshot.BALANCES).read_bytes()
-        elif state is not None:
-            state = apply_changes(state, (held.path / snapshot.CHANGES).read_bytes())
-    return state
+    start = max((i for i, held in enumerate(rounds) if held.checkpoint), default=None)
+    if start is not None:
+        state = (rounds[start].path / snapshot.BALANCES).read_bytes()
+    if state is None:
+        return None
+    after = rounds[start + 1 :] if start is not None else rounds
+    # One merge of every round's changes since: one copy of the state, not one per round.
+    return apply_rounds(state, [(held.path / snapshot.CHANGES).read_bytes() for held in after])
 
 
 def _checked_state(
@@ -315,7 +304,7 @@ class Seeder:
         §8.4), so a new seeder serves full syncs (a checkpoint and the ``changes`` since,
         §4.4.7) at once; [] (logged) if they cannot all be had. Rounds held already are
         taken as they are."""
-        apis = pointer_apis(records, self.swarm.config.network)
+        apis = pointer_apis(records.values(), self.swarm.config.network)
         first = max(0, target.round - LISTED_ROUNDS_MAX)
         listing = await servers.round_listing(apis, first, target.round - 1)
         checked: dict[int, ListedRound] = {}

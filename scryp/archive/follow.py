@@ -31,7 +31,7 @@ from typing import Any
 
 from scryp.archive.store import Archived, ArchiveStore
 from scryp.client import servers
-from scryp.client.network import api_allowed, api_url
+from scryp.client.network import pointer_apis
 from scryp.client.verify import choose_certified
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
@@ -84,15 +84,8 @@ class Archive:
         if chosen is None:
             return 0
         network = self.network = chosen.record.network
-        apis = list(self.config.servers)
-        for record in records.values():
-            try:
-                url = api_url(record.api) if record.api else ""
-            except ValueError:
-                continue
-            if url and api_allowed(url, self.swarm.config.network):
-                apis.append(url)
-        apis = list(dict.fromkeys(apis))
+        named = pointer_apis(records.values(), self.swarm.config.network)
+        apis = list(dict.fromkeys([*self.config.servers, *named]))
         first = max(self.held, default=-1) + 1
         if first > chosen.round:
             return 0

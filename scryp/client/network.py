@@ -12,11 +12,12 @@ and each must be one the mode allows (in loopback mode, the default, 127.0.0.0/8
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scryp.core.pointer import PointerRecord
 from scryp.errors import ConfigError
 from scryp.hostport import split_hostport
 from scryp.keyfile import read_quorum
@@ -73,6 +74,20 @@ def api_allowed(url: str, mode: Mode) -> bool:
     """Whether the network mode lets us ask the API at ``url`` (protocol §8.8)."""
     host, _ = split_hostport(url.removeprefix("http://"))
     return host_allowed(mode, host)
+
+
+def pointer_apis(records: Iterable[PointerRecord], mode: Mode) -> list[str]:
+    """The API addresses that verified pointers name and the network mode lets us ask, in
+    order, once each; a pointer naming no usable address is its server's fault: skipped."""
+    apis = []
+    for record in records:
+        try:
+            url = api_url(record.api) if record.api else ""
+        except ValueError:
+            continue
+        if url and api_allowed(url, mode):
+            apis.append(url)
+    return list(dict.fromkeys(apis))
 
 
 def read_testnet(directory: Path) -> NetworkFile:

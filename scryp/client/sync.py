@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from scryp.client import lightproof, listed, servers
-from scryp.client.network import Network, api_allowed, api_url
+from scryp.client.network import Network, pointer_apis
 from scryp.client.search import find_balance
 from scryp.client.store import Held, Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
 from scryp.core.buckets import state_root
-from scryp.core.changes import apply_changes, decode_changes, encode_changes
+from scryp.core.changes import apply_rounds
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
@@ -129,16 +129,7 @@ class Client:
     async def _latest(self) -> VerifiedRound:
         records, self.refused = await self.swarm.get_pointers(self.network.quorum)
         chosen = choose_certified(records, self.network.quorum, self.network.network_id)
-        apis = []
-        for record in records.values():
-            if record.api:
-                try:
-                    url = api_url(record.api)
-                except ValueError:
-                    continue  # a server's pointer names no usable address: the server's fault
-                if api_allowed(url, self.network.mode):
-                    apis.append(url)
-        self.pointer_apis = tuple(apis)
+        self.pointer_apis = tuple(pointer_apis(records.values(), self.network.mode))
         if chosen is None:
             raise NoMajority(
                 f"no majority-certified round among {len(records)} pointer(s) of "
@@ -311,7 +302,11 @@ class Client:
             verified, listing, base + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
         )
         downloaded += fetched
-        new = await asyncio.to_thread(_apply_all, old, files)
+        try:
+            ordered = [files[n] for n in sorted(files)]
+            new: bytes | None = await asyncio.to_thread(apply_rounds, old, ordered)
+        except MalformedInput:  # a changes file that is not canonical: a peer's fault
+            new = None
         if new is None or await asyncio.to_thread(state_root, new) != record.state_root:
             raise FetchFailed(
                 f"round {base}'s balances and the changes of rounds {base + 1}..{record.round} "
@@ -486,15 +481,3 @@ class Client:
             # Also when a proof won the race and this search was cancelled (§4.4.6).
             await self.swarm.remove(record.infohash)
         return balance, downloaded, checked
-
-
-def _apply_all(balances: bytes, changes: dict[int, bytes]) -> bytes | None:
-    """``balances`` after every round's ``changes`` in round order (one merge: a later
-    round's record wins), or None if a changes file is malformed (a peer's fault)."""
-    merged: dict[bytes, int] = {}
-    try:
-        for _, data in sorted(changes.items()):
-            merged.update(decode_changes(data))
-        return apply_changes(balances, encode_changes(merged.items()))
-    except MalformedInput:
-        return None

@@ -81,6 +81,18 @@ def apply_changes(balances_file: bytes | bytearray | memoryview, changes: bytes)
     return b"".join(parts)
 
 
+def apply_rounds(
+    balances_file: bytes | bytearray | memoryview, changes_files: Iterable[bytes]
+) -> bytes:
+    """The balances file after several consecutive rounds' ``changes`` (oldest first): merged
+    into one (a later round's record wins), then applied in one pass, so k rounds cost one
+    copy of the file, not k. MalformedInput if any changes file is not canonical."""
+    merged: dict[bytes, int] = {}
+    for changes in changes_files:
+        merged.update(decode_changes(changes))
+    return apply_changes(balances_file, encode_changes(merged.items()))
+
+
 def find_change(changes: bytes | bytearray | memoryview, account: bytes) -> int | None:
     """The new balance of ``account`` in a canonical ``changes`` file (0: removed), or None
     if the round did not change it; O(log k), works on a memory-mapped file."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from scryp.core import snapshot
 from scryp.core.balances import lookup
 from scryp.core.buckets import BUCKET_BITS, bucket_range
-from scryp.core.changes import apply_changes, decode_changes, encode_changes, find_change
+from scryp.core.changes import apply_changes, apply_rounds, find_change
 from scryp.server.rounds import RoundStore
 
 
@@ -77,7 +77,4 @@ def bucket_at(store: RoundStore, round_number: int, checkpoint_every: int, index
 def flat_at(store: RoundStore, round_number: int, checkpoint_every: int) -> bytes:
     """The whole balances file after round ``round_number`` (O(state): a rebuild, rare)."""
     balances, changes = _paths(store, round_number, checkpoint_every)
-    merged: dict[bytes, int] = {}
-    for path in changes:  # oldest first: a later round's balance wins
-        merged.update(decode_changes(path.read_bytes()))
-    return apply_changes(balances.read_bytes(), encode_changes(merged.items()))
+    return apply_rounds(balances.read_bytes(), (path.read_bytes() for path in changes))

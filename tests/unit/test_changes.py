@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from scryp.core import changes as changes_module
 from scryp.core.balances import BALANCE_MAX, RECORD_BYTES, check_balances_file
-from scryp.core.changes import apply_changes, decode_changes, encode_changes, find_change
+from scryp.core.changes import (
+    apply_changes,
+    apply_rounds,
+    decode_changes,
+    encode_changes,
+    find_change,
+)
 from scryp.errors import MalformedInput
 
 # Ids from a few prefixes, so that changes and balances often name the same accounts and
@@ -152,3 +158,18 @@ def test_empty_and_edge_cases() -> None:
     held = file_of({b"\x05" * 32: 9})
     assert apply_changes(held, record(b"\x04" * 32, 0) + record(b"\x06" * 32, 0)) == held
     assert apply_changes(held, record(b"\x05" * 32, 0)) == b""
+
+
+@given(
+    state=st.dictionaries(account_ids, positive, max_size=20),
+    rounds=st.lists(changes_dicts, max_size=5),
+)
+def test_apply_rounds_is_applying_each_round_in_turn(
+    state: dict[bytes, int], rounds: list[dict[bytes, int]]
+) -> None:
+    """One merge of several rounds' changes (a later round wins) gives what applying them one
+    after the other gives (protocol §4.4.7: full sync, the seeder, the server's rebuild)."""
+    one_by_one = file_of(state)
+    for changed in rounds:
+        one_by_one = apply_changes(one_by_one, changes_of(changed))
+    assert apply_rounds(file_of(state), [changes_of(c) for c in rounds]) == one_by_one
