@@ -1,10 +1,14 @@
-"""Asking a real process's HTTP API from a test: a JSON body, or None when it does not answer."""
+"""HTTP in tests: asking a real process's API (a JSON body, or None when it does not answer),
+and standing in for a server with a fixed answer."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 
 async def get_json(url: str, timeout_s: float = 2.0) -> dict[str, Any] | None:
@@ -17,3 +21,23 @@ async def get_json(url: str, timeout_s: float = 2.0) -> dict[str, Any] | None:
             return body
     except (aiohttp.ClientError, TimeoutError):
         return None
+
+
+@contextlib.asynccontextmanager
+async def serving(path: str, answer: Any) -> AsyncIterator[str]:
+    """A real aiohttp server on 127.0.0.1 answering every GET ``path`` with ``answer`` (JSON):
+    a lying or broken server stand-in. Yields its base URL."""
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -7,15 +7,12 @@ checks the proof too when its pieces hold the whole bucket."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from scryp.client.network import load_testnet
 from scryp.client.session import open_client
@@ -27,6 +24,8 @@ from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.keyfile import read_quorum
 from scryp.localnet import LocalNetwork
+
+from .http import serving
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +89,7 @@ def test_a_proof_gives_the_certified_root_and_a_tampered_one_does_not(tmp_path: 
                 code, true_proof = await net.get(0, f"/proof/{ALICE.account_id}")
                 assert code == 200 and true_proof["records"]
                 lying = dict(true_proof, records=_flip_last_byte(true_proof["records"]))
-                async with _serving(lying) as liar:
+                async with serving("/proof/{account}", lying) as liar:
                     client.network = dataclasses.replace(client.network, apis=(liar,))
                     client.pointer_apis = ()
                     light = await client.sync(verified, "light", ALICE.public)
@@ -108,25 +107,6 @@ def _flip_last_byte(records_hex: str) -> str:
     records = bytearray.fromhex(records_hex)
     records[-1] ^= 1
     return records.hex()
-
-
-@contextlib.asynccontextmanager
-async def _serving(answer: dict[str, object]) -> AsyncIterator[str]:
-    """An aiohttp server on 127.0.0.1 that answers every GET /proof/... with ``answer``."""
-
-    async def handler(_: web.Request) -> web.Response:
-        return web.json_response(answer)
-
-    app = web.Application()
-    app.router.add_get("/proof/{account}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 async def _check(net: LocalNetwork, proof: dict[str, object], account: bytes, balance: int) -> None:

@@ -4,33 +4,10 @@ takes the next server's (protocol §10.4). Real aiohttp servers on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
-from aiohttp import web
 
 from scryp.client.servers import round_listing
 
-
-@contextlib.asynccontextmanager
-async def _listing_server(answer: Any) -> AsyncIterator[str]:
-    """A server whose every ``GET /rounds`` gets ``answer`` (JSON)."""
-
-    async def handler(_: web.Request) -> web.Response:
-        return web.json_response(answer)
-
-    app = web.Application()
-    app.router.add_get("/rounds", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
+from .http import serving
 
 HONEST = {"rounds": [{"round": n, "infohash": f"{n:040x}"} for n in (3, 4, 5)]}
 LIES = [
@@ -44,7 +21,7 @@ LIES = [
 def test_a_malformed_listing_is_skipped_and_the_next_server_asked() -> None:
     async def scenario() -> None:
         for lie in LIES:
-            async with _listing_server(lie) as liar, _listing_server(HONEST) as honest:
+            async with serving("/rounds", lie) as liar, serving("/rounds", HONEST) as honest:
                 found = await asyncio.wait_for(round_listing([liar, honest], 3, 5), 10.0)
             assert sorted(found) == [3, 4, 5], lie
             assert found[4] == HONEST["rounds"][1]
