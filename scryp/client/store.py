@@ -76,6 +76,7 @@ class Store:
             if number is not None and number < round_number:
                 (other / snapshot.BALANCES).unlink(missing_ok=True)
                 (other / snapshot.WINDOW).unlink(missing_ok=True)
+                (other / snapshot.REMEMBERED).unlink(missing_ok=True)
         return Held(round_number, state_root, self.round_dir(round_number))
 
     def clear_light(self) -> None:

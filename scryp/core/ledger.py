@@ -90,6 +90,7 @@ class Ledger:
         "_heap",
         "_last_stamp_ms",
         "_recent",
+        "_remembered",
         "_table",
         "_tree",
         "window_ms",
@@ -111,9 +112,14 @@ class Ledger:
         # tx id -> its timestamp, for every remembered transaction; a heap orders expiry.
         self._recent: dict[bytes, int] = {tx_id: ts for ts, tx_id in recent}
         self._heap: list[tuple[int, bytes]] = sorted(recent)
+        # (timestamp, tx id) remembered since the last ``take_remembered``: a round's
+        # ``remembered`` file (protocol §6.4), so a round that is not a checkpoint writes
+        # what it added to the window, not the whole window again.
+        self._remembered: list[tuple[int, bytes]] = []
         self._tree: MerkleTree | None = None  # built at the first state_root()
-        # Accounts changed since the last ``take_changes``: the next round's ``changes`` file.
-        self._changed: set[bytes] = set()
+        # Accounts changed since the last ``take_changes``, with their balance now: the next
+        # round's ``changes`` file.
+        self._changed: dict[bytes, int] = {}
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, *, window_ms: int = WINDOW_MS_DEFAULT) -> Ledger:
@@ -137,14 +143,12 @@ class Ledger:
         since the previous call, and the paths above them: O(changed buckets × 16) hashes."""
         table = self._table
         touched = table.take_touched()
-        self._changed |= touched
+        self._changed.update(touched)
         if self._tree is None:
             self._tree = MerkleTree.of_file(table.balances_file())
         elif touched:
-            shift = 64 - BUCKET_BITS  # bucket b: ids whose first 8 bytes are b << shift ...
             changed = sorted({bucket_of(account, BUCKET_BITS) for account in touched})
-            ranges = [(b << shift, (b + 1) << shift) for b in changed]
-            buckets = table.records_in_ranges(ranges)  # no compaction: see there
+            buckets = table.records_of_buckets(changed, BUCKET_BITS)  # no compaction: see there
             self._tree.update(
                 {b: leaf_hash(records) for b, records in zip(changed, buckets, strict=True)}
             )
@@ -154,9 +158,8 @@ class Ledger:
         """The ``changes`` file (protocol §4.4.4) of every account changed since the last
         call, with its balance now (0: removed), and forget them: a seal's delta."""
         self.state_root()  # folds the accounts touched since into ``_changed`` and the tree
-        changed, self._changed = self._changed, set()
-        get = self._table.get
-        return encode_changes((account, get(account)) for account in changed)
+        changed, self._changed = self._changed, {}
+        return encode_changes(changed.items())
 
     def state_tree(self) -> MerkleTree:
         """A copy of the tree at the current state (for proofs of a sealed round, §4.4.6)."""
@@ -202,6 +205,7 @@ class Ledger:
         self._expire(stamp - window)
         recent = self._recent
         heap = self._heap
+        remembered = self._remembered
         transfer = self._table.transfer
         outcomes: list[Outcome] = []
         append = outcomes.append
@@ -221,6 +225,7 @@ class Ledger:
             # cannot be replayed into acceptance while its timestamp is valid (protocol §6.2).
             recent[tx_id] = timestamp
             heapq.heappush(heap, (timestamp, tx_id))
+            remembered.append((timestamp, tx_id))
             if transfer(tx.payer, tx.payee, tx.amount):
                 append(ACCEPTED)
             else:
@@ -246,6 +251,15 @@ class Ledger:
         records = b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in self.recent())
         return _STAMP.pack(self._last_stamp_ms) + records
 
+    def take_remembered(self) -> bytes:
+        """The ``remembered`` file (protocol §6.4) and forget its records: the last stamp,
+        then the (timestamp, tx id) records remembered since the previous call, sorted. It
+        has the window file's format; ``window_at`` turns a checkpoint's window and the
+        ``remembered`` files of the rounds since into the window of the last of them."""
+        taken, self._remembered = self._remembered, []
+        records = b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in sorted(taken))
+        return _STAMP.pack(self._last_stamp_ms) + records
+
     @classmethod
     def from_checkpoint(
         cls, balances_file: bytes, window: bytes, *, window_ms: int = WINDOW_MS_DEFAULT
@@ -264,6 +278,26 @@ class Ledger:
         self._table.check()
         invariant(self._table.total() == 2**32 - 1, "total supply changed")
         invariant(set(self._recent) == {tx_id for _, tx_id in self._heap}, "window index")
+
+
+def window_at(window: bytes, remembered: Sequence[bytes], window_ms: int) -> bytes:
+    """The window file of a round (protocol §6.4), from the window file of a checkpoint
+    before it and the ``remembered`` files of every round since, in round order: their
+    records together, less those the last stamp has expired. MalformedInput if any file is
+    not canonical or a stamp goes back."""
+    stamp, records = decode_window(window)
+    kept = set(records)
+    for data in remembered:
+        next_stamp, added = decode_window(data)
+        if next_stamp < stamp:
+            raise MalformedInput("a remembered file's stamp is before the previous round's")
+        stamp = next_stamp
+        kept.update(added)
+    oldest_kept_ms = stamp - window_ms
+    alive = sorted(record for record in kept if record[0] >= oldest_kept_ms)
+    if len({tx_id for _, tx_id in alive}) != len(alive):
+        raise MalformedInput("a transaction id is remembered twice")
+    return _STAMP.pack(stamp) + b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in alive)
 
 
 def decode_window(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:

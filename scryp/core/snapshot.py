@@ -21,11 +21,16 @@ BALANCES = "balances"
 # what turns the previous round's balances into this round's (protocol §4.4.4).
 CHANGES = "changes"
 TRANSACTIONS = "transactions"
-# The ledger's duplicate window at the seal (protocol §6.4): what a server catching up needs
-# besides the balances to decide exactly as the others do.
+# The ledger's duplicate window at the seal (protocol §6.4), checkpoint rounds only: what a
+# server catching up needs besides the balances to decide exactly as the others do.
 WINDOW = "window"
-DELTA_FILES: tuple[str, ...] = (CHANGES, TRANSACTIONS, WINDOW)
-CHECKPOINT_FILES: tuple[str, ...] = (BALANCES, *DELTA_FILES)
+# The seal's stamp and the (timestamp, id) records the round added to the window (protocol
+# §6.4), rounds that are not checkpoints: a window's worth of ids is rewritten only once a
+# checkpoint, and an idle round's torrent still has a file that is not empty (libtorrent
+# refuses a torrent of no bytes).
+REMEMBERED = "remembered"
+DELTA_FILES: tuple[str, ...] = (CHANGES, TRANSACTIONS, REMEMBERED)
+CHECKPOINT_FILES: tuple[str, ...] = (BALANCES, CHANGES, TRANSACTIONS, WINDOW)
 # Every server of a network must use the same value: it decides which rounds' torrents hold
 # the whole balances file, and so every round's infohash (protocol §4.4.4).
 CHECKPOINT_EVERY_DEFAULT = 60

@@ -1,12 +1,13 @@
 """A server's sealed rounds on disk: one directory per round (protocol §8.1, docs/storage.md §3).
 
 ``DATA/rounds/round-NNNNNNNNNN/`` holds the round's torrent files (``changes``,
-``transactions``, ``window``, and ``balances`` first in a checkpoint round, §4.4.4) and, beside
-them, ``raft-meta`` (the seal's Raft index, term,
+``transactions``, ``remembered``; in a checkpoint round ``balances`` first and ``window`` last,
+§4.4.4, §6.4) and, beside them, ``raft-meta`` (the seal's Raft index, term,
 stamp and state root) and, once a majority vouched for the round, ``certificate``.
 
-A round is written into a hidden temporary directory, every file fsynced, then renamed into
-place and the parent directory fsynced; ``raft-meta`` is the last file written, so a round
+A round is written into a hidden temporary directory, every file that has bytes fsynced (an
+empty one has no data to flush: the directory's fsync makes its entry durable), then renamed
+into place and the parent directory fsynced; ``raft-meta`` is the last file written, so a round
 directory without it (a crash mid-fetch) is incomplete and ignored. Rounds are immutable once
 written: writing a round again with other bytes is a bug and fails loudly.
 """
@@ -135,17 +136,23 @@ def round_contents(
     """The files of a round just sealed on ``ledger`` (protocol §4.4.4), in torrent order:
     the whole ``balances`` only in a checkpoint round, so a seal costs what the round changed.
     Takes the ledger's changes: call once per seal."""
+    checkpoint = snapshot.is_checkpoint(round_number, checkpoint_every)
     contents = {}
-    if snapshot.is_checkpoint(round_number, checkpoint_every):
+    if checkpoint:
         contents[snapshot.BALANCES] = ledger.balances_file()
     contents[snapshot.CHANGES] = ledger.take_changes()
     contents[snapshot.TRANSACTIONS] = transactions
-    contents[snapshot.WINDOW] = ledger.encode_window()
+    remembered = ledger.take_remembered()  # taken every round: the next holds only its own
+    if checkpoint:
+        contents[snapshot.WINDOW] = ledger.encode_window()
+    else:
+        contents[snapshot.REMEMBERED] = remembered
     return contents
 
 
 def _write_synced(path: Path, data: bytes) -> None:
     with open(path, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
+        if data:  # an idle round's empty files: 2 of its 6 fsyncs saved
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())

@@ -37,7 +37,8 @@ def write_round(
     window: bytes = b"",
 ) -> Path:
     """A round's directory: a checkpoint round (``balances`` first, protocol §4.4.4) when
-    given ``balances``, else a round of ``changes``, ``transactions`` and ``window`` only."""
+    given ``balances``, else a round of ``changes``, ``transactions`` and ``remembered``
+    (given as ``window``)."""
     round_dir = root / snapshot.round_dir_name(round_number)
     round_dir.mkdir(parents=True, exist_ok=True)
     contents = {
@@ -45,6 +46,7 @@ def write_round(
         snapshot.CHANGES: changes,
         snapshot.TRANSACTIONS: transactions,
         snapshot.WINDOW: window,
+        snapshot.REMEMBERED: window,
     }
     for name in snapshot.round_files(balances is not None):
         data = contents[name]

@@ -85,7 +85,7 @@ def test_status_shows_each_servers_infohash_ready_for_the_downloader(
     if "balances" in paths:  # a checkpoint round (protocol §4.4.4)
         assert state_root(paths["balances"].read_bytes()).hex() == status["state_root"]
     else:  # a round of changes: which accounts the round changed, nothing more
-        assert set(paths) == {"changes", "transactions", "window"}, paths
+        assert set(paths) == {"changes", "transactions", "remembered"}, paths
 
     status_argv = ["status", "--testnet", str(net.root), "--data", str(tmp_path / "text")]
     text = subprocess.run(

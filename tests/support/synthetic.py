@@ -72,7 +72,8 @@ def write_round(
         (round_dir / snapshot.BALANCES).write_bytes(balances)
     (round_dir / snapshot.CHANGES).write_bytes(changes)
     (round_dir / snapshot.TRANSACTIONS).write_bytes(transactions)
-    (round_dir / snapshot.WINDOW).write_bytes(bytes(8))
+    window = snapshot.WINDOW if balances is not None else snapshot.REMEMBERED
+    (round_dir / window).write_bytes(bytes(8))
     return round_dir
 
 

@@ -115,3 +115,46 @@ def test_table_matches_a_dict(
         assert lookup(table.balances_file(), account) == oracle.get(account, 0)
     assert list(table.items()) == sorted((a, b) for a, b in oracle.items() if b)
     table.check()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    initial=st.dictionaries(ids, st.integers(1, 1000), max_size=12),
+    operations=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(1, 1500), st.booleans()),
+        max_size=30,
+    ),
+    extra=st.lists(ids, max_size=6),
+    bits=st.integers(0, 6),
+)
+def test_records_of_buckets_are_the_compacted_files_buckets(
+    initial: dict[bytes, int],
+    operations: list[tuple[int, int, int, bool]],
+    extra: list[bytes],
+    bits: int,
+) -> None:
+    """protocol §4.4.3: without compacting, the records of each bucket (ids whose first
+    ``bits`` bits are its index) are exactly that bucket of the canonical file: new
+    accounts inserted, emptied ones dropped, the last bucket included, whether or not the
+    table was compacted (which moves the records) in between."""
+    table = BalanceTable(encode_balances(initial.items()))
+    accounts = sorted(set(initial) | set(extra)) or [bytes(32)]
+    every = list(range(1 << bits))
+    for payer_pick, payee_pick, amount, look in operations:
+        payer, payee = accounts[payer_pick % len(accounts)], accounts[payee_pick % len(accounts)]
+        if payer != payee:
+            table.transfer(payer, payee, amount)
+        if look:
+            table.records_of_buckets(every, bits)  # caches where the buckets start
+        if amount % 7 == 0:
+            table.compact()
+    found = table.records_of_buckets(every, bits)
+    flat = table.balances_file()  # compacts
+    for bucket, records in zip(every, found, strict=True):
+        picked = [
+            flat[i : i + RECORD_BYTES]
+            for i in range(0, len(flat), RECORD_BYTES)
+            if int.from_bytes(flat[i : i + 8], "big") >> (64 - bits) == bucket
+        ]
+        assert records == b"".join(picked)
+    assert b"".join(found) == flat

@@ -366,3 +366,52 @@ def test_malformed_window_file_is_refused() -> None:
     entry = (5).to_bytes(8, "big") + bytes(32)
     with pytest.raises(MalformedInput, match="increasing"):
         decode_window(bytes(8) + entry + entry)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rounds=st.lists(  # a round: stamp step (ms), then payments (payee, amount, timestamp offset)
+        st.tuples(
+            st.integers(0, 3 * WINDOW_MS),
+            st.lists(
+                st.tuples(st.integers(0, 3), st.integers(1, 3), st.integers(-6_000, 6_000)),
+                max_size=6,
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+)
+def test_a_checkpoint_window_and_the_remembered_files_since_give_each_window(
+    rounds: list[tuple[int, list[tuple[int, int, int]]]],
+) -> None:
+    """protocol §6.4: a round that is not a checkpoint writes only its ``remembered``
+    records; the checkpoint's window with every ``remembered`` file since is exactly the
+    window the ledger holds at each later seal (expired, duplicate and refused payments
+    included), so the full window need not be rewritten every round."""
+    from scryp.core.ledger import window_at
+
+    payer, payees = b"\x01" * 32, [bytes([2 + i]) * 32 for i in range(4)]
+    ledger = Ledger.from_genesis(Genesis.from_allocations({payer: TOTAL_SUPPLY}))
+    stamp = NOW
+    ledger.apply([unsigned(payer, payees[0], 1, stamp)], stamp, prechecked=[None])
+    checkpoint = ledger.encode_window()
+    ledger.take_remembered()  # the checkpoint's round: its window holds these
+    remembered: list[bytes] = []
+    for step, specs in rounds:
+        stamp += step
+        txs = [unsigned(payer, payees[p], amount, stamp + dt) for p, amount, dt in specs]
+        txs += txs[:1]  # a replay inside the same batch: refused, not remembered twice
+        ledger.apply(txs, stamp, prechecked=[precheck_fields(tx) for tx in txs])
+        ledger.advance_stamp(stamp)  # the seal
+        remembered.append(ledger.take_remembered())
+        assert window_at(checkpoint, remembered, WINDOW_MS) == ledger.encode_window()
+
+
+def test_window_at_refuses_a_stamp_that_goes_back() -> None:
+    from scryp.core.ledger import window_at
+    from scryp.errors import MalformedInput
+
+    later, earlier = struct.pack(">Q", NOW), struct.pack(">Q", NOW - 1)
+    with pytest.raises(MalformedInput, match="stamp"):
+        window_at(later, [earlier], WINDOW_MS)

@@ -32,14 +32,16 @@ def test_names() -> None:
 
 def test_round_files_in_torrent_order() -> None:
     """protocol §4.4.4: ``balances`` first (a record index maps to a piece with one
-    division), and only in a checkpoint round; every round holds the other three."""
+    division), and only in a checkpoint round; every round holds ``changes`` and
+    ``transactions``; a checkpoint the whole ``window``, the others their ``remembered``
+    records (§6.4)."""
     assert (BALANCES, CHANGES, TRANSACTIONS, WINDOW) == (
         "balances",
         "changes",
         "transactions",
         "window",
     )
-    assert DELTA_FILES == ("changes", "transactions", "window")
+    assert DELTA_FILES == ("changes", "transactions", "remembered")
     assert CHECKPOINT_FILES == ("balances", "changes", "transactions", "window")
     assert round_files(True) == CHECKPOINT_FILES
     assert round_files(False) == DELTA_FILES
