@@ -9,28 +9,47 @@ checked here; the ledger's cost is measured by its own benchmark), virtual time 
 and every node's Ready is drained in the persist-send-apply-advance order (persisting is a
 list append). CPU time is ``time.process_time()`` around the measured steps only.
 
-    .venv/bin/python benchmarks/bench_raft.py [--steps 3000] [--servers 3 5]
+Baselines, measured in the same run with the same steps and batches:
+- **1 server**: the same Raft core with a quorum of one (no message, no acknowledgement): what
+  proposing, logging, committing and applying cost without replication;
+- **no consensus**: the same entries (same ``Entry`` objects, same payments) streamed by the
+  leader to N - 1 followers as AppendEntries frames through the same codec, each follower
+  decoding and appending them: the wire work replication cannot avoid, with no
+  acknowledgements, terms, log matching or commit tracking (primary-backup without safety);
+- **signatures**: one core's ed25519 verification rate over real signed payments, the cost
+  each payment pays once on every server (``scryp.core.ledger.precheck_all``).
+
+    .venv/bin/python benchmarks/bench_raft.py [--steps 3000] [--servers 3 5] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from scryp.core.ledger import precheck_all
 from scryp.core.raft.codec import decode_message, encode_message
 from scryp.core.raft.config import RaftConfig
-from scryp.core.raft.entries import Payments, SnapshotMeta
+from scryp.core.raft.entries import Entry, Payments, SnapshotMeta
+from scryp.core.raft.messages import AppendEntries
 from scryp.core.raft.node import ProposeResult, RaftNode, Role
 from scryp.core.raft.ready import HardState
+from scryp.core.tx import Transaction
+from scryp.crypto import KeyPair
 
 GENESIS = SnapshotMeta(0, 0, 0, 0, b"\x00" * 32)
 
 
 @dataclass(frozen=True, slots=True)
 class Figures:
+    path: str  # "raft", or a baseline: "raft, 1 server", "no consensus"
     servers: int
     payments_per_step: int
     payments_per_entry_max: int
@@ -38,11 +57,15 @@ class Figures:
     entries: int
     payments: int
 
+    @property
+    def outcome(self) -> str:
+        return "delivered (not committed)" if self.path == "no consensus" else "committed"
+
     def line(self) -> str:
         return (
-            f"servers {self.servers}, {self.payments_per_step} payments/ms offered, "
+            f"{self.path}: servers {self.servers}, {self.payments_per_step} payments/ms offered, "
             f"<= {self.payments_per_entry_max} per entry: {self.entries} entries "
-            f"({self.payments} payments) committed in {self.cpu_s:.2f} s CPU = "
+            f"({self.payments} payments) {self.outcome} in {self.cpu_s:.2f} s CPU = "
             f"{self.entries / self.cpu_s:,.0f} entries/s, {self.payments / self.cpu_s:,.0f} "
             "payments/s of CPU"
         )
@@ -119,6 +142,7 @@ def run(servers: int, steps: int, payments_per_step: int, payments_per_entry_max
     if leader.role is not Role.LEADER:
         raise RuntimeError("leadership changed during the benchmark")
     return Figures(
+        "raft" if servers > 1 else "raft, 1 server",
         servers,
         payments_per_step,
         payments_per_entry_max,
@@ -128,14 +152,85 @@ def run(servers: int, steps: int, payments_per_step: int, payments_per_entry_max
     )
 
 
+def stream(servers: int, steps: int, payments_per_step: int) -> Figures:
+    """Baseline: the leader's entries framed by the codec and sent to N - 1 followers, who
+    decode and append them; nothing is acknowledged, committed or checked."""
+    followers = range(1, servers)
+    leader_log: list[Entry] = []
+    logs: list[list[Entry]] = [[] for _ in range(servers)]
+    wire: deque[bytes] = deque()
+    batch = tuple([bytes(140)] * payments_per_step)
+    applied = {"entries": 0, "payments": 0}
+    started_s = time.process_time()
+    for step in range(1, steps + 1):
+        entry = Entry(1, step, step, Payments(batch))
+        leader_log.append(entry)  # "persist"
+        for target in followers:
+            frame = AppendEntries(1, 0, target, step - 1, 1, (entry,), step - 1)
+            wire.append(encode_message(frame))
+        while wire:
+            message = decode_message(wire.popleft())
+            assert isinstance(message, AppendEntries)
+            logs[message.target].extend(message.entries)  # "persist"
+        applied["entries"] += 1  # "apply" at the leader
+        applied["payments"] += len(entry.payload.txs) if isinstance(entry.payload, Payments) else 0
+    cpu_s = time.process_time() - started_s
+    assert all(len(logs[f]) == steps for f in followers)
+    return Figures(
+        "no consensus",
+        servers,
+        payments_per_step,
+        payments_per_step,
+        cpu_s,
+        applied["entries"],
+        applied["payments"],
+    )
+
+
+def verify_rate(count: int = 5_000) -> float:
+    """Baseline: one core's ed25519 checks of real signed payments, per second of CPU."""
+    payer = KeyPair.from_seed(hashlib.sha256(b"bench raft payer").digest())
+    payee = hashlib.sha256(b"bench raft payee").digest()
+    txs = [Transaction.create(payer, payee, 1 + n, 1_700_000_000_000 + n) for n in range(count)]
+    started_s = time.process_time()
+    verdicts = precheck_all(txs)
+    cpu_s = time.process_time() - started_s
+    assert all(v is None for v in verdicts)
+    return count / cpu_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Raft core throughput (CPU time)")
     parser.add_argument("--steps", type=int, default=3_000, help="virtual milliseconds")
     parser.add_argument("--servers", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    figures: list[Figures] = []
+    shapes = ((1, 1), (10, 1_024), (100, 1_024))
+    for payments_per_step, per_entry in shapes:  # baseline: a quorum of one
+        figures.append(run(1, args.steps, payments_per_step, per_entry))
+        print(figures[-1].line(), flush=True)
     for servers in args.servers:
-        for payments_per_step, per_entry in ((1, 1), (10, 1_024), (100, 1_024)):
-            print(run(servers, args.steps, payments_per_step, per_entry).line(), flush=True)
+        for payments_per_step, per_entry in shapes:
+            figures.append(run(servers, args.steps, payments_per_step, per_entry))
+            print(figures[-1].line(), flush=True)
+            figures.append(stream(servers, args.steps, payments_per_step))  # baseline
+            print(figures[-1].line(), flush=True)
+    verify_per_cpu_s = verify_rate()
+    load_after = os.getloadavg()
+    print(f"signatures (baseline): {verify_per_cpu_s:,.0f} payments/s of one core's CPU")
+    print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    if args.json is not None:
+        report = {
+            "steps": args.steps,
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+            "verify_per_cpu_s": verify_per_cpu_s,
+            "figures": [asdict(f) for f in figures],
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

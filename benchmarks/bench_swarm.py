@@ -8,7 +8,10 @@ For each N it runs, in one process on 127.0.0.1 only:
 - torrent: one server session seeds the round (balances + an empty transactions file) and is
   the bootstrap node of a private DHT; N client sessions find it by infohash through the DHT
   and fetch concurrently, trading pieces among themselves. Server upload = the seed's payload
-  upload as libtorrent counts it.
+  upload as libtorrent counts it. The seed's choker is libtorrent's default, all of it
+  (``DEFAULTS``: 8 unchoke slots, a 20-piece seeding quota, the optimistic unchoke every 30 s;
+  the unchoke interval and the choking algorithms are never set); its other session settings
+  are Scryp's loopback ones, as for every method (no uTP, a 100 ms tick, 1 s reconnect).
 - torrent-1slot: the same with the server profile of scryp.swarm: it unchokes one peer at a
   time (libtorrent's default is 8), quota 1000 pieces (default 20), and rotates its one
   (optimistic) unchoke every second (default 30 s).
@@ -25,7 +28,9 @@ For each N it runs, in one process on 127.0.0.1 only:
 profile's unchoke slots, seeding piece quota and optimistic unchoke interval, to measure
 candidates. Both are run uncapped and with the server's upload capped at ``--cap-mb-s``
 (libtorrent's upload_rate_limit with loopback peers mapped to the global peer class; a
-shared token bucket for HTTP). Every client verifies the SHA-256 of what it got.
+shared token bucket for HTTP). Uncapped, loopback peers stay in libtorrent's local peer
+class, which ignores unchoke slots: those rows do not exercise the choker. Every client
+verifies the SHA-256 of what it got.
 Bounded: every fetch has a deadline, and the whole run stops at ``--budget-s``.
 """
 
@@ -35,6 +40,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import random
 import shutil
 import sys
@@ -74,6 +80,10 @@ class Run:
     seconds_until_all: float
 
     light_seconds: tuple[float, ...] = ()  # the light method: each light client's time
+    # The seed's choker (unchoke slots, seeding piece quota, optimistic unchoke interval s);
+    # none for HTTP.
+    choker: tuple[int, int, int] | None = None
+    loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # os.getloadavg() as the run ended
 
     @property
     def upload_ratio(self) -> float:
@@ -87,6 +97,9 @@ class Profile:
     unchoke_slots: int = SERVER_UNCHOKE_SLOTS
     seed_piece_quota: int = SERVER_SEED_PIECE_QUOTA
     optimistic_unchoke_interval_s: int = SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S
+
+    def settings(self) -> tuple[int, int, int]:
+        return (self.unchoke_slots, self.seed_piece_quota, self.optimistic_unchoke_interval_s)
 
     def config(self, cap: int) -> SwarmConfig:
         return SwarmConfig(
@@ -160,7 +173,8 @@ async def torrent_run(
         finally:
             for swarm in swarms:
                 await swarm.close()
-    return Run("torrent", clients, cap_mb_s, size, stats.payload_bytes_uploaded, seconds)
+    uploaded = stats.payload_bytes_uploaded
+    return Run("torrent", clients, cap_mb_s, size, uploaded, seconds, choker=profile.settings())
 
 
 class TokenBucket:
@@ -269,7 +283,8 @@ async def light_run(
             for swarm in full + lights:
                 await swarm.close()
     uploaded = stats.payload_bytes_uploaded
-    return Run("light", clients, cap_mb_s, size, uploaded, seconds, tuple(light_seconds))
+    times, choker = tuple(light_seconds), profile.settings()
+    return Run("light", clients, cap_mb_s, size, uploaded, seconds, times, choker=choker)
 
 
 async def http_run(round_dir: Path, work: Path, clients: int, cap_mb_s: float | None) -> Run:
@@ -353,16 +368,19 @@ async def main_async(args: argparse.Namespace) -> list[Run]:
                         work.mkdir()
                         run = await methods[name](round_dir, work, clients, cap)
                         await asyncio.to_thread(shutil.rmtree, work)
+                        run = replace(run, loadavg=os.getloadavg())
                         runs.append(run)
                         light = ""
                         if run.light_seconds:
                             times = " ".join(f"{t:.2f}" for t in run.light_seconds)
                             light = f"; light clients: {times} s (max {max(run.light_seconds):.2f})"
+                        choker = "" if run.choker is None else f" choker={run.choker}"
                         print(
                             f"{run.method:13s} N={run.clients:3d} cap={cap or '-'!s:>4} MB/s: "
                             f"server upload {run.server_upload_bytes / 1e6:8.1f} MB "
                             f"({run.upload_ratio:5.2f}x), "
-                            f"all done in {run.seconds_until_all:6.2f} s{light}",
+                            f"all done in {run.seconds_until_all:6.2f} s{light};{choker} "
+                            f"load {run.loadavg[0]:.2f}",
                             flush=True,
                         )
     finally:
@@ -380,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "--methods",
         type=lambda s: s.split(","),
         default=["torrent", "torrent-1slot", "http"],
-        help="torrent (libtorrent defaults), torrent-1slot (server profile), "
+        help="torrent (libtorrent's choker defaults), torrent-1slot (server profile), "
         "light (light clients behind a server busy with N full fetchers), "
         "torrent-super (BEP 16 super seeding: slow, one client took 240 s), http",
     )

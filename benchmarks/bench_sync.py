@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -117,6 +118,7 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         result["bytes_with_metadata"] = result["bytes_downloaded"] + metadata
     balances = {r["balance"] for k, r in results.items() if k != "light_filler"}
     return {
+        "round_layout": "both rounds are checkpoint rounds (whole balances file)",
         "new_account_every": args.new_account_every,
         "metadata_bytes": metadata,
         "accounts": args.accounts + len(payers),
@@ -137,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-account-every", type=int, default=10, help="0: no new account")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
         report = asyncio.run(main_async(args, Path(tmp)))
+    report["loadavg_before"], report["loadavg_after"] = load_before, os.getloadavg()
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
