@@ -45,13 +45,18 @@ _PREFIX_BYTES = 4
 _ID_PREFIX = struct.Struct(f">I{RECORD_BYTES - _PREFIX_BYTES}x")
 
 
+_LEAF_HASHER = hashlib.sha256(LEAF_TAG)
+
+
 def bucket_of(account: bytes, bits: int) -> int:
     """The bucket of an account id: its first ``bits`` bits (0 ≤ bits ≤ 24)."""
     return int.from_bytes(account[:_PREFIX_BYTES], "big") >> (8 * _PREFIX_BYTES - bits)
 
 
 def leaf_hash(bucket: bytes | bytearray | memoryview) -> bytes:
-    return hashlib.sha256(LEAF_TAG + bucket).digest()
+    digest = _LEAF_HASHER.copy()  # the tag hashed once, not the bucket copied behind it
+    digest.update(bucket)
+    return digest.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
