@@ -73,7 +73,7 @@ from scryp.server.metrics import ServerMetrics
 from scryp.server.outcome_file import OutcomeFile
 from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
-from scryp.server.rounds import RoundStore, round_contents
+from scryp.server.rounds import RoundStore, round_contents, seal_round
 from scryp.server.verify import precheck_parallel
 from scryp.server.view import ServerView
 from scryp.swarm import (
@@ -505,9 +505,11 @@ class ServerIO:
 
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         node = self.node
-        contents = round_contents(meta.round, node.config.checkpoint_every, ledger, transactions)
-        node.view.keep_tree(meta.round, ledger.state_tree())  # for GET /proof (§4.4.6)
-        await asyncio.to_thread(node.rounds.write, meta, contents)
+        # In a thread (see seal_round); the driver applies nothing until it returns.
+        tree, node.view.sealed_accounts = await asyncio.to_thread(
+            seal_round, node.rounds, meta, node.config.checkpoint_every, ledger, transactions
+        )
+        node.view.keep_tree(meta.round, tree)  # for GET /proof (§4.4.6)
 
     async def keep_outcomes(self, records: bytes) -> None:
         if records:

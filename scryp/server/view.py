@@ -82,6 +82,9 @@ class ServerView:
         self._node = node
         self._trees: OrderedDict[int, MerkleTree] = OrderedDict()
         self._trees_lock = threading.Lock()  # kept on the event loop, read in threads
+        # Accounts with a balance at the newest seal (GET /status): counted by the seal's
+        # thread, since the live ledger may be mid-compaction there.
+        self.sealed_accounts: int | None = None
 
     @property
     def limits(self) -> ServerLimits:
@@ -236,7 +239,11 @@ class ServerView:
             "signers": list(certificate_signers(info.certificate)) if info else [],
             "peers_out": sorted(node.hub.connected_out),
             "peers_in": sorted(node.hub.connected_in),
-            "accounts": driver.ledger.account_count() if driver else None,
+            "accounts": (
+                self.sealed_accounts
+                if self.sealed_accounts is not None or driver is None
+                else driver.ledger.account_count()  # no seal yet in this process
+            ),
             "torrent_port": node.swarm.port if node.swarm else None,
             # Decisions before this stamp are unknown here (a catch-up, or forgotten): GET /tx
             # answers 404 for them rather than guess (protocol §6.5).
