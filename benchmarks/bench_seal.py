@@ -1,19 +1,22 @@
 """A server's seal with the code that ships (issue 10 stage B, protocol §4.4.4), against the
-flat layout every round used before, measured on the same rounds in the same run.
+flat layout every round used before, both measured in the same run.
 
     .venv/bin/python -m benchmarks.bench_seal [--accounts 1000000 10000000] [--rounds 12]
-        [--payments 2000] [--new-fraction 0.1] [--checkpoint-every 60] [--dir DIR] [--json P]
+        [--flat-rounds 3] [--payments 2000] [--new-fraction 0.1] [--checkpoint-every 60]
+        [--dir DIR] [--json P]
 
 One process, no network. Per account count: a random genesis (``scryp.random_genesis``) loaded
 into the server's ``Ledger``; then ``--rounds`` rounds, each ``--payments`` transfers of 1 scryp
 (payer: a random existing account; payee: a new random id for ``--new-fraction`` of them,
 else a random existing account) applied by ``Ledger.apply`` (signatures are the server's
-precheck, parallel and measured by ``bench_server``: here marked checked), then one idle round.
-Each round is sealed twice from the same ledger state:
+precheck, parallel and measured by ``bench_server``: here marked checked), then one idle round,
+all sealed as stage B; then ``--flat-rounds`` more busy rounds and an idle one, sealed flat
+(after stage B's: a flat seal compacts the table, which would flatter the stage B seal after
+it). The layouts:
 
 - **stage B** (what ships): ``Ledger.state_root`` (the incremental root), ``state_tree`` (the
   copy kept for proofs), ``round_contents`` for a round that is not a checkpoint (``changes``,
-  ``transactions``, ``window``), ``RoundStore.write`` (every file fsynced, renamed) and
+  ``transactions``, ``remembered``), ``RoundStore.write`` (every file fsynced, renamed) and
   ``build_round_torrent``, exactly as ``ServerIO.write_round`` and seeding do;
 - **flat** (before stage B; what a checkpoint round still costs): the same plus the whole
   ``balances`` file built, written, fsynced and torrent-hashed.
@@ -149,40 +152,40 @@ def run_accounts(accounts: int, args: argparse.Namespace, root: Path) -> dict[st
     load_s = time.perf_counter() - started
     _, first_root_s = timed(ledger.state_root)
     rng = random.Random(accounts)
-    stage_b = RoundStore(root / "stage-b")
-    flat = RoundStore(root / "flat")
+    stores = {"stage_b": RoundStore(root / "stage-b"), "flat": RoundStore(root / "flat")}
     rows: list[dict[str, Any]] = []
-    for number in range(1, args.rounds + 2):
-        idle = number == args.rounds + 1
+    # Stage B's rounds first, then the flat layout's: a flat seal builds the whole balances
+    # file, which compacts the table (new accounts merged, emptied ones dropped), and a
+    # stage B seal right after one would find the tidy table a server finds only after a
+    # checkpoint, not the one it holds up to 59 rounds later.
+    plan = [("stage_b", False)] * args.rounds + [("stage_b", True)]
+    plan += [("flat", False)] * args.flat_rounds + [("flat", True)]
+    for number, (layout, idle) in enumerate(plan, start=1):
         count = 0 if idle else args.payments
         txs = payments(rng, ids, count, args.new_fraction, STAMP_MS + number * 1000)
         started = time.perf_counter()
         outcomes = ledger.apply(txs, STAMP_MS + number * 1000, [None] * len(txs))
         apply_s = time.perf_counter() - started
         raw = b"".join(tx.raw for tx in txs)
-        # Stage B first, then the flat layout on the same state (its changes are already
-        # taken: it writes an empty ``changes``; the balances dominate its cost).
-        b = seal(ledger, stage_b, number, args.checkpoint_every, raw)
-        f = seal(ledger, flat, number, 1, raw)
-        f["seal_s"] += b["root_s"] - f["root_s"]  # the root update is both layouts' work
-        f["root_s"] = b["root_s"]
-        shutil.rmtree(flat.path(number))  # keep the disk: its size is recorded
+        every = args.checkpoint_every if layout == "stage_b" else 1
+        figures = seal(ledger, stores[layout], number, every, raw)
+        if layout == "flat":
+            shutil.rmtree(stores[layout].path(number))  # keep the disk: its size is recorded
         accepted = sum(1 for o in outcomes if o.accepted)
         rows.append(
             {
                 "round": number,
+                "layout": layout,
                 "idle": idle,
                 "accepted": accepted,
                 "apply_s": apply_s,
-                "stage_b": b,
-                "flat": f,
+                layout: figures,
             }
         )
         print(
             f"{accounts:>11,} round {number:>2}{' idle' if idle else '     '} "
-            f"accepted {accepted:>5}  stage B seal {b['seal_s'] * 1e3:8.1f} ms "
-            f"({b['bytes'] / 1e3:8.1f} KB)  flat {f['seal_s'] * 1e3:8.1f} ms "
-            f"({f['bytes'] / 1e6:7.1f} MB)",
+            f"accepted {accepted:>5}  {layout:>7} seal {figures['seal_s'] * 1e3:8.1f} ms "
+            f"({figures['bytes'] / 1e3:10.1f} KB)",
             flush=True,
         )
     summary = summarize(rows, len(ledger.balances_file()), args)
@@ -198,28 +201,34 @@ def run_accounts(accounts: int, args: argparse.Namespace, root: Path) -> dict[st
 def summarize(
     rows: list[dict[str, Any]], state_bytes: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    busy = [r for r in rows if not r["idle"]]
-    idle_row = rows[-1]
+    def busy(layout: str) -> list[dict[str, Any]]:
+        return [r for r in rows if r["layout"] == layout and not r["idle"]]
+
+    def idle(layout: str) -> dict[str, float]:
+        found: dict[str, float] = next(
+            r[layout] for r in rows if r["layout"] == layout and r["idle"]
+        )
+        return found
 
     def p50(layout: str, key: str) -> float:
-        return float(statistics.median(r[layout][key] for r in busy))
+        return float(statistics.median(r[layout][key] for r in busy(layout)))
 
     def top(layout: str, key: str) -> float:
-        return float(max(r[layout][key] for r in busy))
+        return float(max(r[layout][key] for r in busy(layout)))
 
-    delta_bytes = statistics.mean(r["stage_b"]["bytes"] for r in busy)
-    checkpoint_bytes = statistics.mean(r["flat"]["bytes"] for r in busy)
+    delta_bytes = statistics.mean(r["stage_b"]["bytes"] for r in busy("stage_b"))
+    checkpoint_bytes = statistics.mean(r["flat"]["bytes"] for r in busy("flat"))
     kept = args.checkpoint_every + COMPACTION_LAG_ROUNDS
     summary = {
         "state_bytes": state_bytes,
-        "apply_p50_s": statistics.median(r["apply_s"] for r in busy),
-        "accepted_mean": statistics.mean(r["accepted"] for r in busy),
-        "stage_b": {k: p50("stage_b", k) for k in busy[0]["stage_b"]},
+        "apply_p50_s": statistics.median(r["apply_s"] for r in busy("stage_b")),
+        "accepted_mean": statistics.mean(r["accepted"] for r in busy("stage_b")),
+        "stage_b": {k: p50("stage_b", k) for k in busy("stage_b")[0]["stage_b"]},
         "stage_b_max_seal_s": top("stage_b", "seal_s"),
-        "flat": {k: p50("flat", k) for k in busy[0]["flat"]},
+        "flat": {k: p50("flat", k) for k in busy("flat")[0]["flat"]},
         "flat_max_seal_s": top("flat", "seal_s"),
-        "idle_stage_b": idle_row["stage_b"],
-        "idle_flat": idle_row["flat"],
+        "idle_stage_b": idle("stage_b"),
+        "idle_flat": idle("flat"),
         "stage_b_seal_averaged_s": (
             (args.checkpoint_every - 1) * p50("stage_b", "seal_s") + p50("flat", "seal_s")
         )
@@ -237,6 +246,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--flat-rounds", type=int, default=3)
     parser.add_argument("--payments", type=int, default=2000)
     parser.add_argument("--new-fraction", type=float, default=0.1)
     parser.add_argument("--checkpoint-every", type=int, default=snapshot.CHECKPOINT_EVERY_DEFAULT)
@@ -245,6 +255,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.rounds <= 100 or not 0 <= args.payments <= 100_000:
         parser.error("--rounds 1..100 and --payments 0..100000 (a bounded run)")
+    if not 1 <= args.flat_rounds <= 100:
+        parser.error("--flat-rounds 1..100")
     base = Path(tempfile.mkdtemp(prefix="bench-seal-", dir=args.dir))
     results = []
     try:
