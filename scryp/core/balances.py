@@ -226,21 +226,31 @@ class BalanceTable:
         for account, balance in additions:
             events.append((self._insertion_point(account), 0, RECORD.pack(account, balance)))
         events.sort()
-        records, prefixes = self._records, self._prefixes
-        new_records = bytearray()
-        new_prefixes = array("Q")
-        cursor = 0
-        for index, kind, record in events:
-            new_records += records[cursor * RECORD_BYTES : index * RECORD_BYTES]
-            new_prefixes += prefixes[cursor:index]
+        # Both new arrays are allocated once at their final size and filled from views of
+        # the old ones: one copy of every record. Growing them by ``+=`` of slices copied
+        # each record twice and reallocated as they grew (0.49 s at 10M accounts).
+        count = len(self._prefixes) + len(additions) - len(removals)
+        records, prefixes = memoryview(self._records), memoryview(self._prefixes)
+        new_records = bytearray(count * RECORD_BYTES)
+        new_prefixes = array("Q", bytes(8 * count))
+        into_records, into_prefixes = memoryview(new_records), memoryview(new_prefixes)
+        cursor = at = 0  # next old record to copy; next free slot in the new arrays
+        for index, kind, record in [*events, (len(prefixes), 2, b"")]:
+            run = index - cursor
+            into_records[at * RECORD_BYTES : (at + run) * RECORD_BYTES] = records[
+                cursor * RECORD_BYTES : index * RECORD_BYTES
+            ]
+            into_prefixes[at : at + run] = prefixes[cursor:index]
+            at += run
             if kind == 0:
-                new_records += record
-                new_prefixes.append(int.from_bytes(record[:8], "big"))
+                into_records[at * RECORD_BYTES : (at + 1) * RECORD_BYTES] = record
+                into_prefixes[at] = int.from_bytes(record[:8], "big")
+                at += 1
                 cursor = index
             else:
                 cursor = index + 1
-        new_records += records[cursor * RECORD_BYTES :]
-        new_prefixes += prefixes[cursor:]
+        invariant(at == count, "compaction filled every slot")
+        del records, prefixes, into_records, into_prefixes  # views pin their arrays
         self._records, self._prefixes = new_records, new_prefixes
         self._bucket_starts.clear()
         self._overlay.clear()
