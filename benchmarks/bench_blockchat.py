@@ -47,7 +47,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.bench_server import post_retrying
+from benchmarks.server_load import post_retrying
 from scryp.core.tx import Transaction, encode_many
 from scryp.crypto import KeyPair
 from scryp.localnet import LocalNetwork

@@ -121,6 +121,8 @@ class LocalNetwork:
     faucet: KeyPair | None = None
     genesis: Genesis | None = None
     paused: set[int] = field(default_factory=set)  # servers stopped with SIGSTOP
+    # How long ``start`` waits for every server to answer (a 10M-account genesis: longer).
+    start_timeout_s: float = START_TIMEOUT_S
 
     @property
     def files(self) -> NetworkFiles:
@@ -149,7 +151,7 @@ class LocalNetwork:
             name = f"archive-{number}"
             self.archive_children.append(self._started(name, self._archive_argv(number)))
         self._write_description()
-        await self.wait_until(self._all_answering, START_TIMEOUT_S, "servers answering")
+        await self.wait_until(self._all_answering, self.start_timeout_s, "servers answering")
 
     def _started(self, name: str, argv: list[str]) -> Child:
         child = Child(name, argv, self.root / "logs" / f"{name}.log")

@@ -178,7 +178,9 @@ class MerkleTree:
         self._nodes[node * HASH_BYTES : (node + 1) * HASH_BYTES] = value
 
     @classmethod
-    def of_file(cls, balances_file: bytes | bytearray, bits: int = BUCKET_BITS) -> MerkleTree:
+    def of_file(
+        cls, balances_file: bytes | bytearray | memoryview, bits: int = BUCKET_BITS
+    ) -> MerkleTree:
         """The tree of a flat balances file: built once (restart, catch-up), then updated."""
         bounds, view = bucket_bounds(balances_file, bits), memoryview(balances_file)
         sha256, tag = hashlib.sha256, LEAF_TAG

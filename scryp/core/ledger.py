@@ -145,7 +145,8 @@ class Ledger:
         touched = table.take_touched()
         self._changed.update(touched)
         if self._tree is None:
-            self._tree = MerkleTree.of_file(table.balances_file())
+            with table.records_view() as records:
+                self._tree = MerkleTree.of_file(records)
         elif touched:
             changed = sorted({bucket_of(account, BUCKET_BITS) for account in touched})
             buckets = table.records_of_buckets(changed, BUCKET_BITS)  # no compaction: see there

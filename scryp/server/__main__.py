@@ -186,6 +186,7 @@ async def serve(config: ServerConfig, argv: list[str]) -> None:
     if setup.key_made:
         log.info("made this server's key in %s", config.key_file)
     node = ServerNode(config, key, quorum, setup.genesis)
+    del setup  # the node lets the genesis go once it has booted
     runner = web.AppRunner(make_app(node), access_log=None, lingering_time=LINGERING_S)
     await runner.setup()
     try:

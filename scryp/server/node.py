@@ -73,7 +73,7 @@ from scryp.server.metrics import ServerMetrics
 from scryp.server.outcome_file import OutcomeFile
 from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
-from scryp.server.rounds import RoundStore, round_contents, seal_round
+from scryp.server.rounds import RoundStore, genesis_contents, seal_round
 from scryp.server.verify import precheck_parallel
 from scryp.server.view import ServerView
 from scryp.swarm import (
@@ -100,7 +100,7 @@ class ServerNode:
         self.key = key
         self.quorum = quorum
         self.index = quorum.index(key.public)
-        self.genesis = genesis
+        self.genesis: Genesis | None = genesis  # let go once booted: 360 MB at 10M accounts
         self.network = genesis.network_id
         self.genesis_root = genesis.state_root  # round 0's state (§4.4.3), hashed once
         self.rounds = RoundStore(config.data_dir / "rounds")
@@ -150,6 +150,7 @@ class ServerNode:
         persisted = self.store.load()
         meta = persisted.snapshot
         if meta.round == 0:
+            assert self.genesis is not None, "the genesis is let go only after the start"
             ledger = Ledger.from_genesis(self.genesis, window_ms=self.config.window_ms)
             ledger.state_root()  # the tree, built at start rather than at the first seal
         else:
@@ -234,10 +235,13 @@ class ServerNode:
         ledger.state_root()  # the tree, built once here (in a thread), then updated per seal
         return ledger
 
-    def _write_genesis_round(self) -> None:
-        genesis_meta = SnapshotMeta(0, 0, 0, 0, self.genesis_root)
-        ledger = Ledger.from_genesis(self.genesis)
-        self.rounds.write(genesis_meta, round_contents(0, 1, ledger, b""))
+    def _write_genesis_round(self, compaction_point: int) -> None:
+        """Round 0's files, unless held, or past: a server whose log starts later pruned
+        round 0 long ago (rewriting and seeding it at each restart cost seconds at 10M)."""
+        if compaction_point == 0 and self.rounds.get(0) is None and self.genesis is not None:
+            genesis_meta = SnapshotMeta(0, 0, 0, 0, self.genesis_root)
+            self.rounds.write(genesis_meta, genesis_contents(self.genesis))
+        self.genesis = None  # let go: only a start needs it
 
     def held_rounds(self) -> list[tuple[SnapshotMeta, bytes]]:
         held = []
@@ -275,7 +279,7 @@ class ServerNode:
                 tasks.create_task(self.pointers.run(swarm))
                 tasks.create_task(swarm.keep_dht_state())
                 # Every server seeds round 0 (the genesis) and every round it still holds.
-                await asyncio.to_thread(self._write_genesis_round)
+                await asyncio.to_thread(self._write_genesis_round, driver.compaction_point)
                 await driver.boot(await asyncio.to_thread(self.held_rounds))
                 for owed in await asyncio.to_thread(owed_backfills, self.config.data_dir):
                     self.start_backfill(*owed)  # one a crash interrupted (protocol §6.5)

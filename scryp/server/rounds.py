@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scryp.core import snapshot
 from scryp.core.buckets import MerkleTree
+from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger
 from scryp.core.raft.entries import SnapshotMeta, decode_snapshot_meta, encode_snapshot_meta
 from scryp.errors import MalformedInput, invariant
@@ -165,6 +166,18 @@ def seal_round(
     the API reads only its duplicate window (a dict lookup) while this runs."""
     store.write(meta, round_contents(meta.round, checkpoint_every, ledger, transactions))
     return ledger.state_tree(), ledger.account_count()
+
+
+def genesis_contents(genesis: Genesis) -> dict[str, bytes]:
+    """Round 0's files: ``round_contents`` of a ledger fresh from the genesis (the genesis
+    itself, nothing changed, no payment, an empty window), without building that ledger."""
+    empty = Ledger(b"")
+    return {
+        snapshot.BALANCES: genesis.balances_file,
+        snapshot.CHANGES: empty.take_changes(),
+        snapshot.TRANSACTIONS: b"",
+        snapshot.WINDOW: empty.encode_window(),
+    }
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -24,6 +24,7 @@ import pytest
 
 from scryp.core import snapshot
 from scryp.core.certificate import Statement
+from scryp.core.genesis import Genesis
 from scryp.core.raft import SnapshotMeta
 from scryp.core.tx import Transaction
 from scryp.core.wire import PeerFrame, Share, encode_frame
@@ -166,7 +167,8 @@ def test_a_backfill_cut_short_by_a_crash_resumes_on_the_next_start(tmp_path: Pat
             # Round L pruned meanwhile (a minute of rounds later, in production): the resumed
             # backfill must replay onto its own copy of L's balances.
             shutil.rmtree(behind.rounds.directory / snapshot.round_dir_name(since.round))
-            restarted = ServerNode(behind.config, KEYS[BEHIND], behind.quorum, behind.genesis)
+            genesis = Genesis.single(FAUCET.public)  # a node lets its genesis go once booted
+            restarted = ServerNode(behind.config, KEYS[BEHIND], behind.quorum, genesis)
             runs.append(asyncio.create_task(restarted.run()))
             await wait_for(
                 lambda: restarted.view.tx(tx.tx_id) is not None, "the backfill to resume", runs

@@ -158,3 +158,51 @@ def test_records_of_buckets_are_the_compacted_files_buckets(
         ]
         assert records == b"".join(picked)
     assert b"".join(found) == flat
+
+
+def naive_check(data: bytes) -> int | str:
+    """The check as the protocol words it (§4.1), one record at a time: the sum, or the
+    first fault as "record I: ..." (an order fault wins over a zero in the same record)."""
+    if len(data) % 36:
+        return "whole number"
+    previous, total = b"", 0
+    for index in range(len(data) // 36):
+        account, balance = (
+            data[index * 36 : index * 36 + 32],
+            data[index * 36 + 32 : index * 36 + 36],
+        )
+        if account <= previous:
+            return f"record {index}: ids are not strictly increasing"
+        if balance == bytes(4):
+            return f"record {index}: zero balances"
+        previous, total = account, total + int.from_bytes(balance, "big")
+    return total
+
+
+# Ids made of four 8-byte words from a tiny set: equal words, and so order decided by any of
+# the four (the vectorised check compares word by word), and repeated ids.
+_word = st.sampled_from([bytes(8), b"\x01" * 8, b"\xff" * 8, bytes(7) + b"\x01"])
+_ids = st.lists(st.lists(_word, min_size=4, max_size=4).map(b"".join), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids=_ids, balances=st.lists(st.integers(0, 3), min_size=12, max_size=12), sort=st.booleans())
+def test_the_vectorised_check_finds_what_a_record_by_record_check_finds(
+    ids: list[bytes], balances: list[int], sort: bool
+) -> None:
+    """Across chunk boundaries too: chunks of 3 records here (a million in production)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("scryp.core.balances._CHECK_CHUNK", 3)
+        check_in_chunks(ids, balances, sort)
+
+
+def check_in_chunks(ids: list[bytes], balances: list[int], sort: bool) -> None:
+    ordered = sorted(ids) if sort else ids
+    data = b"".join(record(i, b) for i, b in zip(ordered, balances, strict=False))
+    expected = naive_check(data)
+    if isinstance(expected, int):
+        assert check_balances_file(data) == expected
+        assert BalanceTable(data).total() == expected
+    else:
+        with pytest.raises(MalformedInput, match=expected):
+            check_balances_file(data)
