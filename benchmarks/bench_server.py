@@ -29,8 +29,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -103,17 +103,19 @@ async def measure(net: LocalNetwork, args: argparse.Namespace, out: dict[str, An
     watching = asyncio.create_task(terms.run())
     out["terms"] = terms.changes  # the first: the term when measuring began
     try:
-        await measured(net, args, out)
+        await measured(net, args, out, terms.began)
     finally:
         terms.stop()
         await watching
 
 
-async def measured(net: LocalNetwork, args: argparse.Namespace, out: dict[str, Any]) -> None:
+async def measured(
+    net: LocalNetwork, args: argparse.Namespace, out: dict[str, Any], origin: float
+) -> None:
     out["throughput"] = await throughput(net, args.payments, args.batch, args.payees)
     out["loadavg"]["after_throughput"] = load()
     out["footprint_after_throughput"] = [server_footprint(net, i) for i in range(3)]
-    out["latency_s"] = await latency(net, args.latency_samples)
+    out["latency"] = await latency(net, args.latency_samples, origin)
     out["loadavg"]["after_latency"] = load()
     out["footprint"] = [server_footprint(net, i) for i in range(3)]
     if args.restart:
@@ -168,21 +170,28 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     cores, single = out["cores"], out["single_core_verify_per_s"]
     ceiling = cores * single / 3
     rate = out["throughput"]["certified_per_s"]
-    lat = out["latency_s"]
+    found = out["latency"]
+    lost = len(found["lost_sent_at_s"])
+    lat = found["seconds"] + [math.inf] * lost  # a lost payment: slower than any
+
+    def ms(seconds: float) -> float | None:
+        return None if math.isinf(seconds) else seconds * 1000  # None: lost
+
     out["ceiling_per_s"], out["certified_over_ceiling"] = ceiling, rate / ceiling
     out["latency_ms"] = {
         "n": len(lat),
-        "p50": statistics.median(lat) * 1000,
-        "p90": percentile(lat, 0.90) * 1000,
-        "p99": percentile(lat, 0.99) * 1000,
-        "max": lat[-1] * 1000,
+        "lost": lost,
+        "p50": ms(percentile(lat, 0.50)),
+        "p90": ms(percentile(lat, 0.90)),
+        "p99": ms(percentile(lat, 0.99)),
+        "max": ms(lat[-1]),
     }
     print(
         f"server load: 3 servers, 1 s rounds, checkpoint every {args.checkpoint_every}, "
         f"{args.accounts:,} genesis accounts, {args.payments} payments to {args.payees:,} "
         f"payees in batches of {args.batch}, {cores} cores; load average {out['loadavg']}"
     )
-    print(json.dumps({k: v for k, v in out.items() if k != "latency_s"}, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k != "latency"}, indent=1))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ BACKPRESSURE_PAUSE_S = 0.05
 BACKPRESSURE_RETRIES_MAX = 200  # 10 s of refusals for one batch: something is wrong
 LOOKAHEAD = 2  # batches signed ahead of the one being posted
 FRESH_S = 2.0  # older than this when posted (a 5 s window, §6.2): signed again
+LOST_S = 20.0  # a single payment not certified by then never will be (its window is 5 s)
 STALL_S = 30.0  # no payment more certified for this long: the rest are lost
 
 
@@ -207,18 +208,22 @@ def partial_post(net: LocalNetwork, target: int) -> Post:
     return post
 
 
-async def latency(net: LocalNetwork, samples: int, seed: int = 7) -> list[float]:
-    """Seconds from POST to ``GET /tx`` saying certified, single payments, ascending."""
+async def latency(net: LocalNetwork, samples: int, origin: float, seed: int = 7) -> dict[str, Any]:
+    """Seconds from POST to ``GET /tx`` saying certified, single payments, ascending; a
+    payment not certified within ``LOST_S`` (its timestamp has left every window: it can
+    never be applied) is lost, and when it was sent (seconds after ``origin``, a monotonic
+    time: the terms' origin) is kept."""
     assert net.faucet is not None
     target = payees(1)
-    seconds = []
+    seconds: list[float] = []
+    lost_at: list[float] = []
     rng = random.Random(seed)
     for number in range(samples):
         # Submit at a random point of a round: a loop that submits right after each
         # certificate would always land just after a seal and measure a whole round.
         await asyncio.sleep(rng.random() * net.round_interval_s)
         tx = batch(net.faucet, number, 1, target)[0]
-        started = time.perf_counter()
+        sent_at, started = time.monotonic() - origin, time.perf_counter()
         # A 503 (no leader for a moment, or overloaded) is retried: it counts in the time.
         await post_retrying(partial_post(net, number % net.servers), tx.encode())
 
@@ -226,9 +231,12 @@ async def latency(net: LocalNetwork, samples: int, seed: int = 7) -> list[float]
             code, body = await net.get(0, f"/tx/{tx.tx_id.hex()}")
             return code == 200 and bool(body["certified"])
 
-        await net.wait_until(certified, DEADLINE_S, "a payment certified", poll_s=0.01)
-        seconds.append(time.perf_counter() - started)
-    return sorted(seconds)
+        try:
+            await net.wait_until(certified, LOST_S, "a payment certified", poll_s=0.01)
+            seconds.append(time.perf_counter() - started)
+        except TimeoutError:
+            lost_at.append(round(sent_at, 1))
+    return {"seconds": sorted(seconds), "lost_sent_at_s": lost_at}
 
 
 def percentile(ascending: list[float], fraction: float) -> float:

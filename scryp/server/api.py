@@ -25,7 +25,6 @@ from scryp.errors import MalformedInput, NotAvailable, RemoteError
 from scryp.peers import PEER_PATH
 from scryp.server.config import ServerLimits
 from scryp.server.node import ServerNode
-from scryp.server.verify import precheck_parallel
 from scryp.server.view import ServerView, certificate_signers
 
 VIEW = web.AppKey("view", ServerView)
@@ -137,7 +136,7 @@ async def transact(request: web.Request) -> web.Response:
         raise MalformedInput("no transactions in the body")
     if not request.app[SIGNATURES].allow(request.remote or "?", time.monotonic(), len(txs)):
         raise error(web.HTTPTooManyRequests, "too many signatures to check; slow down")
-    reasons = await precheck_parallel(txs)
+    reasons = await view.precheck(txs)
     now_ms = int(time.time() * 1000)
     window_ms = view.window_ms
     results: list[dict[str, Any]] = []

@@ -74,7 +74,7 @@ from scryp.server.outcome_file import OutcomeFile
 from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
 from scryp.server.rounds import RoundStore, genesis_contents, seal_round
-from scryp.server.verify import precheck_parallel
+from scryp.server.verify import Verified
 from scryp.server.view import ServerView
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
@@ -133,6 +133,7 @@ class ServerNode:
         # A catch-up waiting for a peer's share naming the round's torrent (protocol §9.5).
         self._catch_up: Candidates | None = None
         self.api_address = f"{config.advertise}:{config.server_port}"  # protocol §9.6
+        self.verified = Verified()  # payments our API checked: not checked again at apply
         self.view = ServerView(self)
         self.metrics = ServerMetrics(self)  # its own registry: GET /metrics
 
@@ -505,7 +506,7 @@ class ServerIO:
         self.node.send_frame(peer, frame)
 
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
-        return await precheck_parallel(txs)
+        return await self.node.verified.applying(txs)
 
     async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
         node = self.node

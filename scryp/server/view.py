@@ -10,6 +10,7 @@ import mmap
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from scryp.core.certificate import Certificate
 from scryp.core.ledger import Reason
 from scryp.core.outcomes import Decided
 from scryp.core.rounds import RoundInfo
+from scryp.core.tx import Transaction
 from scryp.errors import MalformedInput, NotAvailable, RemoteError
 from scryp.server import state_at
 from scryp.server.config import ServerLimits
@@ -101,6 +103,11 @@ class ServerView:
     @property
     def network(self) -> bytes:
         return self._node.network
+
+    async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
+        """The stateless checks of payments a client submits (protocol §6.1), in threads;
+        those that pass are not checked again when applied here (``verify.Verified``)."""
+        return await self._node.verified.taken(txs)
 
     def submit(self, txs: list[bytes]) -> str | None:
         """Queue prechecked payments; None, or why they cannot be taken now (503)."""

@@ -31,6 +31,7 @@ from scryp.crypto import KeyPair
 from scryp.peers import PEER_PATH
 from scryp.server.api import LINGERING_S, build_app
 from scryp.server.config import ServerLimits
+from scryp.server.verify import precheck_parallel
 
 PAYER = KeyPair.from_seed(hashlib.sha256(b"limits payer").digest())
 
@@ -48,6 +49,9 @@ class View:
 
     def refused(self, reason: Reason) -> None:
         self.refusals.append(reason)
+
+    async def precheck(self, txs: list[Transaction]) -> list[Reason | None]:
+        return await precheck_parallel(txs)
 
     def submit(self, txs: list[bytes]) -> str | None:
         self.submitted += txs

@@ -14,7 +14,7 @@ import pytest
 from scryp.core.ledger import Reason, precheck_all
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
-from scryp.server.verify import CHUNK_TXS_MIN, precheck_parallel
+from scryp.server.verify import CHUNK_TXS_MIN, Verified, precheck_parallel
 
 
 def key(name: str) -> KeyPair:
@@ -45,3 +45,33 @@ def test_parallel_verdicts_are_the_serial_ones_in_order(
     expected = precheck_all(txs)
     assert Reason.BAD_SIGNATURE in expected and None in expected
     assert asyncio.run(precheck_parallel(txs)) == expected
+
+
+def test_a_payment_the_api_passed_is_not_checked_again_when_applied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Verified``: the verdicts at apply are ``precheck_all``'s, in order, for a mix of
+    payments the API took (good ones remembered), forged ones and ones it never saw; only
+    those it did not pass are checked again; a forgotten one (the bound) is checked again."""
+    rng = random.Random(3)
+    taken, unseen = payments(40, rng), payments(80, rng)[40:]
+    entry = taken + unseen
+    rng.shuffle(entry)
+    checked: list[int] = []
+
+    async def counting(txs: list[Transaction]) -> list[Reason | None]:
+        checked.append(len(txs))
+        return precheck_all(txs)
+
+    monkeypatch.setattr("scryp.server.verify.precheck_parallel", counting)
+    verified = Verified(kept_max=1_000)
+    assert asyncio.run(verified.taken(taken)) == precheck_all(taken)
+    passed = sum(reason is None for reason in precheck_all(taken))
+    assert len(verified) == passed
+    assert asyncio.run(verified.applying(entry)) == precheck_all(entry)
+    assert checked == [len(taken), len(entry) - passed]  # the passed ones: not again
+    assert len(verified) == 0  # applied: forgotten
+    small = Verified(kept_max=3)
+    asyncio.run(small.taken(taken))
+    assert len(small) == 3  # the newest three passed
+    assert asyncio.run(small.applying(taken)) == precheck_all(taken)
