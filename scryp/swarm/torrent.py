@@ -51,7 +51,10 @@ def build_round_torrent(round_dir: Path) -> RoundTorrent:
             raise LocalError(f"round directory {round_dir} lacks {name}")
         entries.append(lt.create_file_entry(f"{round_dir.name}/{name}", path.stat().st_size))
     creator = lt.create_torrent(entries, snapshot.PIECE_BYTES)
-    lt.set_piece_hashes(creator, str(round_dir.parent))
+    # With a Python callback per piece, other threads run between pieces; without one, the
+    # binding holds the GIL for the whole hash: a checkpoint's 360 MB at 10M accounts froze
+    # the server's event loop (API, peer links, Raft) for 0.8-2.7 s (docs/BENCHMARKS.md).
+    lt.set_piece_hashes(creator, str(round_dir.parent), _each_piece)
     generated = creator.generate()
     generated.pop(b"creation date", None)
     torrent = lt.bencode(generated)
@@ -63,3 +66,7 @@ def build_round_torrent(round_dir: Path) -> RoundTorrent:
         infohash=hashes.v1.to_bytes(),
         infohash_v2=hashes.v2.to_bytes(),
     )
+
+
+def _each_piece(piece: int) -> None:
+    """``set_piece_hashes``'s progress callback: nothing to do but let other threads in."""
