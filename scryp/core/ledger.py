@@ -137,6 +137,11 @@ class Ledger:
     def balances_file(self) -> bytes:
         return self._table.balances_file()
 
+    def balances_view(self) -> memoryview:
+        """The balances file as a read-only view of the table, no copy (a checkpoint's 360 MB
+        at 10M accounts: 0.26 s a copy). Release it before the ledger changes again."""
+        return self._table.records_view()
+
     def state_root(self) -> bytes:
         """The state root (protocol §4.4.3). The first call hashes the whole file into the
         tree (restart, catch-up); later ones rehash only the buckets of accounts changed
