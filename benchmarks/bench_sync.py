@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="work here (default: a temporary directory)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.cap_bytes_per_s and not args.checkpoint_every:
+        parser.error("--cap-bytes-per-s needs --checkpoint-every (the stage B layout)")
     run = sync_stageb.main_async if args.checkpoint_every else main_async
     with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
         report = asyncio.run(run(args, Path(tmp)))
