@@ -2,6 +2,15 @@
 
     .venv/bin/python -m benchmarks.bench_sync [--accounts 1000000] [--payments 1000]
                                               [--json PATH]
+    .venv/bin/python -m benchmarks.bench_sync --checkpoint-every 60 [--delta-rounds 59]
+        [--accounts 10000000] [--cap-bytes-per-s 12500000] [--seed-profile server] ...
+
+With ``--checkpoint-every K`` the rounds are laid out as servers write them since stage B
+(protocol §4.4.4: a checkpoint round, then delta rounds), a stand-in server API answers
+``GET /rounds`` and ``GET /proof``, the seeding session's upload can be capped, and a plain
+copy of the same bytes over the same cap is measured in the same run: see
+``benchmarks/sync_stageb.py``. Without it, the layout below (two rounds that both hold
+``balances``, as before stage B):
 
 One process, 127.0.0.1 only. A synthetic network (``tests.support.synthetic``): round 1 holds
 ``--accounts`` accounts, round 2 is round 1 after ``--payments`` signed payments (every
@@ -34,6 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks import sync_stageb
 from scryp.client.network import Network
 from scryp.client.session import open_client
 from scryp.core import bencode
@@ -137,11 +147,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--payments", type=int, default=1000)
     parser.add_argument("--new-account-every", type=int, default=10, help="0: no new account")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="lay rounds out as servers do since stage B (0: two rounds holding balances)",
+    )
+    parser.add_argument("--delta-rounds", type=int, default=59, help="rounds after the checkpoint")
+    parser.add_argument(
+        "--cap-bytes-per-s", type=int, default=0, help="cap the seeding session's upload (0: none)"
+    )
+    parser.add_argument("--seed-profile", choices=("server", "default"), default="server")
+    parser.add_argument("--dir", type=Path, help="work here (default: a temporary directory)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.cap_bytes_per_s and not args.checkpoint_every:
+        parser.error("--cap-bytes-per-s needs --checkpoint-every (the stage B layout)")
+    run = sync_stageb.main_async if args.checkpoint_every else main_async
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
-        report = asyncio.run(main_async(args, Path(tmp)))
+    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
+        report = asyncio.run(run(args, Path(tmp)))
     report["loadavg_before"], report["loadavg_after"] = load_before, os.getloadavg()
     text = json.dumps(report, indent=2)
     print(text)

@@ -41,9 +41,20 @@ _T = TypeVar("_T")
 Mode = Literal["light", "incremental", "full", "cached"]
 MODES = ("auto", "light", "incremental", "full")
 FETCH_TIMEOUT_S = 30.0
+# A whole state (a checkpoint's balances) is fetched for as long as pieces keep coming, up to
+# this; it fails once nothing has come for FETCH_TIMEOUT_S. 30 s in all was ~12 MB/s at 10M
+# accounts (360 MB): over a 100 Mbit/s link one full sync in three timed out (BENCHMARKS.md).
+# 240 s leaves a 300 s command room for the pointers; at 10M it asks for ~1.5 MB/s.
+STATE_FETCH_TIMEOUT_S = 240.0
 SYNC_ATTEMPTS_MAX = 3
 INCREMENTAL_ROUNDS_MAX = 1000  # further behind than this, a full sync is cheaper
 ROUND_TXS_MAX = 1 << 20
+# Torrents fetched at once (a full sync's changes files, an incremental sync's transactions).
+# Measured at 10M accounts over a 100 Mbit/s cap (docs/BENCHMARKS.md, client sync at 10M):
+# from a seed with servers' one unchoke slot (§8.9), 59 changes files came ~2 a second with
+# 4 to 16 at once, but 1 a second with all at once, and those queued longest timed out; from
+# a seed with libtorrent's 8 slots all at once took 4 s, 8 at a time 9 s (a new torrent's
+# first connection waits for libtorrent's next connect round, about once a second).
 FETCHES_PARALLEL_MAX = 8
 LATEST_TIMEOUT_S = 60.0
 PROOF_WAIT_S = 1.0  # a light sync waits this long for a proof before it fetches pieces
@@ -261,7 +272,8 @@ class Client:
         result = await self.swarm.fetch(
             record.infohash,
             store.rounds,
-            timeout_s=FETCH_TIMEOUT_S,
+            timeout_s=STATE_FETCH_TIMEOUT_S,
+            stall_timeout_s=FETCH_TIMEOUT_S,
             reuse_from=held.round_dir if held is not None else None,
             expect_infohash_v2=record.infohash_v2,
             expect_state_root=record.state_root,
@@ -269,7 +281,8 @@ class Client:
         )
         if result.round_dir != store.round_dir(record.round):
             raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
-        check_balances_file(result.round_dir.joinpath(snapshot.BALANCES).read_bytes())
+        balances = result.round_dir / snapshot.BALANCES
+        await asyncio.to_thread(lambda: check_balances_file(balances.read_bytes()))
         return store.hold(record.round, record.state_root), result.payload_bytes_downloaded
 
     async def _full_from_checkpoint(
@@ -277,29 +290,18 @@ class Client:
     ) -> tuple[Held, int]:
         record = verified.record
         store = self.store(verified)
-        downloaded = 0
         if held is not None and checkpoint <= held.round < record.round:
-            base = held.round  # newer than the checkpoint: only the changes since travel
-            old = await asyncio.to_thread(held.balances_path.read_bytes)
+            start = held.round  # newer than the checkpoint: only the changes since travel
+            old, downloaded = await _read_held(held)
         else:
-            base = checkpoint
-            infohash = listed.infohashes(record, listing, checkpoint)[checkpoint]
-            await self.swarm.remove(infohash)
-            result = await self.swarm.fetch(
-                infohash,
-                store.rounds,
-                timeout_s=FETCH_TIMEOUT_S,
-                files=[snapshot.BALANCES],
-                reuse_from=held.round_dir if held is not None else None,
-                peers=self.network.torrent_peers,
-            )
-            if result.round_dir != store.round_dir(checkpoint):
-                raise FetchFailed(f"torrent of round {checkpoint} is {result.round_dir.name}")
-            downloaded += result.payload_bytes_downloaded
-            old = await asyncio.to_thread((result.round_dir / snapshot.BALANCES).read_bytes)
-            await self.swarm.remove(infohash)  # its balances go once the new round is held
+            start = checkpoint
+            old, downloaded = await self._checkpoint_balances(verified, listing, checkpoint, held)
+        # Then the changes. Not during the checkpoint's transfer: a server seeds with one
+        # unchoke slot (§8.9), and more connections to it starved the changes past their
+        # timeout at 10M accounts over a capped link, while a capped link gained nothing from
+        # the overlap (docs/BENCHMARKS.md, client sync at 10M).
         files, fetched = await self._fetch_files(
-            verified, listing, base + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
+            verified, listing, start + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
         )
         downloaded += fetched
         try:
@@ -309,13 +311,36 @@ class Client:
             new = None
         if new is None or await asyncio.to_thread(state_root, new) != record.state_root:
             raise FetchFailed(
-                f"round {base}'s balances and the changes of rounds {base + 1}..{record.round} "
+                f"round {start}'s balances and the changes of rounds {start + 1}..{record.round} "
                 "do not give the certified state root"
             )
         target = store.round_dir(record.round)
         target.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(atomic_write, target / snapshot.BALANCES, new)
         return store.hold(record.round, record.state_root), downloaded
+
+    async def _checkpoint_balances(
+        self, verified: VerifiedRound, listing: listed.Listing, checkpoint: int, held: Held | None
+    ) -> tuple[bytes, int]:
+        """The ``balances`` of checkpoint round ``checkpoint`` (reusing the held round's
+        pieces), unchecked: the caller checks the state it leads to. (bytes, downloaded)"""
+        store = self.store(verified)
+        infohash = listed.infohashes(verified.record, listing, checkpoint)[checkpoint]
+        await self.swarm.remove(infohash)
+        result = await self.swarm.fetch(
+            infohash,
+            store.rounds,
+            timeout_s=STATE_FETCH_TIMEOUT_S,
+            stall_timeout_s=FETCH_TIMEOUT_S,
+            files=[snapshot.BALANCES],
+            reuse_from=held.round_dir if held is not None else None,
+            peers=self.network.torrent_peers,
+        )
+        if result.round_dir != store.round_dir(checkpoint):
+            raise FetchFailed(f"torrent of round {checkpoint} is {result.round_dir.name}")
+        old = await asyncio.to_thread((result.round_dir / snapshot.BALANCES).read_bytes)
+        await self.swarm.remove(infohash)  # its balances go once the new round is held
+        return old, result.payload_bytes_downloaded
 
     async def _fetch_files(
         self,
@@ -481,3 +506,8 @@ class Client:
             # Also when a proof won the race and this search was cancelled (§4.4.6).
             await self.swarm.remove(record.infohash)
         return balance, downloaded, checked
+
+
+async def _read_held(held: Held) -> tuple[bytes, int]:
+    """The held round's balances (nothing downloaded)."""
+    return await asyncio.to_thread(held.balances_path.read_bytes), 0

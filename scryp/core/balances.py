@@ -39,11 +39,8 @@ BALANCE = struct.Struct(">I")  # the balance field alone, at BALANCE_OFFSET
 BALANCE_MAX = 2 ** (8 * BALANCE_BYTES) - 1
 TOTAL_SUPPLY = 2**32 - 1
 
-# A record as numpy reads it: the id as four big-endian 8-byte words, then the balance.
-_ID_WORDS = ("id0", "id1", "id2", "id3")
-_RECORD_DTYPE = np.dtype([*((word, ">u8") for word in _ID_WORDS), ("balance", ">u4")])
-_CHECK_CHUNK = 1 << 20  # records checked at once: bounded temporaries (~10 MB each)
 _BALANCE_ONLY = struct.Struct(f">{ACCOUNT_ID_BYTES}xI")
+_RECORDS = np.dtype([("id", f"S{ACCOUNT_ID_BYTES}"), ("balance", ">u4")])  # RECORD, for numpy
 
 
 def encode_balances(balances: Iterable[tuple[bytes, int]]) -> bytes:
@@ -67,41 +64,27 @@ def decode_balances(data: bytes | bytearray) -> list[tuple[bytes, int]]:
 def check_balances_file(data: bytes | bytearray) -> int:
     """Validate a balances file (protocol §4.1) and return the sum of its balances.
 
-    Vectorised (numpy) a million records at a time: a Python pass over each record took
-    ~1.8 s at 10M accounts, paid by every server's start and restart and every full sync."""
+    Vectorised (numpy): a Python pass over the records took ~2 s of a full sync at 10M
+    accounts (docs/BENCHMARKS.md, client sync at 10M). The error names the first bad record,
+    its ids checked before its balance, as a pass in order would.
+    """
     if len(data) % RECORD_BYTES:
         raise MalformedInput(
             f"a balances file is a whole number of {RECORD_BYTES}-byte records, "
             f"got {len(data)} bytes"
         )
-    records = np.frombuffer(data, dtype=_RECORD_DTYPE)
-    total = 0
-    for start in range(0, len(records), _CHECK_CHUNK):
-        # One record of overlap: each chunk's first id is compared with the one before it.
-        chunk = records[max(0, start - 1) : start + _CHECK_CHUNK]
-        first = start - 1 if start else 0
-        unordered = np.flatnonzero(~_increasing(chunk))
-        zero = np.flatnonzero(chunk["balance"][0 if start == 0 else 1 :] == 0)
-        bad_order = first + 1 + int(unordered[0]) if len(unordered) else None
-        bad_zero = start + int(zero[0]) if len(zero) else None
-        if bad_order is not None and (bad_zero is None or bad_order <= bad_zero):
-            raise MalformedInput(f"record {bad_order}: ids are not strictly increasing")
-        if bad_zero is not None:
-            raise MalformedInput(f"record {bad_zero}: zero balances are dropped from the file")
-        total += int(chunk["balance"][0 if start == 0 else 1 :].sum(dtype=np.uint64))
-    return total
-
-
-def _increasing(records: np.ndarray) -> np.ndarray:
-    """For each record after the first: is its id greater than the one before it?"""
-    words = [records[name] for name in _ID_WORDS]
-    greater = np.zeros(max(0, len(records) - 1), dtype=bool)
-    equal = np.ones_like(greater)
-    for word in words:  # lexicographic: the first 8 bytes that differ decide
-        later, earlier = word[1:], word[:-1]
-        greater |= equal & (later > earlier)
-        equal &= later == earlier
-    return greater
+    records = np.frombuffer(data, dtype=_RECORDS)
+    count = len(records)
+    # Equal-length "S32" values compare bytewise, as bytes do (the NUL byte sorts first).
+    unsorted = np.flatnonzero(records["id"][1:] <= records["id"][:-1])
+    zero = np.flatnonzero(records["balance"] == 0)
+    first_unsorted = int(unsorted[0]) + 1 if unsorted.size else count
+    first_zero = int(zero[0]) if zero.size else count
+    if first_unsorted < count and first_unsorted <= first_zero:
+        raise MalformedInput(f"record {first_unsorted}: ids are not strictly increasing")
+    if first_zero < count:
+        raise MalformedInput(f"record {first_zero}: zero balances are dropped from the file")
+    return int(records["balance"].sum(dtype=np.uint64))
 
 
 def lookup(balances_file: bytes | memoryview, account: bytes) -> int:

@@ -26,7 +26,7 @@ import libtorrent as lt
 
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
-from scryp.errors import LocalError, MalformedInput, RemoteError
+from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut
 
 from .settings import SwarmConfig
 from .waits import deadline, stop
@@ -85,6 +85,7 @@ class PieceWatch:
         self.done: asyncio.Future[None] = loop.create_future()
         self.wanted: frozenset[int] | None = None
         self.missing: set[int] = set()
+        self.progressed = time.monotonic()  # when the metadata or a piece last arrived
 
     def recount(self) -> None:
         """Ask libtorrent which wanted pieces we lack (after a check, or at the start)."""
@@ -113,6 +114,8 @@ class PieceWatch:
             self.done.set_result(None)
 
     def on_alert(self, alert: Any) -> None:
+        if isinstance(alert, lt.metadata_received_alert | lt.piece_finished_alert):
+            self.progressed = time.monotonic()
         if isinstance(alert, lt.metadata_received_alert):
             if not self.metadata.done():
                 self.metadata.set_result(None)
@@ -196,7 +199,9 @@ def _real_files(layout: Any) -> list[int]:
 
 
 class _RoundFetch:
-    """The steps of one fetch of one torrent. Every wait shares the fetch's deadline."""
+    """The steps of one fetch of one torrent. Every wait shares the fetch's deadline; with
+    ``stall_s``, a wait also ends once nothing (metadata, a piece) has arrived for that long,
+    and the deadline is only the fetch's overall cap."""
 
     def __init__(
         self,
@@ -204,16 +209,34 @@ class _RoundFetch:
         infohash: bytes,
         timeout_s: float,
         on_progress: Callable[[Progress], None] | None,
+        stall_s: float | None = None,
     ) -> None:
         self.swarm = swarm
         self.infohash = infohash
         self.started = time.monotonic()
         self.deadline = self.started + timeout_s
+        self.stall_s = stall_s
         self.watch = PieceWatch(swarm._loop, infohash, on_progress)
         self.handle: Any = None
 
+    def _left_s(self) -> float:
+        """Seconds until the deadline, or until the fetch counts as stalled if sooner."""
+        until = self.deadline
+        if self.stall_s is not None:
+            until = min(until, self.watch.progressed + self.stall_s)
+        return until - time.monotonic()
+
     async def _wait(self, future: asyncio.Future[None], what: str) -> None:
-        await deadline(future, self.deadline - time.monotonic(), what)
+        if self.stall_s is None:
+            await deadline(future, self.deadline - time.monotonic(), what)
+            return
+        while True:  # ends: each pass waits until the deadline or a stall, whichever is first
+            try:
+                await deadline(asyncio.shield(future), self._left_s(), what)
+                return
+            except TimedOut:
+                if self._left_s() <= 0:  # else pieces came meanwhile: wait on
+                    raise
 
     async def add(self, save_dir: Path) -> None:
         """Add the torrent by magnet: it fetches the metadata, but no pieces yet."""
@@ -237,7 +260,7 @@ class _RoundFetch:
         """Wait for the metadata (BEP 9), at most ``limit_s`` if given; the torrent's info."""
         if self.handle.status().has_metadata and not self.watch.metadata.done():
             self.watch.metadata.set_result(None)
-        left_s = self.deadline - time.monotonic()
+        left_s = self._left_s()
         if limit_s is not None:
             left_s = min(left_s, limit_s)
         await deadline(self.watch.metadata, left_s, "torrent metadata")
@@ -353,6 +376,7 @@ class Fetching:
         peers: Sequence[tuple[str, int]] = (),
         metadata_timeout_s: float | None = None,
         expect_name: str | None = None,
+        stall_timeout_s: float | None = None,
     ) -> FetchResult:
         """Download a round by v1 infohash into ``save_dir/<torrent name>/``; keep seeding it.
 
@@ -362,12 +386,13 @@ class Fetching:
         ``files`` (names inside the round) or ``pieces`` (indices) restrict what is fetched.
         ``expect_infohash_v2`` and ``expect_state_root`` are checked once the data is here;
         a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
-        ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata).
+        ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata);
+        ``stall_timeout_s``: once nothing (metadata, a piece) has come for that long.
         ``expect_name``: the round directory it must be (checked before a byte is written).
         Raises TimedOut if the metadata or the data do not arrive within ``timeout_s``.
         """
         self._check_peers(peers)
-        step = _RoundFetch(self, infohash, timeout_s, on_progress)
+        step = _RoundFetch(self, infohash, timeout_s, on_progress, stall_timeout_s)
         unwatch = self._watch(infohash, step.watch.on_alert)
         lookups = None
         succeeded = False
@@ -393,14 +418,9 @@ class Fetching:
             if expect_state_root is not None:
                 await _check_state_root(round_dir, expect_state_root)
             succeeded = True
+            seconds = time.monotonic() - step.started
             return FetchResult(
-                infohash=infohash,
-                infohash_v2=infohash_v2,
-                round_dir=round_dir,
-                files=paths,
-                payload_bytes_downloaded=downloaded,
-                pieces_wanted=len(wanted),
-                seconds=time.monotonic() - step.started,
+                infohash, infohash_v2, round_dir, paths, downloaded, len(wanted), seconds
             )
         finally:
             unwatch()

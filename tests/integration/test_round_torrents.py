@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from scryp.core import bencode, snapshot
 from scryp.core.balances import BALANCE, BALANCE_OFFSET, RECORD
 from scryp.core.buckets import state_root
+from scryp.errors import TimedOut
 from scryp.files import file_sha256
 from scryp.swarm import FetchFailed, Progress, Swarm, SwarmConfig, build_round_torrent
 
@@ -268,5 +270,63 @@ def test_fetch_only_chosen_pieces_or_files(dht: PrivateDHT, tmp_path: Path) -> N
             assert delta.files == (delta.round_dir / snapshot.TRANSACTIONS,)
             assert delta.files[0].read_bytes() == TRANSACTIONS
             assert delta.payload_bytes_downloaded < len(TRANSACTIONS) + 4 * snapshot.PIECE_BYTES
+
+    asyncio.run(body())
+
+
+def test_a_slow_steady_fetch_outlives_its_stall_timeout_and_a_stalled_one_does_not(
+    dht: PrivateDHT, tmp_path: Path
+) -> None:
+    """A whole state over a slow link (protocol §10.4): with ``stall_timeout_s`` a fetch goes
+    on while pieces keep coming, past the time a plain ``timeout_s`` of that length allows;
+    once nothing comes (the seed gone before the metadata, or mid-transfer) it fails after
+    ``stall_timeout_s``, long before its overall ``timeout_s``."""
+    balances = make_balances(50_000)  # 1.8 MB: ~4.5 s at the cap below
+    round_dir = write_round(tmp_path / "seed", 1, balances, b"")
+    stall_s, cap = 1.5, 400_000
+
+    async def body() -> None:
+        async with dht(2, upload_rate_limit_bytes_per_s=cap, rate_limit_loopback=True) as swarms:
+            seed, client = swarms
+            torrent = await seed.seed(round_dir)
+            with pytest.raises(TimedOut, match="pieces"):
+                await client.fetch(torrent.infohash, tmp_path / "plain", timeout_s=stall_s)
+            started = time.monotonic()
+            await client.fetch(
+                torrent.infohash,
+                tmp_path / "steady",
+                timeout_s=60,
+                stall_timeout_s=stall_s,
+                expect_state_root=state_root(balances),
+            )
+            assert time.monotonic() - started > 2 * stall_s
+            await client.remove(torrent.infohash)
+            progressed = asyncio.Event()
+
+            def on_progress(progress: Progress) -> None:
+                if progress.pieces_done:
+                    progressed.set()
+
+            cut = asyncio.create_task(
+                client.fetch(
+                    torrent.infohash,
+                    tmp_path / "cut",
+                    timeout_s=60,
+                    stall_timeout_s=stall_s,
+                    on_progress=on_progress,
+                )
+            )
+            await asyncio.wait_for(progressed.wait(), 30)
+            await seed.remove(torrent.infohash)  # mid-transfer: nothing comes any more
+            started = time.monotonic()
+            with pytest.raises(TimedOut, match="pieces"):
+                await cut
+            assert time.monotonic() - started < stall_s + 5
+            started = time.monotonic()
+            with pytest.raises(TimedOut, match="metadata"):  # nobody seeds it at all
+                await client.fetch(
+                    torrent.infohash, tmp_path / "none", timeout_s=60, stall_timeout_s=stall_s
+                )
+            assert time.monotonic() - started < stall_s + 5
 
     asyncio.run(body())

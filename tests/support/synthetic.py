@@ -1,11 +1,15 @@
 """A synthetic certified network in one process, for the sync benchmark and tests.
 
 Round 1: ``accounts`` records (ids = SHA-256 of a counter, plus ``payers`` real key pairs).
-Round 2: round 1 after ``payments`` signed payments among the payers. One "server" session
-seeds both rounds and is the DHT's bootstrap node; each of the quorum's test keys publishes
-its BEP 44 pointer (protocol §8.3) with a majority certificate (§8.4) for round 2 (round 1
-for ``upto=1``). Nothing here runs the Raft servers: the rounds and certificates are made
-directly with the servers' keys. Loopback only.
+Round 2: round 1 after ``payments`` signed payments among the payers. Or, with
+``build_checkpoint_rounds``, the layout servers write since stage B (protocol §4.4.4): a
+checkpoint round holding the whole ``balances``, then delta rounds holding only ``changes``,
+``transactions`` and ``window``, each made by the servers' own ``round_contents``. One
+"server" session seeds the rounds and is the DHT's bootstrap node; each of the quorum's test
+keys publishes its BEP 44 pointer (protocol §8.3) with a majority certificate (§8.4) for
+round ``upto`` (the index, from 1, in the list of rounds). Nothing here runs the Raft
+servers: the rounds and certificates are made directly with the servers' keys. Loopback
+only.
 
 The keys and records are pure; the torrents are made by the function the caller passes
 (``scryp.swarm.build_round_torrent``), so a unit test that only needs certified records
@@ -22,12 +26,14 @@ from typing import TYPE_CHECKING
 
 from scryp.core import snapshot
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances
-from scryp.core.buckets import state_root
+from scryp.core.buckets import MerkleTree, state_root
 from scryp.core.certificate import Certificate, Statement, majority
 from scryp.core.ledger import Ledger
-from scryp.core.pointer import PointerRecord, encode_record
+from scryp.core.pointer import RECENT_MAX, PointerRecord, encode_record
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
+from scryp.random_genesis import random_genesis_chunks
+from scryp.server.rounds import round_contents
 
 if TYPE_CHECKING:
     from scryp.swarm import RoundTorrent, Swarm
@@ -42,6 +48,7 @@ class SyntheticRound:
     torrent: RoundTorrent
     state_root: bytes
     transactions_bytes: int
+    tree: MerkleTree | None = None  # the state tree (build_checkpoint_rounds), for proofs
 
 
 def server_keys(count: int) -> list[KeyPair]:
@@ -124,6 +131,66 @@ def build_rounds(
     return rounds
 
 
+def round_payments(
+    payers: list[KeyPair], count: int, stamp_ms: int, new_account_every: int, salt: int
+) -> list[Transaction]:
+    """``count`` signed payments among ``payers`` (every ``new_account_every``-th, if not 0,
+    to a new account named by ``salt``), timestamped at most ``count // 1000`` ms before
+    ``stamp_ms``: distinct, and inside the window of a seal at ``stamp_ms``."""
+    txs = []
+    for i in range(count):
+        if new_account_every and i % new_account_every == new_account_every - 1:
+            payee = hashlib.sha256(b"synthetic new account %d %d" % (salt, i)).digest()
+        else:
+            payee = payers[(i + 1) % len(payers)].public
+        payer = payers[i % len(payers)]
+        txs.append(Transaction.create(payer, payee, 1 + i % 1000, stamp_ms - i // 1000))
+    return txs
+
+
+def build_checkpoint_rounds(
+    root: Path,
+    accounts: int,
+    payers: list[KeyPair],
+    payments: int,
+    make_torrent: Callable[[Path], RoundTorrent],
+    *,
+    checkpoint_every: int,
+    delta_rounds: int,
+    new_account_every: int = 0,
+) -> list[SyntheticRound]:
+    """Rounds C..C+``delta_rounds`` (C = ``checkpoint_every``) as servers write them
+    (protocol §4.4.4): a random genesis of ``accounts`` accounts (``random_genesis``; payer
+    0 holds the rest of the supply, the others a fortieth of it each), then per round
+    ``payments`` payments applied by the servers' ``Ledger`` and the round's files made by
+    the servers' ``round_contents``: round C is a checkpoint (it holds ``balances``), the
+    others hold ``changes``, ``transactions`` and ``window``. Each round keeps its state
+    tree (4 MB), so a stand-in server can answer ``GET /proof``."""
+    if not 0 <= delta_rounds < checkpoint_every:
+        raise ValueError("delta rounds must stay before the next checkpoint")
+    fixed = {key.public: TOTAL_SUPPLY // 40 for key in payers[1:]}
+    genesis = b"".join(random_genesis_chunks(accounts, payers[0].public, fixed, accounts))
+    ledger = Ledger(genesis)
+    del genesis
+    rounds = []
+    for number in range(checkpoint_every, checkpoint_every + delta_rounds + 1):
+        stamp_ms = TIMESTAMP_MS + number * 1000
+        txs = round_payments(payers, payments, stamp_ms, new_account_every, number)
+        outcomes = ledger.apply(txs, stamp_ms, [None] * len(txs))  # signed here: valid
+        refused = [o for o in outcomes if not o.accepted]
+        assert not refused, f"synthetic payments refused: {refused[:3]}"
+        raw = b"".join(tx.raw for tx in txs)
+        contents = round_contents(number, checkpoint_every, ledger, raw)
+        round_dir = root / snapshot.round_dir_name(number)
+        round_dir.mkdir(parents=True, exist_ok=True)
+        for name, data in contents.items():
+            (round_dir / name).write_bytes(data)
+        tree = ledger.state_tree()
+        torrent = make_torrent(round_dir)
+        rounds.append(SyntheticRound(number, round_dir, torrent, tree.root, len(raw), tree))
+    return rounds
+
+
 def certified_record(
     statement: Statement,
     infohash: bytes,
@@ -153,7 +220,7 @@ async def publish(
     torrent = chosen.torrent
     statement = Statement(network, chosen.round, chosen.state_root, torrent.infohash_v2)
     signers = range(majority(len(keys)))
-    recent = tuple(r.torrent.infohash for r in reversed(rounds[: upto - 1]))
+    recent = tuple(r.torrent.infohash for r in reversed(rounds[: upto - 1]))[:RECENT_MAX]
     record = certified_record(statement, torrent.infohash, keys, signers, recent)
     for key in keys:
         await swarm.put_pointer(key, encode_record(record))

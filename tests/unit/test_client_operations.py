@@ -25,7 +25,7 @@ from scryp.client.operations import (
     parse_amount,
     pointer_states,
 )
-from scryp.client.store import Store
+from scryp.client.store import Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import TOTAL_SUPPLY, encode_balances
@@ -148,6 +148,21 @@ def test_history_is_the_accounts_payments_in_the_synced_rounds_oldest_first(
     # The wallet page shows the newest first, at most so many.
     newest = history.as_json(newest_first=True, limit=1)["payments"]
     assert [(p["direction"], p["amount"]) for p in newest] == [("out", 200)]
+
+
+def test_a_held_balance_is_read_in_place_present_absent_or_from_an_empty_file(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path, NETWORK)
+    ids = sorted([ALICE.public, BOB.public, CAROL.public])
+    held_file = encode_balances([(ids[0], 7), (ids[2], TOTAL_SUPPLY - 7)])
+    write_round(store, 5, [], held_file)
+    held = store.hold(5, state_root(held_file))
+    assert read_balance(held, None) is None
+    assert [read_balance(held, account) for account in ids] == [7, 0, TOTAL_SUPPLY - 7]
+    assert read_balance(held, bytes(32)) == 0 and read_balance(held, b"\xff" * 32) == 0
+    held.balances_path.write_bytes(b"")  # no account at all: nothing to map
+    assert read_balance(held, ids[0]) == 0
 
 
 def test_a_verified_balance_says_by_how_many_servers_and_how_it_was_synced() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import random
 
 import pytest
 
 from scryp.client.verify import choose_certified
-from scryp.core.balances import TOTAL_SUPPLY, encode_balances, lookup
+from scryp.core.balances import TOTAL_SUPPLY, decode_balances, encode_balances, lookup
 from scryp.core.buckets import state_root
 from scryp.core.certificate import Certificate, Statement
 from scryp.core.pointer import (
@@ -53,6 +54,44 @@ def test_replay_refuses_what_no_server_would_have_accepted() -> None:
         replay(GENESIS, [pay(B, A, 1)])
     with pytest.raises(MalformedInput):
         replay(GENESIS, [pay(A, A, 1)])
+
+
+def oracle(balances_file: bytes, txs: list[Transaction]) -> bytes:
+    """Every record decoded, the payments applied to a dict, re-encoded: what replay did
+    before it read only the accounts touched."""
+    table = dict(decode_balances(balances_file))
+    for tx in txs:
+        table[tx.payer] -= tx.amount
+        table[tx.payee] = table.get(tx.payee, 0) + tx.amount
+    return encode_balances(table.items())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_replay_reads_only_touched_accounts_yet_gives_the_whole_file(seed: int) -> None:
+    """Against a decode-everything oracle: payments to new accounts (records inserted),
+    accounts emptied (records removed), the first and last records, several payments of one
+    account in a row."""
+    rng = random.Random(seed)
+    keys = payer_keys(6)
+    filler = {rng.randbytes(32): rng.randint(1, 50) for _ in range(rng.randint(0, 40))}
+    shares = {key.public: 1000 + rng.randint(0, 100) for key in keys}
+    shares[keys[0].public] += TOTAL_SUPPLY - sum(filler.values()) - sum(shares.values())
+    before = encode_balances([*filler.items(), *shares.items()])
+    table = dict(shares)
+    txs = []
+    for i in range(rng.randint(1, 30)):
+        payer = rng.choice(keys)
+        others = [k.public for k in keys if k is not payer]
+        payee = rng.choice([*others, rng.randbytes(32), bytes(32), b"\xff" * 32])
+        funds = table[payer.public]
+        if not funds:
+            continue
+        amount = funds if rng.random() < 0.2 else rng.randint(1, funds)  # emptied: removed
+        txs.append(Transaction.create(payer, payee, amount, 1_700_000_000_000 + i))
+        table[payer.public] -= amount
+        if payee in table:
+            table[payee] += amount
+    assert replay(before, txs) == oracle(before, txs)
 
 
 def record(number: int, signers: list[int], keys: list[KeyPair]) -> PointerRecord:
