@@ -52,7 +52,7 @@ from scryp.swarm import Swarm, SwarmConfig, build_round_torrent
 from tests.support.synthetic import build_rounds, payer_keys, publish, server_keys
 
 FETCH_BUDGET_S = 300.0
-NETWORK_ID = bytes(range(32))
+NETWORK_ID = sync_stageb.NETWORK_ID
 
 
 def info_dict(torrent: bytes) -> bencode.Value:
@@ -95,20 +95,11 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     )
     build_s = time.monotonic() - started
     snapshot_bytes = (rounds[1].round_dir / "balances").stat().st_size
-    async with (
-        Swarm.start(SwarmConfig()) as boot,
-        Swarm.start(SwarmConfig(bootstrap=(boot.address,))) as server,
-    ):
-        boot.add_dht_node(*server.address)
-        await server.wait_dht_ready()
-        for chosen in rounds:
-            await server.seed(chosen.round_dir, chosen.torrent)
-        network = Network(
-            quorum=tuple(k.public for k in keys),
-            bootstrap=(boot.address,),
-            torrent_peers=(server.address,),
-            network_id=NETWORK_ID,
-        )
+
+    def plain(boot: Swarm) -> SwarmConfig:
+        return SwarmConfig(bootstrap=(boot.address,))
+
+    async with sync_stageb.seeding(rounds, keys, plain) as (server, network):
         await publish(server, NETWORK_ID, rounds, keys, upto=1)
         held = await client_run(network, work / "incremental", "full", None)
         await publish(server, NETWORK_ID, rounds, keys, upto=2)

@@ -80,6 +80,7 @@ from tests.support.synthetic import (
     publish,
     server_keys,
 )
+from tests.support.web import serving_app
 
 FETCH_BUDGET_S = 600.0  # a whole sync, however slow the link; the fetches have their own
 NETWORK_ID = bytes(range(32))
@@ -155,14 +156,8 @@ class StandIn:
         app = web.Application()
         app.router.add_get("/rounds", self.listing)
         app.router.add_get("/proof/{account}", self.proof)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-        finally:
-            await runner.cleanup()
+        async with serving_app(app) as url:
+            yield url
 
 
 # -- where a sync's time goes -----------------------------------------------------------------
@@ -393,6 +388,30 @@ async def client_run(
         }
 
 
+@contextlib.asynccontextmanager
+async def seeding(
+    rounds: list[SyntheticRound],
+    keys: list[KeyPair],
+    config: Callable[[Swarm], SwarmConfig],
+) -> AsyncIterator[tuple[Swarm, Network]]:
+    """A private DHT's boot node and a server session (``config`` of the boot node) seeding
+    every round; yields the server and the network a client syncs from."""
+    async with Swarm.start(SwarmConfig()) as boot, Swarm.start(config(boot)) as server:
+        boot.add_dht_node(*server.address)
+        await server.wait_dht_ready()
+        for chosen in rounds:
+            await server.seed(chosen.round_dir, chosen.torrent)
+        yield (
+            server,
+            Network(
+                quorum=tuple(k.public for k in keys),
+                bootstrap=(boot.address,),
+                torrent_peers=(server.address,),
+                network_id=NETWORK_ID,
+            ),
+        )
+
+
 def server_config(args: argparse.Namespace, boot: Swarm) -> SwarmConfig:
     """The seeding session: servers' choking profile (``--seed-profile server``, what
     ``scryp.server`` runs) or libtorrent's defaults; the cap on every address."""
@@ -516,20 +535,9 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     build_s = time.monotonic() - started
     standin = StandIn(rounds, keys, args.checkpoint_every, majority(len(keys)))
     async with (
-        Swarm.start(SwarmConfig()) as boot,
-        Swarm.start(server_config(args, boot)) as server,
+        seeding(rounds, keys, partial(server_config, args)) as (server, bare),
         standin.serving() as api,
     ):
-        boot.add_dht_node(*server.address)
-        await server.wait_dht_ready()
-        for chosen in rounds:
-            await server.seed(chosen.round_dir, chosen.torrent)
-        bare = Network(
-            quorum=tuple(k.public for k in keys),
-            bootstrap=(boot.address,),
-            torrent_peers=(server.address,),
-            network_id=NETWORK_ID,
-        )
         helped = dataclasses.replace(bare, apis=(api,))
         results = await syncs(server, (bare, helped), rounds, work / "clients")
         size = results["full"].get("bytes_downloaded") or expected_full_bytes(rounds)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
@@ -254,8 +254,7 @@ class Ledger:
     def encode_window(self) -> bytes:
         """The duplicate window as bytes (protocol §6.4): last effective stamp (8), then the
         remembered (timestamp 8, tx id 32) records, sorted."""
-        records = b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in self.recent())
-        return _STAMP.pack(self._last_stamp_ms) + records
+        return _encode_window(self._last_stamp_ms, self.recent())
 
     def take_remembered(self) -> bytes:
         """The ``remembered`` file (protocol §6.4) and forget its records: the last stamp,
@@ -263,8 +262,7 @@ class Ledger:
         has the window file's format; ``window_at`` turns a checkpoint's window and the
         ``remembered`` files of the rounds since into the window of the last of them."""
         taken, self._remembered = self._remembered, []
-        records = b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in sorted(taken))
-        return _STAMP.pack(self._last_stamp_ms) + records
+        return _encode_window(self._last_stamp_ms, sorted(taken))
 
     @classmethod
     def from_checkpoint(
@@ -303,7 +301,12 @@ def window_at(window: bytes, remembered: Sequence[bytes], window_ms: int) -> byt
     alive = sorted(record for record in kept if record[0] >= oldest_kept_ms)
     if len({tx_id for _, tx_id in alive}) != len(alive):
         raise MalformedInput("a transaction id is remembered twice")
-    return _STAMP.pack(stamp) + b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in alive)
+    return _encode_window(stamp, alive)
+
+
+def _encode_window(stamp_ms: int, records: Iterable[tuple[int, bytes]]) -> bytes:
+    """The window file format (protocol §6.4): the stamp, then the sorted records."""
+    return _STAMP.pack(stamp_ms) + b"".join(_RECENT_ENTRY.pack(ts, tx_id) for ts, tx_id in records)
 
 
 def decode_window(data: bytes) -> tuple[int, list[tuple[int, bytes]]]:

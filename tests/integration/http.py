@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.support.web import serving_app
+
 
 async def get_json(url: str, timeout_s: float = 2.0) -> dict[str, Any] | None:
     """The JSON body at ``url``; None if nothing answers within ``timeout_s`` (a process down,
@@ -33,11 +35,5 @@ async def serving(path: str, answer: Any) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get(path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url
