@@ -10,16 +10,20 @@ the application of committed entries (``apply_entry``) with each payment's outco
 API; the hand-off seal → round files → round protocol; and the routing of the round protocol's
 and the proposal queue's actions to IO.
 
-Concurrency: every method runs on one event loop and only ``turn``/``process`` touch the cores.
-Slow IO (seeding a round, fetching one for a catch-up) is started with a non-blocking call and
-reports back through ``post`` (``Seeded``, ``SeedFailed``, ``Fetched``, ``FetchFailed``), which
-the next ``process`` handles. The awaited IO (persist, precheck, write a round, store a
-certificate) is short; an IO whose calls never suspend lets a caller run the coroutines to the
-end synchronously (the simulator does).
+Concurrency: every method runs on one event loop. ``turn``/``process`` (the core loop) touch
+Raft; ``apply_pending`` (the apply task) applies the committed entries queued by the Readies,
+one at a time in log order, so a seal's slow write never holds up ticks, heartbeats and
+acknowledgements (protocol §7.8). The two share the ledger only through that queue and the
+apply lock, which a catch-up takes before it replaces the ledger. Slow IO (seeding a round,
+fetching one for a catch-up) is started with a non-blocking call and reports back through
+``post`` (``Seeded``, ``SeedFailed``, ``Fetched``, ``FetchFailed``), which the next
+``process`` handles. An IO whose calls never suspend lets a caller run the coroutines to the
+end synchronously (the simulator does, ``apply_pending`` included).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -184,6 +188,9 @@ class DriverIO(Protocol):
 
     def report(self, report: Report) -> None: ...
 
+    def apply_soon(self) -> None:
+        """Committed entries wait: run ``Driver.apply_pending`` soon (the apply task)."""
+
     def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
         """Observation only: a committed entry was applied to ``ledger``."""
 
@@ -193,6 +200,8 @@ class DriverConfig:
     compaction_lag_rounds: int
     outcomes_kept_max: int
     inbox_frames_max: int = 10_000
+    # Committed entries waiting to be applied beyond which the leader proposes nothing new.
+    apply_backlog_entries_max: int = 64
     checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT
 
 
@@ -231,6 +240,9 @@ class Driver:
         # Checkpoint rounds sealed since Raft's snapshot (itself one), oldest first.
         self._checkpoints: deque[SnapshotMeta] = deque([raft.log.snapshot])
         self._round_txs: list[bytes] = []
+        # Committed entries handed over by the Readies, applied by ``apply_pending`` in order.
+        self._to_apply: deque[Entry] = deque()
+        self._apply_lock = asyncio.Lock()  # held while one entry is applied (and for restore)
         self._fetching: int | None = None
         # The round of the last snapshot made durable: a restart loads it, so it stays on disk.
         self._durable_snapshot_round = raft.log.snapshot.round
@@ -270,9 +282,17 @@ class Driver:
             self.io.send(taken.forward.leader, Forward(taken.forward.txs))
         return taken.refusal
 
+    @property
+    def apply_backlog(self) -> int:
+        """Committed entries handed over and not yet applied."""
+        return len(self._to_apply)
+
     async def turn(self, now_ms: int) -> None:
-        """Time passed: tick the cores, then ``process``."""
+        """Time passed: the frames that arrived first, then tick the cores, then ``process``.
+        Frames first: after a stall of our own, what the others sent meanwhile is news, not
+        silence (protocol §7.6)."""
         self.now_ms = max(self.now_ms, now_ms)
+        await self._step_inbox()
         self.raft.tick(self.now_ms)
         await self._route(self.rounds.tick(self.now_ms))
         await self.process(self.now_ms)
@@ -282,11 +302,16 @@ class Driver:
         self.now_ms = max(self.now_ms, now_ms)
         while self._events:
             await self._on_event(self._events.popleft())
-        while self._inbox:
-            peer, frame = self._inbox.popleft()
-            await self._step(peer, frame)
+        await self._step_inbox()
         raft = self.raft
-        for action in self.proposals.take(raft.role is Role.LEADER, raft.leader_id, self.now_ms):
+        # Behind on applying: new payments wait in the proposal queue (protocol §7.8).
+        proposing = len(self._to_apply) <= self.config.apply_backlog_entries_max
+        taken = (
+            self.proposals.take(raft.role is Role.LEADER, raft.leader_id, self.now_ms)
+            if proposing
+            else ()
+        )
+        for action in taken:
             if isinstance(action, Propose):
                 self._propose(action.txs)
             else:
@@ -297,7 +322,20 @@ class Driver:
             await self._handle(raft.ready())
         self._compact()
 
+    async def apply_pending(self) -> None:
+        """Apply every committed entry handed over so far, in log order (the apply task)."""
+        while self._to_apply:
+            async with self._apply_lock:
+                if not self._to_apply:  # a catch-up dropped them meanwhile
+                    return
+                await self._apply(self._to_apply.popleft())
+
     # -- steps -----------------------------------------------------------------------------
+
+    async def _step_inbox(self) -> None:
+        while self._inbox:
+            peer, frame = self._inbox.popleft()
+            await self._step(peer, frame)
 
     async def _on_event(self, event: Event) -> None:
         match event:
@@ -310,22 +348,8 @@ class Driver:
                 self.io.report(event)
                 await self._route(self.rounds.seed_failed(event.round, self.now_ms))
             case Fetched():
-                self._fetching = None
-                behind = self._sealed[-1]  # the newest round this server sealed itself
-                if self.raft.restore(event.meta):
-                    self.ledger = event.ledger
-                    self._sealed = deque([event.meta])
-                    self._checkpoints = deque([event.meta])
-                    self._round_txs = []
-                    # Decisions before this round were made where we cannot see (§6.5).
-                    self.outcomes.move_horizon(event.meta.stamp_ms + 1)
-                    self._round_outcomes = []
-                    await self.io.keep_outcomes(horizon_record(self.outcomes.horizon_ms))
-                    self.io.report(CaughtUp(event.meta))
-                    self.io.start_backfill(behind, event.meta)
-                    stored = self.io.stored_round(event.meta.round)
-                    certificate = stored[1] if stored is not None else b""
-                    await self._route(self.rounds.sealed(event.meta, certificate))
+                async with self._apply_lock:  # not while an entry is half applied
+                    await self._restore(event)
             case FetchFailed():
                 self._fetching = None
                 self.io.report(event)
@@ -341,6 +365,27 @@ class Driver:
                     if decided is not None:
                         records.append(decided.encode())
                 await self.io.keep_outcomes(b"".join(records))
+
+    async def _restore(self, event: Fetched) -> None:
+        """A round fetched for a catch-up: the ledger becomes it, if Raft still wants it."""
+        self._fetching = None
+        behind = self._sealed[-1]  # the newest round this server sealed itself
+        if not self.raft.restore(event.meta):
+            return
+        self._to_apply.clear()  # all committed before the fetched round: superseded by it
+        self.ledger = event.ledger
+        self._sealed = deque([event.meta])
+        self._checkpoints = deque([event.meta])
+        self._round_txs = []
+        # Decisions before this round were made where we cannot see (§6.5).
+        self.outcomes.move_horizon(event.meta.stamp_ms + 1)
+        self._round_outcomes = []
+        await self.io.keep_outcomes(horizon_record(self.outcomes.horizon_ms))
+        self.io.report(CaughtUp(event.meta))
+        self.io.start_backfill(behind, event.meta)
+        stored = self.io.stored_round(event.meta.round)
+        certificate = stored[1] if stored is not None else b""
+        await self._route(self.rounds.sealed(event.meta, certificate))
 
     async def _step(self, peer: int, frame: PeerFrame) -> None:
         match frame:
@@ -391,8 +436,9 @@ class Driver:
             self.io.report(CatchingUp(catch_up))
             await self._route(self.rounds.want(catch_up.round))
             self.io.start_fetch(catch_up)
-        for entry in ready.committed:  # 4. apply
-            await self._apply(entry)
+        self._to_apply.extend(ready.committed)  # 4. apply: in the apply task (§7.8)
+        if ready.committed:
+            self.io.apply_soon()
         raft.advance(ready)  # 5. advance
         self._offer()  # the rounds seeded meanwhile may be named in a catch-up (§9.5)
 

@@ -4,6 +4,9 @@ The decisions live in the cores (``scryp.core.raft``, ``scryp.core.rounds``,
 ``scryp.core.proposals``) and in ``scryp.server.driver``, which the simulator runs too. This
 module only does their effects, as tasks of one TaskGroup (``run``):
 - the **core loop**, the only code that calls the driver's ``turn``: on news or every tick;
+- the **apply task**, the only code that calls the driver's ``apply_pending``: it applies the
+  committed entries and writes the sealed rounds, so a slow seal never stops the core loop
+  from ticking and heartbeating (protocol §7.8);
 - the **peer hub** (authenticated links to the other servers, protocol §9.2);
 - per round, a **seed** task (torrent, swarm) and, per catch-up, a **fetch** task (§9.5),
   both reporting back to the driver; a failure (``NotAvailable``) is reported, not raised, and
@@ -24,18 +27,17 @@ import logging
 import os
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any
 
 from scryp.core import snapshot
 from scryp.core.genesis import Genesis
-from scryp.core.ledger import Ledger, Reason
+from scryp.core.ledger import Ledger
 from scryp.core.pointer import PointerRecord, encode_record
 from scryp.core.proposals import ProposalQueue
-from scryp.core.raft import Entry, RaftConfig, RaftNode, Ready, SnapshotMeta
-from scryp.core.raft.apply import EntryApplied
-from scryp.core.rounds import Certified, Diverged, RoundProtocol, RoundsConfig, ShareRefused
-from scryp.core.tx import TX_BYTES, Transaction
+from scryp.core.raft import RaftConfig, RaftNode, SnapshotMeta
+from scryp.core.rounds import RoundProtocol, RoundsConfig
+from scryp.core.tx import TX_BYTES
 from scryp.core.wire import PeerFrame, Share, decode_frame, encode_frame
 from scryp.crypto import KeyPair
 from scryp.errors import (
@@ -54,18 +56,11 @@ from scryp.server.catchup import Candidates
 from scryp.server.config import ServerConfig
 from scryp.server.driver import (
     Backfilled,
-    BadFrame,
-    CatchingUp,
-    CaughtUp,
-    Compacted,
     Driver,
     DriverConfig,
     Event,
     Fetched,
     FetchFailed,
-    PaymentsDropped,
-    Report,
-    Sealed,
     Seeded,
     SeedFailed,
 )
@@ -73,7 +68,8 @@ from scryp.server.metrics import ServerMetrics
 from scryp.server.outcome_file import OutcomeFile
 from scryp.server.pointers import PointerWatch
 from scryp.server.publisher import Publisher
-from scryp.server.rounds import RoundStore, genesis_contents, seal_round
+from scryp.server.rounds import RoundStore, genesis_contents
+from scryp.server.server_io import ServerIO
 from scryp.server.verify import Verified
 from scryp.server.view import ServerView
 from scryp.swarm import (
@@ -114,6 +110,7 @@ class ServerNode:
             key, quorum, self.network, on_frame=self._on_frame, address_of=self._address_of
         )
         self._wake = asyncio.Event()
+        self._apply_wake = asyncio.Event()
         self._last_now_ms = 0
         self.driver: Driver | None = None
         # The others' pointers: their addresses (§9.6) and a log line each minute (§9.12).
@@ -285,6 +282,7 @@ class ServerNode:
                 for owed in await asyncio.to_thread(owed_backfills, self.config.data_dir):
                     self.start_backfill(*owed)  # one a crash interrupted (protocol §6.5)
                 tasks.create_task(self._core_loop(driver))
+                tasks.create_task(self._apply_loop(driver))
         finally:
             await swarm.close()
 
@@ -316,6 +314,9 @@ class ServerNode:
         self._wake.set()
         return refusal
 
+    def apply_soon(self) -> None:
+        self._apply_wake.set()
+
     def post_and_wake(self, event: Event) -> None:
         if self.driver is not None:
             self.driver.post(event)
@@ -332,6 +333,13 @@ class ServerNode:
                     await self._wake.wait()
             self._wake.clear()
             await driver.turn(self.now_ms())
+
+    async def _apply_loop(self, driver: Driver) -> None:
+        while True:
+            await self._apply_wake.wait()
+            self._apply_wake.clear()
+            await driver.apply_pending()
+            self._wake.set()  # the core loop compacts, offers, proposes what waited
 
     def send_frame(self, peer: int, frame: PeerFrame) -> None:
         """Every frame to a peer goes out here (tests put a lying or slow server here)."""
@@ -489,112 +497,3 @@ class ServerNode:
         if address is None or not share.torrent_port:
             return []
         return [(address.rpartition(":")[0], share.torrent_port)]
-
-
-class ServerIO:
-    """The driver's IO on a real server: disk, peer links, threads, the swarm, the DHT."""
-
-    def __init__(self, node: ServerNode) -> None:
-        self.node = node
-
-    async def persist(self, ready: Ready) -> None:
-        if ready.hard_state is not None or ready.snapshot is not None or ready.entries:
-            store = self.node.store
-            await asyncio.to_thread(store.save, ready.hard_state, ready.snapshot, ready.entries)
-
-    def send(self, peer: int, frame: PeerFrame) -> None:
-        self.node.send_frame(peer, frame)
-
-    async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
-        return await self.node.verified.applying(txs)
-
-    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
-        node = self.node
-        # In a thread (see seal_round); the driver applies nothing until it returns.
-        tree, node.view.sealed_accounts = await asyncio.to_thread(
-            seal_round, node.rounds, meta, node.config.checkpoint_every, ledger, transactions
-        )
-        node.view.keep_tree(meta.round, tree)  # for GET /proof (§4.4.6)
-
-    async def keep_outcomes(self, records: bytes) -> None:
-        if records:
-            await asyncio.to_thread(self.node.outcome_file.append, records)
-
-    def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
-        stored = self.node.rounds.get(round_number)
-        if stored is None:
-            return None
-        return stored.meta, self.node.rounds.certificate(round_number) or b""
-
-    def start_seed(self, meta: SnapshotMeta) -> None:
-        self.node.spawn(self.node.seed_round(meta))
-
-    def start_fetch(self, meta: SnapshotMeta) -> None:
-        self.node.start_fetch(meta)
-
-    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
-        self.node.start_backfill(since, to)
-
-    def peer_seeds(self, peer: int, share: Share) -> None:
-        self.node.peer_seeds(peer, share)
-
-    async def store_certificate(self, round_number: int, certificate: bytes) -> None:
-        await asyncio.to_thread(self.node.rounds.save_certificate, round_number, certificate)
-
-    def publish(self, record: PointerRecord) -> None:
-        self.node.publish(record)
-
-    def drop_torrent(self, round_number: int, infohash: bytes) -> None:
-        swarm = self.node.swarm
-        if swarm is not None:
-            self.node.spawn(swarm.remove(infohash))
-
-    def prune_rounds(self, keep_from: int) -> list[int]:
-        config = self.node.config
-        return self.node.rounds.prune(config.rounds_kept_effective, keep_from=keep_from)
-
-    def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
-        self.node.metrics.applied(applied)
-
-    def report(self, report: Report) -> None:
-        self.node.metrics.report(report)
-        _log_report(report)
-
-
-def _log_report(report: Report) -> None:
-    match report:
-        case Sealed(meta=meta):
-            log.info("sealed round %d: state %s", meta.round, meta.state_root.hex()[:16])
-        case Certified():
-            log.info("round %d certified by servers %s", report.round, list(report.signers))
-        case Diverged():
-            # Servers applying the same log can only disagree through a bug: say so loudly.
-            log.error(
-                "DIVERGENCE: server %d signed round %d as %s, we have %s",
-                report.peer,
-                report.round,
-                report.theirs.hex()[:16],
-                report.ours.hex()[:16],
-            )
-        case ShareRefused():
-            log.warning("server %d sent a share of round %d: %s", *_fields(report))
-        case BadFrame():
-            log.warning("server %d: bad raft message: %s", report.peer, report.reason)
-        case PaymentsDropped():
-            log.warning("dropped %d payments: %s", report.count, report.reason)
-        case SeedFailed():
-            log.warning("seeding round %d failed: %s; will retry", report.round, report.reason)
-        case FetchFailed():
-            log.warning(
-                "catching up to round %d failed: %s; will retry", report.meta.round, report.reason
-            )
-        case CatchingUp(meta=meta):
-            log.info("told to catch up from round %d", meta.round)
-        case CaughtUp(meta=meta):
-            log.info("caught up from round %d", meta.round)
-        case Compacted():
-            log.debug("compacting the log to round %d", report.round)
-
-
-def _fields(report: ShareRefused) -> tuple[int, int, str]:
-    return report.peer, report.round, report.reason

@@ -284,6 +284,7 @@ class Cluster(Hooks):
         self.swarm.faults = SwarmFaults(fetch_delay_ms=self.options.fetch_delay_ms)
         for server in self.servers:
             server.paused_until_ms = 0
+            server.apply_held_until_ms = 0
             if not server.alive:
                 self.restart(server.id)
         self.log("network healed, every server up")
@@ -525,7 +526,9 @@ def _inject_faults(cluster: Cluster, faults: random.Random, intensity: float) ->
     victim = servers[faults.randrange(len(servers))]
     if roll < 0.004:
         if victim.alive:
-            cluster.crash(victim.id, restart_after_ms=faults.randint(50, 2_500))
+            # Up to 4 s down: long enough for the others to compact past it, so it must catch
+            # up from a round (§7.9). Pauses seldom do since a stall costs no election (§7.6).
+            cluster.crash(victim.id, restart_after_ms=faults.randint(50, 4_000))
             return 1
     elif roll < 0.007:
         if victim.alive:
@@ -549,6 +552,11 @@ def _inject_faults(cluster: Cluster, faults: random.Random, intensity: float) ->
         cluster.log("partitions healed")
     elif roll < 0.035:
         cluster.forge_share(faults)
+    elif roll < 0.038:
+        # A slow apply task (a checkpoint round's write at 10M accounts): the core loop must
+        # keep the server in the quorum meanwhile, and a catch-up must not race it (§7.8).
+        victim.apply_held_until_ms = now_ms + faults.randint(50, 2_500)
+        cluster.log(f"s{victim.id} applies late")
     return 0
 
 

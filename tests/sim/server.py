@@ -126,6 +126,8 @@ class SimServer:
     node: RaftNode | None = None  # the driver's Raft core while alive (read by the checks)
     model: Model | None = None
     paused_until_ms: int = 0
+    # A slow apply task (a checkpoint's write): committed entries wait, the core loop runs on.
+    apply_held_until_ms: int = 0
     restart_at_ms: int | None = None
     crash_after_persist: bool = False
     incarnation: int = 0  # seeds and fetches started before a crash report to nobody
@@ -185,6 +187,7 @@ class SimServer:
         self.restart_at_ms = None
         self.backlog.clear()
         self.crash_after_persist = False
+        self.apply_held_until_ms = 0
         held = [(m, store.certificates.get(r, b"")) for r, (m, _) in sorted(store.rounds.items())]
         self.run(self.driver.boot(held))
 
@@ -210,10 +213,17 @@ class SimServer:
     def turn(self, now_ms: int) -> None:
         if self.driver is not None:
             self.run(self.driver.turn(now_ms + self.skew_ms))
+        self.apply(now_ms)
 
     def process(self, now_ms: int) -> None:
         if self.driver is not None:
             self.run(self.driver.process(now_ms + self.skew_ms))
+        self.apply(now_ms)
+
+    def apply(self, now_ms: int) -> None:
+        """The server's apply task (protocol §7.8), unless a fault holds it back."""
+        if self.driver is not None and now_ms >= self.apply_held_until_ms:
+            self.run(self.driver.apply_pending())
 
 
 class SimIO:
@@ -232,6 +242,9 @@ class SimIO:
 
     def send(self, peer: int, frame: PeerFrame) -> None:
         self.hooks.on_send(self.server, peer, frame)
+
+    def apply_soon(self) -> None:
+        pass  # the server applies after each driver call (``SimServer.apply``)
 
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
         return precheck_all(txs)

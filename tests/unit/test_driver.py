@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,15 @@ from scryp.core.ledger import Ledger, Reason, precheck_all
 from scryp.core.outcomes import OutcomeBook
 from scryp.core.pointer import PointerRecord, certified
 from scryp.core.proposals import ProposalQueue
-from scryp.core.raft import Entry, HardState, RaftConfig, RaftNode, Ready, SnapshotMeta
+from scryp.core.raft import (
+    Entry,
+    HardState,
+    Payments,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    SnapshotMeta,
+)
 from scryp.core.raft.apply import EntryApplied
 from scryp.core.rounds import Action, OfferRound, RoundProtocol, RoundsConfig
 from scryp.core.snapshot import CHECKPOINT_EVERY_DEFAULT
@@ -98,11 +107,16 @@ class RecordingIO:
     def report(self, report: Report) -> None:
         self.reports.append(report)
 
+    def apply_soon(self) -> None:
+        pass  # ``step`` applies after every driver call, as the simulator does
+
     def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
         pass
 
 
-def lone_driver(checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT) -> tuple[Driver, RecordingIO]:
+def lone_driver(
+    checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT, apply_backlog_entries_max: int = 64
+) -> tuple[Driver, RecordingIO]:
     io = RecordingIO()
     genesis_meta = SnapshotMeta(0, 0, 0, 0, GENESIS.state_root)
     raft = RaftNode(
@@ -117,7 +131,10 @@ def lone_driver(checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT) -> tuple[Drive
     )
     driver = Driver(
         DriverConfig(
-            compaction_lag_rounds=2, outcomes_kept_max=100, checkpoint_every=checkpoint_every
+            compaction_lag_rounds=2,
+            outcomes_kept_max=100,
+            checkpoint_every=checkpoint_every,
+            apply_backlog_entries_max=apply_backlog_entries_max,
         ),
         raft=raft,
         ledger=Ledger.from_genesis(GENESIS),
@@ -130,16 +147,22 @@ def lone_driver(checkpoint_every: int = CHECKPOINT_EVERY_DEFAULT) -> tuple[Drive
     return driver, io
 
 
+def step(driver: Driver, coroutine: Coroutine[Any, Any, None]) -> None:
+    """One call of the core loop, then the apply task's turn (protocol §7.8)."""
+    run_now(coroutine)
+    run_now(driver.apply_pending())
+
+
 def seed_all(driver: Driver, io: RecordingIO, now_ms: int) -> None:
     for meta in io.seeds:
         driver.post(Seeded(meta.round, bytes(20), bytes(32), 0))
     io.seeds.clear()
-    run_now(driver.process(now_ms))
+    step(driver, driver.process(now_ms))
 
 
 def run_until(driver: Driver, io: RecordingIO, until_ms: int, start_ms: int = 0) -> None:
     for now_ms in range(start_ms, until_ms, 10):
-        run_now(driver.turn(now_ms))
+        step(driver, driver.turn(now_ms))
         seed_all(driver, io, now_ms)
 
 
@@ -164,11 +187,11 @@ def test_a_failed_seed_is_retried_and_the_round_certified_then() -> None:
     [genesis] = io.seeds
     io.seeds.clear()
     driver.post(SeedFailed(0, "TimedOut: injected"))
-    run_now(driver.process(100))
+    step(driver, driver.process(100))
     assert io.seeds == [] and 0 not in io.certificates
-    run_now(driver.turn(100 + 1_999))
+    step(driver, driver.turn(100 + 1_999))
     assert genesis not in io.seeds
-    run_now(driver.turn(100 + 2_000))
+    step(driver, driver.turn(100 + 2_000))
     assert genesis in io.seeds  # retried (the time also elected us and sealed round 1)
     seed_all(driver, io, 2_200)
     assert 0 in io.certificates
@@ -179,7 +202,7 @@ def test_a_forward_to_a_follower_is_dropped_and_proposals_need_a_leader() -> Non
     tx = Transaction.create(PAYER, KEY.public, 5, 0).encode()
     assert driver.submit([tx]) is not None  # no leader yet: refused, nothing queued
     driver.receive(0, Forward((tx,)))
-    run_now(driver.process(0))
+    step(driver, driver.process(0))
     assert not driver.raft.log.unstable_entries()
     assert io.sent == []
 
@@ -245,3 +268,51 @@ def test_compaction_and_offers_go_only_to_checkpoint_rounds(
     assert compacted and all(r % 3 == 0 for r in compacted)
     assert offered and all(m.round % 3 == 0 for m in offered)
     assert driver.compaction_point % 3 == 0 and driver.compaction_point >= 3
+
+
+def _payments_in_log(driver: Driver) -> int:
+    log = driver.raft.log
+    entries = log.slice(log.snapshot.index + 1, log.last_index + 1)
+    return sum(len(e.payload.txs) for e in entries if isinstance(e.payload, Payments))
+
+
+def test_the_core_loop_goes_on_while_the_apply_task_is_behind() -> None:
+    """protocol §7.8: Readies are persisted, sent and committed while the apply task has not
+    applied them (a checkpoint's write); then it applies them all, in log order."""
+    driver, io = lone_driver()
+    run_until(driver, io, 400)  # elected
+    committed = driver.raft.log.committed
+    tx = Transaction.create(PAYER, KEY.public, 5, 400).encode()
+    assert driver.submit([tx]) is None
+    sealed_before = sum(isinstance(r, Sealed) for r in io.reports)
+    for now_ms in range(400, 2_400, 10):  # 2 s of the core loop alone
+        run_now(driver.turn(now_ms))
+    assert driver.raft.log.committed >= committed + 4  # the payment and 3 seals at least
+    assert driver.apply_backlog >= 4
+    assert sum(isinstance(r, Sealed) for r in io.reports) == sealed_before
+    run_now(driver.apply_pending())
+    assert driver.apply_backlog == 0
+    sealed = [r.meta.round for r in io.reports if isinstance(r, Sealed)]
+    assert sealed == list(range(1, len(sealed) + 1)) and len(sealed) >= 4
+    status = driver.outcomes.lookup(Transaction.decode(tx).tx_id)
+    assert status is not None and status.outcome.accepted and status.round == 1
+
+
+def test_a_leader_behind_on_applying_proposes_nothing_new() -> None:
+    """protocol §7.8: beyond ``apply_backlog_entries_max`` waiting entries, payments wait in
+    the proposal queue, so the log cannot outrun the ledger without bound."""
+    driver, io = lone_driver(apply_backlog_entries_max=2)
+    run_until(driver, io, 400)
+    for now_ms in range(400, 2_000, 10):
+        run_now(driver.turn(now_ms))  # seals committed, none applied
+    assert driver.apply_backlog > 2
+    tx = Transaction.create(PAYER, KEY.public, 5, 2_000).encode()
+    assert driver.submit([tx]) is None  # taken: it waits in the queue
+    for now_ms in range(2_000, 2_300, 10):
+        run_now(driver.turn(now_ms))
+    assert _payments_in_log(driver) == 0
+    run_now(driver.apply_pending())
+    run_until(driver, io, 3_500, start_ms=2_300)
+    assert _payments_in_log(driver) == 1
+    status = driver.outcomes.lookup(Transaction.decode(tx).tx_id)
+    assert status is not None and status.outcome.accepted

@@ -44,6 +44,8 @@ class Net:
     size: int
     round_interval_ms: int = 10**9
     entries_per_message_max: int = 64
+    # These tests jump the clock in big steps as a shortcut, not as stalls (protocol §7.6).
+    tick_gap_ms_max: int = 10**9
     nodes: dict[int, RaftNode] = field(default_factory=dict)
     disks: dict[int, Disk] = field(default_factory=dict)
     applied: dict[int, list[Entry]] = field(default_factory=dict)
@@ -67,6 +69,7 @@ class Net:
             entries_per_message_max=self.entries_per_message_max,
             payments_per_entry_max=4,
             proposals_pending_max=8,
+            tick_gap_ms_max=self.tick_gap_ms_max,
         )
 
     def start(self, server: int) -> None:
@@ -501,3 +504,64 @@ def test_catch_up_names_the_newest_offered_round_the_log_still_connects_to() -> 
     catch_ups = [r.catch_up for r in net.readies[2] if r.catch_up is not None]
     assert catch_ups[-1] == meta(4)
     # Reference: §7, and protocol §7.9 (catch up from a round the leader can serve).
+
+
+def _steady(net: Net, duration_ms: int) -> None:
+    """Every server ticks every 20 ms; what they send arrives after each step."""
+    for _ in range(duration_ms // 20):
+        net.now_ms += 20
+        for server, node in net.nodes.items():
+            node.tick(net.now_ms)
+            net.process(server)
+        net.deliver()
+
+
+def _run_without(net: Net, stalled: int, duration_ms: int) -> None:
+    """Every server but ``stalled`` ticks every 20 ms; what is sent to it waits in its inbox."""
+    held: list[Message] = []
+    for _ in range(duration_ms // 20):
+        net.now_ms += 20
+        for server, node in net.nodes.items():
+            if server != stalled:
+                node.tick(net.now_ms)
+                net.process(server)
+        held += [m for m in net.queue if m.target == stalled]
+        net.queue = [m for m in net.queue if m.target != stalled]
+        net.deliver()
+    net.queue = held
+
+
+@pytest.mark.parametrize("tick_gap_ms_max", [150, 10**9], ids=["stall-aware", "stall-blind"])
+def test_a_stall_of_everyone_is_not_taken_for_silence(tick_gap_ms_max: int) -> None:
+    """protocol §7.6: a checkpoint round stalls every server's loop at once (the same entry
+    seals it everywhere), the followers' a little shorter. Time no loop ran must not read as
+    a dead leader (followers campaign) or dead followers (the leader steps down): no
+    election follows. Blind to stalls (timers counted in time, as before), the same stall
+    forces one."""
+    net = Net(3, tick_gap_ms_max=tick_gap_ms_max)
+    _steady(net, 1_000)
+    leader = net.leader()
+    term = net.nodes[leader].term
+    net.now_ms += 1_000  # nobody's loop ran: a 1 s seal
+    _run_without(net, leader, 60)  # the followers' seals ended 60 ms before the leader's
+    net.deliver()  # the driver reads what waited in the leader's inbox before it ticks
+    net.nodes[leader].tick(net.now_ms)
+    net.process(leader)
+    _steady(net, 1_000)
+    stable = net.leader() == leader and all(node.term == term for node in net.nodes.values())
+    assert stable is (tick_gap_ms_max == 150)
+
+
+@pytest.mark.parametrize("tick_gap_ms_max", [150, 10**9], ids=["stall-aware", "stall-blind"])
+def test_a_follower_stalled_alone_does_not_campaign(tick_gap_ms_max: int) -> None:
+    """protocol §7.6: one follower's loop stalls while the leader goes on; its first tick
+    after the stall must not read the gap as the leader's silence (what the leader sent
+    meanwhile waits in its inbox). Blind to stalls, it asks for votes at once."""
+    net = Net(3, tick_gap_ms_max=tick_gap_ms_max)
+    _steady(net, 1_000)
+    stalled = (net.leader() + 1) % 3
+    _run_without(net, stalled, 1_000)
+    net.nodes[stalled].tick(net.now_ms + 20)  # its first tick after the stall
+    net.process(stalled)
+    asked = any(isinstance(m, RequestVote) and m.source == stalled for m in net.queue)
+    assert asked is (tick_gap_ms_max != 150)

@@ -23,6 +23,9 @@ class RaftConfig:
     election_timeout_ms_min: int = 300
     election_timeout_ms_max: int = 600
     heartbeat_interval_ms: int = 50
+    # A tick this long after the previous one means our own loop stalled (a long seal, a slow
+    # fsync): the time between is not counted against the leader or the followers (tick).
+    tick_gap_ms_max: int = 150
     # The leader seals a round at every multiple of this interval (protocol §7.3).
     round_interval_ms: int = 1_000
     # Batching: payments wait in the leader for at most one tick, then go out together.
@@ -58,6 +61,7 @@ class RaftConfig:
             "proposals_pending_max",
             "messages_inflight_max",
             "committed_entries_per_ready_max",
+            "tick_gap_ms_max",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")

@@ -111,7 +111,14 @@ class RaftNode:
         """Advance the injected clock; fires elections, heartbeats, batches and seals."""
         self._check_no_ready()
         invariant(now_ms >= self.now_ms, "the injected clock went backwards")
+        gap_ms = now_ms - self.now_ms
         self.now_ms = now_ms
+        if gap_ms >= self.config.tick_gap_ms_max:
+            # Our own loop stalled: what the others sent meanwhile is still in our inbox, so
+            # the gap is not their silence. As etcd counts ticks, not time, the timers stand
+            # still while we do not run (protocol §7.6).
+            self._election_deadline_ms += gap_ms
+            self._quorum_check_deadline_ms += gap_ms
         if self.role is not Role.LEADER:
             if now_ms >= self._election_deadline_ms:
                 self._pre_campaign()

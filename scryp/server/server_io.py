@@ -1,0 +1,148 @@
+"""The driver's IO on a real server (``scryp.server.driver.DriverIO``): disk, peer links,
+threads, the swarm and the DHT, each done by the ``ServerNode`` it serves; and the log line
+of each driver report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from scryp.core.ledger import Ledger, Reason
+from scryp.core.pointer import PointerRecord
+from scryp.core.raft import Entry, Ready, SnapshotMeta
+from scryp.core.raft.apply import EntryApplied
+from scryp.core.rounds import Certified, Diverged, ShareRefused
+from scryp.core.tx import Transaction
+from scryp.core.wire import PeerFrame, Share
+from scryp.server.driver import (
+    BadFrame,
+    CatchingUp,
+    CaughtUp,
+    Compacted,
+    FetchFailed,
+    PaymentsDropped,
+    Report,
+    Sealed,
+    SeedFailed,
+)
+from scryp.server.rounds import seal_round
+
+if TYPE_CHECKING:
+    from scryp.server.node import ServerNode
+
+log = logging.getLogger("scryp.server.node")  # the server's log lines, as before the split
+
+
+class ServerIO:
+    """The driver's IO on a real server: disk, peer links, threads, the swarm, the DHT."""
+
+    def __init__(self, node: ServerNode) -> None:
+        self.node = node
+
+    async def persist(self, ready: Ready) -> None:
+        if ready.hard_state is not None or ready.snapshot is not None or ready.entries:
+            store = self.node.store
+            await asyncio.to_thread(store.save, ready.hard_state, ready.snapshot, ready.entries)
+
+    def send(self, peer: int, frame: PeerFrame) -> None:
+        self.node.send_frame(peer, frame)
+
+    async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
+        return await self.node.verified.applying(txs)
+
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+        node = self.node
+        # In a thread (see seal_round), awaited by the apply task: the core loop keeps
+        # ticking meanwhile (protocol §7.8).
+        tree, node.view.sealed_accounts = await asyncio.to_thread(
+            seal_round, node.rounds, meta, node.config.checkpoint_every, ledger, transactions
+        )
+        node.view.keep_tree(meta.round, tree)  # for GET /proof (§4.4.6)
+
+    async def keep_outcomes(self, records: bytes) -> None:
+        if records:
+            await asyncio.to_thread(self.node.outcome_file.append, records)
+
+    def stored_round(self, round_number: int) -> tuple[SnapshotMeta, bytes] | None:
+        stored = self.node.rounds.get(round_number)
+        if stored is None:
+            return None
+        return stored.meta, self.node.rounds.certificate(round_number) or b""
+
+    def start_seed(self, meta: SnapshotMeta) -> None:
+        self.node.spawn(self.node.seed_round(meta))
+
+    def start_fetch(self, meta: SnapshotMeta) -> None:
+        self.node.start_fetch(meta)
+
+    def start_backfill(self, since: SnapshotMeta, to: SnapshotMeta) -> None:
+        self.node.start_backfill(since, to)
+
+    def peer_seeds(self, peer: int, share: Share) -> None:
+        self.node.peer_seeds(peer, share)
+
+    async def store_certificate(self, round_number: int, certificate: bytes) -> None:
+        await asyncio.to_thread(self.node.rounds.save_certificate, round_number, certificate)
+
+    def publish(self, record: PointerRecord) -> None:
+        self.node.publish(record)
+
+    def drop_torrent(self, round_number: int, infohash: bytes) -> None:
+        swarm = self.node.swarm
+        if swarm is not None:
+            self.node.spawn(swarm.remove(infohash))
+
+    def prune_rounds(self, keep_from: int) -> list[int]:
+        config = self.node.config
+        return self.node.rounds.prune(config.rounds_kept_effective, keep_from=keep_from)
+
+    def apply_soon(self) -> None:
+        self.node.apply_soon()
+
+    def applied(self, entry: Entry, applied: EntryApplied, ledger: Ledger) -> None:
+        self.node.metrics.applied(applied)
+
+    def report(self, report: Report) -> None:
+        self.node.metrics.report(report)
+        _log_report(report)
+
+
+def _log_report(report: Report) -> None:
+    match report:
+        case Sealed(meta=meta):
+            log.info("sealed round %d: state %s", meta.round, meta.state_root.hex()[:16])
+        case Certified():
+            log.info("round %d certified by servers %s", report.round, list(report.signers))
+        case Diverged():
+            # Servers applying the same log can only disagree through a bug: say so loudly.
+            log.error(
+                "DIVERGENCE: server %d signed round %d as %s, we have %s",
+                report.peer,
+                report.round,
+                report.theirs.hex()[:16],
+                report.ours.hex()[:16],
+            )
+        case ShareRefused():
+            log.warning("server %d sent a share of round %d: %s", *_fields(report))
+        case BadFrame():
+            log.warning("server %d: bad raft message: %s", report.peer, report.reason)
+        case PaymentsDropped():
+            log.warning("dropped %d payments: %s", report.count, report.reason)
+        case SeedFailed():
+            log.warning("seeding round %d failed: %s; will retry", report.round, report.reason)
+        case FetchFailed():
+            log.warning(
+                "catching up to round %d failed: %s; will retry", report.meta.round, report.reason
+            )
+        case CatchingUp(meta=meta):
+            log.info("told to catch up from round %d", meta.round)
+        case CaughtUp(meta=meta):
+            log.info("caught up from round %d", meta.round)
+        case Compacted():
+            log.debug("compacting the log to round %d", report.round)
+
+
+def _fields(report: ShareRefused) -> tuple[int, int, str]:
+    return report.peer, report.round, report.reason
