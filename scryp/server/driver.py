@@ -85,6 +85,13 @@ class FetchFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """A sealed round whose ``write_round`` returned before its files were durable now is."""
+
+    meta: SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
 class Backfilled:
     """Payments the rounds skipped by a catch-up accepted, checked by replay (§6.5):
     (tx id, its timestamp, round) each."""
@@ -92,7 +99,7 @@ class Backfilled:
     accepted: tuple[tuple[bytes, int, int], ...]
 
 
-Event = Seeded | SeedFailed | Fetched | FetchFailed | Backfilled
+Event = Seeded | SeedFailed | Fetched | FetchFailed | Backfilled | Written
 
 
 # -- what the driver reports (to log, or for the simulator's checks) ------------------------
@@ -125,6 +132,15 @@ class BadFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class RoleChanged:
+    """This server's Raft role or term changed (a log line: elections show in the logs)."""
+
+    term: int
+    role: Role
+    leader: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentsDropped:
     count: int
     reason: str
@@ -140,6 +156,7 @@ Report = (
     | Compacted
     | BadFrame
     | PaymentsDropped
+    | RoleChanged
     | SeedFailed
     | FetchFailed
 )
@@ -155,8 +172,9 @@ class DriverIO(Protocol):
 
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]: ...
 
-    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
-        """Store the sealed round's files durably (protocol §8.1, §9.4)."""
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> bool:
+        """Store the sealed round's files (protocol §8.1, §9.4), done with ``ledger`` on
+        return. True: durable now; False: ``Written(meta)`` is posted once they are (§7.8)."""
 
     async def keep_outcomes(self, records: bytes) -> None:
         """Append payments' outcome records durably (``OutcomeBook`` form, protocol §6.5)."""
@@ -243,6 +261,7 @@ class Driver:
         # Committed entries handed over by the Readies, applied by ``apply_pending`` in order.
         self._to_apply: deque[Entry] = deque()
         self._apply_lock = asyncio.Lock()  # held while one entry is applied (and for restore)
+        self._office: tuple[int, Role, int | None] = (raft.term, raft.role, raft.leader_id)
         self._fetching: int | None = None
         # The round of the last snapshot made durable: a restart loads it, so it stays on disk.
         self._durable_snapshot_round = raft.log.snapshot.round
@@ -321,6 +340,10 @@ class Driver:
         while raft.has_ready():
             await self._handle(raft.ready())
         self._compact()
+        office = (raft.term, raft.role, raft.leader_id)
+        if office != self._office:
+            self._office = office
+            self.io.report(RoleChanged(*office))
 
     async def apply_pending(self) -> None:
         """Apply every committed entry handed over so far, in log order (the apply task)."""
@@ -353,6 +376,8 @@ class Driver:
             case FetchFailed():
                 self._fetching = None
                 self.io.report(event)
+            case Written(meta=meta):
+                await self._written(meta)
             case Backfilled():
                 records = []
                 for tx_id, timestamp_ms, round_number in event.accepted:
@@ -477,12 +502,18 @@ class Driver:
         # same outcomes again (a no-op in the book) and writes the round.
         await self.io.keep_outcomes(b"".join(self._round_outcomes))
         self._round_outcomes = []
-        await self.io.write_round(meta, ledger, transactions)
+        durable = await self.io.write_round(meta, ledger, transactions)
         self._sealed.append(meta)
         while len(self._sealed) > self.config.compaction_lag_rounds + 1:
             self._sealed.popleft()
-        if self.is_checkpoint(meta.round):
-            self._checkpoints.append(meta)
+        if durable:
+            await self._written(meta)
+
+    async def _written(self, meta: SnapshotMeta) -> None:
+        """A sealed round's files are durable: a checkpoint may now be compacted to, and the
+        round is seeded. Rounds may get here out of order (a checkpoint's write is slow)."""
+        if self.is_checkpoint(meta.round) and meta.round > self._checkpoints[-1].round:
+            self._checkpoints.append(meta)  # (not if a catch-up moved past it meanwhile)
         self.io.report(Sealed(meta))
         await self._route(self.rounds.sealed(meta))
 

@@ -84,6 +84,7 @@ from scryp.swarm import (
 log = logging.getLogger(__name__)
 
 INBOX_FRAMES_MAX = 10_000
+TURN_SLOW_S = 0.25  # a core loop turn slower than this is logged
 TICK_MS = 20  # how often the core loop wakes with nothing to do: below the heartbeat interval
 
 
@@ -100,6 +101,7 @@ class ServerNode:
         self.network = genesis.network_id
         self.genesis_root = genesis.state_root  # round 0's state (§4.4.3), hashed once
         self.rounds = RoundStore(config.data_dir / "rounds")
+        self.rounds.remove_leftovers()
         self.store = RaftStore(config.data_dir / "raft", self.genesis_root)
         self.raft_config = RaftConfig(
             server_id=self.index,
@@ -332,7 +334,11 @@ class ServerNode:
                 async with asyncio.timeout(TICK_MS / 1000):
                     await self._wake.wait()
             self._wake.clear()
+            started_s = time.monotonic()
             await driver.turn(self.now_ms())
+            took_s = time.monotonic() - started_s
+            if took_s > TURN_SLOW_S:  # heartbeats wait meanwhile: say why there are elections
+                log.warning("the core loop's turn took %.2f s", took_s)
 
     async def _apply_loop(self, driver: Driver) -> None:
         while True:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from scryp.core.ledger import Ledger, Reason
 from scryp.core.pointer import PointerRecord
-from scryp.core.raft import Entry, Ready, SnapshotMeta
+from scryp.core.raft import Entry, Ready, Role, SnapshotMeta
 from scryp.core.raft.apply import EntryApplied
 from scryp.core.rounds import Certified, Diverged, ShareRefused
 from scryp.core.tx import Transaction
@@ -24,15 +25,20 @@ from scryp.server.driver import (
     FetchFailed,
     PaymentsDropped,
     Report,
+    RoleChanged,
     Sealed,
     SeedFailed,
+    Written,
 )
-from scryp.server.rounds import seal_round
+from scryp.server.rounds import StagedRound, seal_round
 
 if TYPE_CHECKING:
     from scryp.server.node import ServerNode
 
 log = logging.getLogger("scryp.server.node")  # the server's log lines, as before the split
+# A Raft persist slower than this is logged: the core loop waits on it before it sends
+# anything, heartbeats included, so a slow disk shows as elections (protocol §7.6).
+PERSIST_SLOW_S = 0.25
 
 
 class ServerIO:
@@ -44,7 +50,11 @@ class ServerIO:
     async def persist(self, ready: Ready) -> None:
         if ready.hard_state is not None or ready.snapshot is not None or ready.entries:
             store = self.node.store
+            started_s = time.monotonic()
             await asyncio.to_thread(store.save, ready.hard_state, ready.snapshot, ready.entries)
+            took_s = time.monotonic() - started_s
+            if took_s > PERSIST_SLOW_S:
+                log.warning("Raft persist took %.2f s (a busy disk?)", took_s)
 
     def send(self, peer: int, frame: PeerFrame) -> None:
         self.node.send_frame(peer, frame)
@@ -52,14 +62,33 @@ class ServerIO:
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
         return await self.node.verified.applying(txs)
 
-    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> bool:
         node = self.node
         # In a thread (see seal_round), awaited by the apply task: the core loop keeps
         # ticking meanwhile (protocol §7.8).
-        tree, node.view.sealed_accounts = await asyncio.to_thread(
+        started_s = time.monotonic()
+        sealing = await asyncio.to_thread(
             seal_round, node.rounds, meta, node.config.checkpoint_every, ledger, transactions
         )
-        node.view.keep_tree(meta.round, tree)  # for GET /proof (§4.4.6)
+        took_s = time.monotonic() - started_s
+        if took_s > PERSIST_SLOW_S:
+            log.info("round %d's files written in %.2f s", meta.round, took_s)
+        node.view.sealed_accounts = sealing.accounts
+        node.view.keep_tree(meta.round, sealing.tree)  # for GET /proof (§4.4.6)
+        if sealing.staged is None:
+            return True
+        node.spawn(self._commit(sealing.staged))  # the apply task goes on meanwhile (§7.8)
+        return False
+
+    async def _commit(self, staged: StagedRound) -> None:
+        """Make a staged checkpoint durable, then tell the driver. An OSError here is as
+        fatal as one in a delta round's write: it ends the server's task group."""
+        started_s = time.monotonic()
+        await asyncio.to_thread(self.node.rounds.commit, staged)
+        took_s = time.monotonic() - started_s
+        if took_s > PERSIST_SLOW_S:
+            log.info("round %d made durable in %.2f s", staged.meta.round, took_s)
+        self.node.post_and_wake(Written(staged.meta))
 
     async def keep_outcomes(self, records: bytes) -> None:
         if records:
@@ -140,6 +169,11 @@ def _log_report(report: Report) -> None:
             log.info("told to catch up from round %d", meta.round)
         case CaughtUp(meta=meta):
             log.info("caught up from round %d", meta.round)
+        case RoleChanged(role=Role.LEADER):
+            log.info("leading term %d", report.term)
+        case RoleChanged():
+            leader = "none known" if report.leader is None else f"server {report.leader}"
+            log.info("term %d: %s, leader %s", report.term, report.role.value, leader)
         case Compacted():
             log.debug("compacting the log to round %d", report.round)
 

@@ -33,7 +33,7 @@ from scryp.core.tx import Transaction
 from scryp.core.wire import PeerFrame, Share
 from scryp.crypto import KeyPair
 from scryp.errors import invariant
-from scryp.server.driver import Driver, DriverConfig, Report, run_now
+from scryp.server.driver import Driver, DriverConfig, Report, Written, run_now
 from scryp.server.rounds import round_contents
 
 from .state_machine import Model, RoundFiles
@@ -45,6 +45,9 @@ ROUNDS_KEPT = 3  # round directories kept besides the compaction point and the c
 SHARES_ROUNDS_AHEAD_MAX = 16
 TX_STATUS_KEPT_MAX = 10_000
 PROPOSALS_QUEUED_MAX = 256
+# A checkpoint round's files become durable this long after its seal (the server fsyncs them
+# in the background, protocol §7.8); a crash before then loses them.
+CHECKPOINT_WRITE_MS = 700
 
 
 class SimCrash(Exception):
@@ -132,6 +135,9 @@ class SimServer:
     crash_after_persist: bool = False
     incarnation: int = 0  # seeds and fetches started before a crash report to nobody
     backlog: list[tuple[int, bytes]] = field(default_factory=list)
+    now_ms: int = 0  # the cluster's clock at the last call
+    # Checkpoint rounds written but not yet durable: (durable at, meta, files).
+    staged: list[tuple[int, SnapshotMeta, RoundFiles]] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
@@ -188,6 +194,7 @@ class SimServer:
         self.backlog.clear()
         self.crash_after_persist = False
         self.apply_held_until_ms = 0
+        self.staged.clear()
         held = [(m, store.certificates.get(r, b"")) for r, (m, _) in sorted(store.rounds.items())]
         self.run(self.driver.boot(held))
 
@@ -201,6 +208,7 @@ class SimServer:
         self.node = None
         self.model = None
         self.backlog.clear()
+        self.staged.clear()  # not yet durable: lost
         self.hooks.on_crash(self, reason)
 
     def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -211,19 +219,26 @@ class SimServer:
             self.crash("crash after persisting, before sending")
 
     def turn(self, now_ms: int) -> None:
+        self.now_ms = now_ms
         if self.driver is not None:
             self.run(self.driver.turn(now_ms + self.skew_ms))
         self.apply(now_ms)
 
     def process(self, now_ms: int) -> None:
+        self.now_ms = now_ms
         if self.driver is not None:
             self.run(self.driver.process(now_ms + self.skew_ms))
         self.apply(now_ms)
 
     def apply(self, now_ms: int) -> None:
-        """The server's apply task (protocol §7.8), unless a fault holds it back."""
+        """The server's apply task (protocol §7.8), unless a fault holds it back; then the
+        checkpoint writes that are durable by now."""
         if self.driver is not None and now_ms >= self.apply_held_until_ms:
             self.run(self.driver.apply_pending())
+        while self.driver is not None and self.staged and self.staged[0][0] <= now_ms:
+            _, meta, files = self.staged.pop(0)
+            self.store.write_round(meta, files)
+            self.driver.post(Written(meta))
 
 
 class SimIO:
@@ -249,12 +264,20 @@ class SimIO:
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
         return precheck_all(txs)
 
-    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> bool:
+        server = self.server
         contents = round_contents(meta.round, CHECKPOINT_EVERY, ledger, transactions)
-        model = self.server.model
+        model = server.model
         if model is not None and model.round == meta.round:
             model.check_changes(contents[snapshot.CHANGES])
-        self.server.store.write_round(meta, RoundFiles.of(contents))
+        if snapshot.is_checkpoint(meta.round, CHECKPOINT_EVERY) and meta.round not in (
+            server.store.rounds
+        ):
+            due_ms = server.now_ms + CHECKPOINT_WRITE_MS
+            server.staged.append((due_ms, meta, RoundFiles.of(contents)))
+            return False
+        server.store.write_round(meta, RoundFiles.of(contents))
+        return True
 
     async def keep_outcomes(self, records: bytes) -> None:
         self.server.store.outcomes += records

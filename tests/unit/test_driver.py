@@ -43,6 +43,7 @@ from scryp.server.driver import (
     Sealed,
     Seeded,
     SeedFailed,
+    Written,
     run_now,
 )
 
@@ -60,6 +61,8 @@ class RecordingIO:
         self.published: list[PointerRecord] = []
         self.reports: list[Report] = []
         self.sent: list[tuple[int, PeerFrame]] = []
+        self.checkpoints_late_every = 0  # if set: checkpoint rounds are written late (§7.8)
+        self.staged: list[SnapshotMeta] = []
 
     async def persist(self, ready: Ready) -> None:
         pass
@@ -70,8 +73,12 @@ class RecordingIO:
     async def precheck(self, txs: Sequence[Transaction]) -> list[Reason | None]:
         return precheck_all(txs)
 
-    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> None:
+    async def write_round(self, meta: SnapshotMeta, ledger: Ledger, transactions: bytes) -> bool:
+        if self.checkpoints_late_every and meta.round % self.checkpoints_late_every == 0:
+            self.staged.append(meta)  # made durable when the test posts ``Written``
+            return False
         self.rounds[meta.round] = meta
+        return True
 
     async def keep_outcomes(self, records: bytes) -> None:
         self.outcomes += records
@@ -316,3 +323,26 @@ def test_a_leader_behind_on_applying_proposes_nothing_new() -> None:
     assert _payments_in_log(driver) == 1
     status = driver.outcomes.lookup(Transaction.decode(tx).tx_id)
     assert status is not None and status.outcome.accepted
+
+
+def test_a_checkpoint_written_late_is_neither_seeded_nor_compacted_to_until_durable() -> None:
+    """protocol §7.8: a checkpoint's fsyncs run in the background while the rounds after it
+    are applied and sealed; until ``Written`` the round is not seeded (its files may not
+    survive a crash) and Raft's log is not compacted to it (a restart would need them)."""
+    driver, io = lone_driver(checkpoint_every=3)
+    io.checkpoints_late_every = 3
+    run_until(driver, io, 6_000)
+    sealed = [r.meta.round for r in io.reports if isinstance(r, Sealed)]
+    staged = [m.round for m in io.staged]
+    assert staged[:2] == [3, 6] and max(sealed) >= 9
+    assert not set(staged) & set(sealed)  # sealed, written, not reported: not seeded either
+    assert driver.compaction_point == 0  # nothing durable to compact to
+    for meta in io.staged:
+        io.rounds[meta.round] = meta
+        driver.post(Written(meta))
+    io.staged.clear()
+    io.checkpoints_late_every = 0
+    run_until(driver, io, 8_000, start_ms=6_000)
+    sealed = [r.meta.round for r in io.reports if isinstance(r, Sealed)]
+    assert set(staged) <= set(sealed)
+    assert driver.compaction_point >= 6 and driver.compaction_point % 3 == 0

@@ -381,7 +381,7 @@ class RaftNode:
         next_index = self.log.last_index + 1
         self._progress = {peer: Progress(next_index=next_index) for peer in self.config.peers}
         self._heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms
-        self._quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms_min
+        self._quorum_check_deadline_ms = self.now_ms + self.config.check_quorum_interval_ms
         # Raft §8: a no-op of the new term lets the leader commit (and learn) everything before it,
         # since Raft §5.4.2 forbids committing older terms' entries by counting replicas.
         self._append(NoOp())
@@ -396,7 +396,7 @@ class RaftNode:
         active = 1 + sum(progress.recently_active for progress in self._progress.values())
         for progress in self._progress.values():
             progress.recently_active = False
-        self._quorum_check_deadline_ms = self.now_ms + self.config.election_timeout_ms_min
+        self._quorum_check_deadline_ms = self.now_ms + self.config.check_quorum_interval_ms
         if active < self.config.majority:
             self._become_follower(self.term, None)
 
