@@ -30,7 +30,7 @@ from scryp.server.driver import (
     SeedFailed,
     Written,
 )
-from scryp.server.rounds import StagedRound, seal_round
+from scryp.server.rounds import seal_round
 
 if TYPE_CHECKING:
     from scryp.server.node import ServerNode
@@ -72,23 +72,26 @@ class ServerIO:
         )
         took_s = time.monotonic() - started_s
         if took_s > PERSIST_SLOW_S:
-            log.info("round %d's files written in %.2f s", meta.round, took_s)
+            log.info("round %d sealed in %.2f s", meta.round, took_s)
         node.view.sealed_accounts = sealing.accounts
         node.view.keep_tree(meta.round, sealing.tree)  # for GET /proof (§4.4.6)
-        if sealing.staged is None:
+        if sealing.unwritten is None:
             return True
-        node.spawn(self._commit(sealing.staged))  # the apply task goes on meanwhile (§7.8)
+        # The apply task goes on meanwhile (§7.8).
+        node.spawn(self._write_checkpoint(meta, sealing.unwritten))
         return False
 
-    async def _commit(self, staged: StagedRound) -> None:
-        """Make a staged checkpoint durable, then tell the driver. An OSError here is as
+    async def _write_checkpoint(
+        self, meta: SnapshotMeta, contents: dict[str, bytes | memoryview]
+    ) -> None:
+        """Write a checkpoint round durably, then tell the driver. An OSError here is as
         fatal as one in a delta round's write: it ends the server's task group."""
         started_s = time.monotonic()
-        await asyncio.to_thread(self.node.rounds.commit, staged)
+        await asyncio.to_thread(self.node.rounds.write, meta, contents)
         took_s = time.monotonic() - started_s
         if took_s > PERSIST_SLOW_S:
-            log.info("round %d made durable in %.2f s", staged.meta.round, took_s)
-        self.node.post_and_wake(Written(staged.meta))
+            log.info("round %d written in the background in %.2f s", meta.round, took_s)
+        self.node.post_and_wake(Written(meta))
 
     async def keep_outcomes(self, records: bytes) -> None:
         if records:

@@ -1,6 +1,7 @@
 """A server's round files on disk (scryp/server/rounds.py, docs/storage.md §3, protocol §7.8):
-a checkpoint round is staged by ``seal_round`` and becomes a round only at ``commit``; a delta
-round is durable when ``seal_round`` returns; a crash's staged leftovers are removed at start.
+``seal_round`` writes a delta round durably but only makes a checkpoint round's files, from a
+copy of the balances the ledger no longer touches; a round staged and never committed (a
+crash) is not a round, and the server removes it when it starts.
 
 Method: a real ``Ledger`` from a two-account genesis, a real ``RoundStore`` under tmp_path.
 """
@@ -14,11 +15,13 @@ from scryp.core import snapshot
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger
 from scryp.core.raft import SnapshotMeta
-from scryp.server.rounds import TEMPORARY_PREFIX, RoundStore, seal_round
+from scryp.core.tx import Transaction
+from scryp.server.rounds import TEMPORARY_PREFIX, RoundStore, StagedRound, seal_round
 
 EVERY = 3
 A = hashlib.sha256(b"round-store-a").digest()
 B = hashlib.sha256(b"round-store-b").digest()
+STAMP_MS = 1_700_000_000_000
 
 
 def ledger() -> Ledger:
@@ -26,39 +29,47 @@ def ledger() -> Ledger:
 
 
 def meta_of(round_number: int, led: Ledger) -> SnapshotMeta:
-    return SnapshotMeta(round_number, 1, round_number, round_number * 1_000, led.state_root())
+    return SnapshotMeta(round_number, 1, round_number, STAMP_MS, led.state_root())
 
 
-def test_a_checkpoint_is_staged_and_becomes_a_round_only_when_committed(tmp_path: Path) -> None:
+def pay(led: Ledger, payee: bytes, amount: int) -> None:
+    raw = STAMP_MS.to_bytes(8, "big") + amount.to_bytes(4, "big") + payee + B + bytes(64)
+    outcomes = led.apply([Transaction.decode(raw)], STAMP_MS, [None])  # vouched for: checked
+    assert outcomes[0].accepted
+
+
+def test_a_checkpoint_is_made_from_a_copy_the_ledger_no_longer_touches(tmp_path: Path) -> None:
     store = RoundStore(tmp_path)
     led = ledger()
     meta = meta_of(EVERY, led)
+    sealed_file = led.balances_file()
     sealing = seal_round(store, meta, EVERY, led, b"")
-    assert sealing.staged is not None and sealing.accounts == 2
-    assert store.get(EVERY) is None and store.rounds() == []  # not a round yet
-    stored = store.commit(sealing.staged)
-    assert store.get(EVERY) == stored and store.rounds() == [EVERY]
-    assert store.read(EVERY, snapshot.BALANCES) == led.balances_file()
-    assert not list(tmp_path.glob(f"{TEMPORARY_PREFIX}*"))
+    assert sealing.unwritten is not None and sealing.accounts == 2
+    assert store.rounds() == []  # nothing written yet: the caller writes it
+    pay(led, hashlib.sha256(b"new").digest(), 3)  # the ledger moves on meanwhile
+    assert led.balances_file() != sealed_file
+    store.write(meta, sealing.unwritten)
+    assert store.rounds() == [EVERY]
+    assert store.read(EVERY, snapshot.BALANCES) == sealed_file  # the round's, not today's
 
 
 def test_a_delta_round_is_durable_when_sealed(tmp_path: Path) -> None:
     store = RoundStore(tmp_path)
     led = ledger()
     sealing = seal_round(store, meta_of(EVERY + 1, led), EVERY, led, b"")
-    assert sealing.staged is None and store.rounds() == [EVERY + 1]
+    assert sealing.unwritten is None and store.rounds() == [EVERY + 1]
 
 
-def test_a_crash_between_stage_and_commit_leaves_nothing_that_counts(tmp_path: Path) -> None:
+def test_a_round_staged_but_never_committed_is_not_a_round(tmp_path: Path) -> None:
     led = ledger()
     meta = meta_of(EVERY, led)
-    assert seal_round(RoundStore(tmp_path), meta, EVERY, led, b"").staged is not None
+    contents = seal_round(RoundStore(tmp_path), meta, EVERY, led, b"").unwritten
+    assert contents is not None
+    assert isinstance(RoundStore(tmp_path).stage(meta, contents), StagedRound)
     # The crash: the staged directory stays. The restarted server's store:
     store = RoundStore(tmp_path)
-    assert store.rounds() == [] and list(tmp_path.glob(f"{TEMPORARY_PREFIX}*"))
+    assert store.rounds() == [] and store.get(EVERY) is None
+    assert list(tmp_path.glob(f"{TEMPORARY_PREFIX}*"))
     store.remove_leftovers()
     assert not list(tmp_path.glob(f"{TEMPORARY_PREFIX}*"))
-    replayed = ledger()  # the replay seals the same round again, and this time commits it
-    sealing = seal_round(store, meta_of(EVERY, replayed), EVERY, replayed, b"")
-    assert sealing.staged is not None
-    assert store.commit(sealing.staged).meta == meta
+    assert store.write(meta, contents).meta == meta  # the replay writes it again
