@@ -25,6 +25,9 @@ from scryp.core.balances import ACCOUNT_ID_BYTES, RECORD, RECORD_BYTES
 from scryp.errors import MalformedInput
 
 CHANGES_RECORDS_MAX = 1 << 24  # 604 MB: far beyond any round's payments (protocol §4.4.4)
+# The header of a ``GET /changes`` answer naming the rounds it merges, "FIRST-LAST" (protocol
+# §10.4.1): a client refuses an answer for other rounds before it spends an apply on it.
+ROUNDS_HEADER = "Scryp-Rounds"
 
 
 def encode_changes(records: Iterable[tuple[bytes, int]]) -> bytes:
