@@ -20,12 +20,14 @@ Then, each with a fresh client (``open_client``: its own read-only session, its 
 directory, closed at the end), the real ``Client.sync``:
 - pointers at C: light by pieces (no server API known: interpolation search in C's
   ``balances``), for a payer and a random account; full of the checkpoint round itself;
-- pointers at R-1: full (the checkpoint's ``balances`` plus D-1 ``changes``), kept as the held
-  round of the incremental row;
+- pointers at R-1: full (the checkpoint's ``balances`` plus the net changes of D-1 rounds, in
+  one ``GET /changes`` answer, or D-1 ``changes`` torrents with ``--no-changes-range``), kept
+  as the held round of the incremental row;
 - pointers at R: full (nothing held), light by proof (payer, random account), incremental
   (R-1 held: R's ``transactions``), full with R-1 held (R's ``changes`` only).
 
-Baselines, in the same run, of the full sync at R's payload bytes (what it downloaded): a plain
+Baselines, in the same run, of the full sync at R's payload bytes (what it downloaded: pieces
+and the ``GET /changes`` body): a plain
 TCP copy of that many bytes on 127.0.0.1, the sender paced to the cap (a token bucket), and one
 libtorrent transfer of a single-file torrent of those bytes from the same capped session to a
 fresh client session. The first is the goal's "plain copy over the same link"; the second
@@ -132,6 +134,12 @@ class Phases:
             phases.note(label, started, result.payload_bytes_downloaded)
             return result
 
+        async def timed_changes(api: str, since: int, round_number: int) -> bytes | None:
+            started = time.monotonic()  # GET /changes (§10.4.1)
+            body = await changes(api, since, round_number)
+            phases.note("get_changes_range", started, len(body or b""))
+            return body
+
         module = vars(client_sync)
         names = (
             "apply_rounds",
@@ -142,22 +150,23 @@ class Phases:
             "check_balances_file",
         )
         saved = {name: module[name] for name in names}
-        listing = client_servers.round_listing
+        listing, changes = client_servers.round_listing, client_servers.changes
         try:
             for name in names:
                 module[name] = self.timed(name, saved[name])
             client_servers.round_listing = self.timed_async("round_listing", listing)
+            client_servers.changes = timed_changes
             Fetching.fetch = timed_fetch  # type: ignore[method-assign,assignment]
             Fetching.fetch_pieces = self.timed_async("fetch_pieces", pieces)  # type: ignore[method-assign]
             yield
         finally:
             module.update(saved)
-            client_servers.round_listing = listing
+            client_servers.round_listing, client_servers.changes = listing, changes
             Fetching.fetch, Fetching.fetch_pieces = fetch, pieces  # type: ignore[method-assign]
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per label: calls, summed seconds, wall seconds (the union of the spans: parallel
-        fetches overlap), bytes downloaded (fetches)."""
+        fetches overlap), bytes downloaded (fetches, GET /changes bodies)."""
         found = {}
         for label, spans in self.spans.items():
             wall, reach = 0.0, float("-inf")
@@ -464,6 +473,7 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         majority(len(keys)),
         network=NETWORK_ID,
         cap_bytes_per_s=args.cap_bytes_per_s,
+        ranges=not args.no_changes_range,
     )
     async with (
         seeding(rounds, keys, partial(server_config, args)) as (server, bare),
@@ -475,9 +485,13 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         base = await baselines(
             server, bare, rounds, size, cap=args.cap_bytes_per_s, work=work / "base"
         )
-    return report(
+    found = report(
         args, rounds, results, base, build_s=build_s, loadavg=(loadavg_start, os.getloadavg())
     )
+    found["changes_range_answers"] = [  # GET /changes bodies served (protocol §10.4.1)
+        {"since": since, "round": last, "bytes": size} for since, last, size in standin.served
+    ]
+    return found
 
 
 def report(
@@ -507,6 +521,7 @@ def report(
         "new_account_every": args.new_account_every,
         "cap_bytes_per_s": args.cap_bytes_per_s,
         "seed_profile": args.seed_profile,
+        "changes_range_served": not args.no_changes_range,
         "checkpoint_balances_bytes": balances_bytes,
         "changes_bytes_after_checkpoint": sum(changes),
         "last_round_changes_bytes": changes[-1] if changes else 0,

@@ -51,6 +51,7 @@ class StandIn:
         network: bytes,
         tamper: Callable[[bytes], bytes] | None = None,
         cap_bytes_per_s: int = 0,
+        ranges: bool = True,
     ) -> None:
         self.rounds = {r.round: r for r in rounds}
         self.every = every
@@ -59,6 +60,7 @@ class StandIn:
         self.entries = [self._entry(r, keys, signers) for r in rounds]
         self.tamper = tamper
         self.cap_bytes_per_s = cap_bytes_per_s
+        self.ranges = ranges  # False: no /changes route (a server from before §10.4.1)
         self.served: list[tuple[int, int, int]] = []  # (since, round, body bytes)
 
     def _entry(self, chosen: SyntheticRound, keys: list[KeyPair], signers: int) -> dict[str, Any]:
@@ -140,6 +142,7 @@ class StandIn:
         app = web.Application()
         app.router.add_get("/rounds", self.listing)
         app.router.add_get("/proof/{account}", self.proof)
-        app.router.add_get("/changes", self.changes)
+        if self.ranges:
+            app.router.add_get("/changes", self.changes)
         async with serving_app(app) as url:
             yield url
