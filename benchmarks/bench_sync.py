@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cap-bytes-per-s", type=int, default=0, help="cap the seeding session's upload (0: none)"
     )
     parser.add_argument("--seed-profile", choices=("server", "default"), default="server")
+    parser.add_argument(
+        "--no-changes-range",
+        action="store_true",
+        help="the stand-in API does not answer GET /changes: one torrent per round's changes",
+    )
     parser.add_argument("--dir", type=Path, help="work here (default: a temporary directory)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)

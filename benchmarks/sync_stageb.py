@@ -9,21 +9,25 @@ C+1..C+D (``--delta-rounds``), each ``--payments`` signed payments, its files ma
 servers' own ``round_contents`` (``changes``, ``transactions``, ``window``). One "server"
 libtorrent session seeds them all (upload capped at ``--cap-bytes-per-s`` if given, with
 loopback mapped to libtorrent's global peer class so the cap applies), a second session is the
-private DHT's bootstrap node, and a stand-in server API (aiohttp on 127.0.0.1) answers
-``GET /rounds`` (certified entries, checkpoints marked) and ``GET /proof/ID?round=R`` from the
-round files, as ``scryp.server.view`` does (``state_at.bucket_at`` and each round's tree).
-Nothing runs Raft: rounds and certificates are made directly with the server keys.
+private DHT's bootstrap node, and a stand-in server API (``tests.support.standin``, aiohttp on
+127.0.0.1) answers ``GET /rounds`` (certified entries, checkpoints marked),
+``GET /proof/ID?round=R`` and ``GET /changes?since=C&round=R`` (one body of the net changes of
+a range of rounds, protocol §10.4.1; paced to the same cap) from the round files, as
+``scryp.server.view`` does. Nothing runs Raft: rounds and certificates are made directly with
+the server keys.
 
 Then, each with a fresh client (``open_client``: its own read-only session, its own data
 directory, closed at the end), the real ``Client.sync``:
 - pointers at C: light by pieces (no server API known: interpolation search in C's
   ``balances``), for a payer and a random account; full of the checkpoint round itself;
-- pointers at R-1: full (the checkpoint's ``balances`` plus D-1 ``changes``), kept as the held
-  round of the incremental row;
+- pointers at R-1: full (the checkpoint's ``balances`` plus the net changes of D-1 rounds, in
+  one ``GET /changes`` answer, or D-1 ``changes`` torrents with ``--no-changes-range``), kept
+  as the held round of the incremental row;
 - pointers at R: full (nothing held), light by proof (payer, random account), incremental
   (R-1 held: R's ``transactions``), full with R-1 held (R's ``changes`` only).
 
-Baselines, in the same run, of the full sync at R's payload bytes (what it downloaded): a plain
+Baselines, in the same run, of the full sync at R's payload bytes (what it downloaded: pieces
+and the ``GET /changes`` body): a plain
 TCP copy of that many bytes on 127.0.0.1, the sender paced to the cap (a token bucket), and one
 libtorrent transfer of a single-file torrent of those bytes from the same capped session to a
 fresh client session. The first is the goal's "plain copy over the same link"; the second
@@ -49,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
-from aiohttp import web
 
 import scryp.client.servers as client_servers
 import scryp.client.sync as client_sync
@@ -57,12 +60,8 @@ from scryp.client.network import Network
 from scryp.client.session import open_client
 from scryp.core import snapshot
 from scryp.core.balances import RECORD
-from scryp.core.buckets import BUCKET_BITS, bucket_of, bucket_range
-from scryp.core.certificate import Certificate, Statement, majority
-from scryp.core.tx import TX_BYTES
+from scryp.core.certificate import majority
 from scryp.crypto import KeyPair
-from scryp.server import state_at
-from scryp.server.rounds import RoundStore
 from scryp.swarm import (
     SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S,
     SERVER_SEED_PIECE_QUOTA,
@@ -73,6 +72,7 @@ from scryp.swarm import (
     build_round_torrent,
 )
 from scryp.swarm.fetch import Fetching
+from tests.support.standin import StandIn
 from tests.support.synthetic import (
     SyntheticRound,
     build_checkpoint_rounds,
@@ -80,84 +80,10 @@ from tests.support.synthetic import (
     publish,
     server_keys,
 )
-from tests.support.web import serving_app
 
 FETCH_BUDGET_S = 600.0  # a whole sync, however slow the link; the fetches have their own
 NETWORK_ID = bytes(range(32))
 COPY_CHUNK = 64 * 1024
-LISTED_MAX = 100  # entries a GET /rounds answers, as servers do
-
-
-# -- a stand-in server API --------------------------------------------------------------------
-
-
-class StandIn:
-    """``GET /rounds`` and ``GET /proof`` as a server answers them (docs/api.md), from the
-    synthetic rounds' files and trees: untrusted help the client checks anyway."""
-
-    def __init__(
-        self, rounds: list[SyntheticRound], keys: list[KeyPair], every: int, signers: int
-    ) -> None:
-        self.rounds = {r.round: r for r in rounds}
-        self.every = every
-        self.store = RoundStore(rounds[0].round_dir.parent)
-        self.entries = [self._entry(r, keys, signers) for r in rounds]
-
-    def _entry(self, chosen: SyntheticRound, keys: list[KeyPair], signers: int) -> dict[str, Any]:
-        torrent = chosen.torrent
-        statement = Statement(NETWORK_ID, chosen.round, chosen.state_root, torrent.infohash_v2)
-        certificate = Certificate(tuple((i, statement.sign(keys[i])) for i in range(signers)))
-        return {
-            "round": chosen.round,
-            "state_root": chosen.state_root.hex(),
-            "infohash": torrent.infohash.hex(),
-            "infohash_v2": torrent.infohash_v2.hex(),
-            "transactions": chosen.transactions_bytes // TX_BYTES,
-            "checkpoint": snapshot.is_checkpoint(chosen.round, self.every),
-            "signers": list(range(signers)),
-            "certified": True,
-            "certificate": certificate.to_bytes().hex(),
-        }
-
-    async def listing(self, request: web.Request) -> web.Response:
-        start = int(request.query.get("from", "0"))
-        listed = [e for e in self.entries if e["round"] >= start][:LISTED_MAX]
-        return web.json_response({"rounds": listed})
-
-    async def proof(self, request: web.Request) -> web.Response:
-        account = bytes.fromhex(request.match_info["account"])
-        chosen = self.rounds.get(int(request.query.get("round", "-1")))
-        if chosen is None or chosen.tree is None:
-            raise web.HTTPNotFound()
-        index = bucket_of(account, BUCKET_BITS)
-        records = await asyncio.to_thread(
-            state_at.bucket_at, self.store, chosen.round, self.every, index
-        )
-        start = end = None
-        if snapshot.is_checkpoint(chosen.round, self.every):
-            flat = (chosen.round_dir / snapshot.BALANCES).read_bytes()
-            start, end = bucket_range(flat, index, BUCKET_BITS)
-        return web.json_response(
-            {
-                "account": account.hex(),
-                "round": chosen.round,
-                "state_root": chosen.state_root.hex(),
-                "infohash": chosen.torrent.infohash.hex(),
-                "bucket": index,
-                "siblings": [s.hex() for s in chosen.tree.proof(index)],
-                "start": start,
-                "end": end,
-                "records": records.hex(),
-            }
-        )
-
-    @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[str]:
-        app = web.Application()
-        app.router.add_get("/rounds", self.listing)
-        app.router.add_get("/proof/{account}", self.proof)
-        async with serving_app(app) as url:
-            yield url
 
 
 # -- where a sync's time goes -----------------------------------------------------------------
@@ -208,6 +134,12 @@ class Phases:
             phases.note(label, started, result.payload_bytes_downloaded)
             return result
 
+        async def timed_changes(api: str, since: int, round_number: int) -> bytes | None:
+            started = time.monotonic()  # GET /changes (§10.4.1)
+            body = await changes(api, since, round_number)
+            phases.note("get_changes_range", started, len(body or b""))
+            return body
+
         module = vars(client_sync)
         names = (
             "apply_rounds",
@@ -218,22 +150,23 @@ class Phases:
             "check_balances_file",
         )
         saved = {name: module[name] for name in names}
-        listing = client_servers.round_listing
+        listing, changes = client_servers.round_listing, client_servers.changes
         try:
             for name in names:
                 module[name] = self.timed(name, saved[name])
             client_servers.round_listing = self.timed_async("round_listing", listing)
+            client_servers.changes = timed_changes
             Fetching.fetch = timed_fetch  # type: ignore[method-assign,assignment]
             Fetching.fetch_pieces = self.timed_async("fetch_pieces", pieces)  # type: ignore[method-assign]
             yield
         finally:
             module.update(saved)
-            client_servers.round_listing = listing
+            client_servers.round_listing, client_servers.changes = listing, changes
             Fetching.fetch, Fetching.fetch_pieces = fetch, pieces  # type: ignore[method-assign]
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per label: calls, summed seconds, wall seconds (the union of the spans: parallel
-        fetches overlap), bytes downloaded (fetches)."""
+        fetches overlap), bytes downloaded (fetches, GET /changes bodies)."""
         found = {}
         for label, spans in self.spans.items():
             wall, reach = 0.0, float("-inf")
@@ -533,7 +466,15 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         build_round_torrent,
     )
     build_s = time.monotonic() - started
-    standin = StandIn(rounds, keys, args.checkpoint_every, majority(len(keys)))
+    standin = StandIn(
+        rounds,
+        keys,
+        args.checkpoint_every,
+        majority(len(keys)),
+        network=NETWORK_ID,
+        cap_bytes_per_s=args.cap_bytes_per_s,
+        ranges=not args.no_changes_range,
+    )
     async with (
         seeding(rounds, keys, partial(server_config, args)) as (server, bare),
         standin.serving() as api,
@@ -544,9 +485,13 @@ async def main_async(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         base = await baselines(
             server, bare, rounds, size, cap=args.cap_bytes_per_s, work=work / "base"
         )
-    return report(
+    found = report(
         args, rounds, results, base, build_s=build_s, loadavg=(loadavg_start, os.getloadavg())
     )
+    found["changes_range_answers"] = [  # GET /changes bodies served (protocol §10.4.1)
+        {"since": since, "round": last, "bytes": size} for since, last, size in standin.served
+    ]
+    return found
 
 
 def report(
@@ -576,6 +521,7 @@ def report(
         "new_account_every": args.new_account_every,
         "cap_bytes_per_s": args.cap_bytes_per_s,
         "seed_profile": args.seed_profile,
+        "changes_range_served": not args.no_changes_range,
         "checkpoint_balances_bytes": balances_bytes,
         "changes_bytes_after_checkpoint": sum(changes),
         "last_round_changes_bytes": changes[-1] if changes else 0,

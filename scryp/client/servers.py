@@ -1,4 +1,5 @@
-"""Talking to the servers' HTTP API (docs/api.md): submit, follow a payment, status, rounds.
+"""Talking to the servers' HTTP API (docs/api.md): submit, follow a payment, status, rounds,
+proofs and the net changes of a range of rounds.
 
 Servers are untrusted here: what they say is used only to find things (round infohashes,
 a payment's round) or shown as what it is (their status). Balances come from verified syncs.
@@ -10,13 +11,15 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from scryp.core.certificate import majority
+from scryp.core.changes import ROUNDS_HEADER
 from scryp.core.tx import Transaction
 from scryp.errors import RemoteError
 
@@ -34,6 +37,13 @@ SUBMIT_PATIENCE_S = 3.0
 # one dead server does not slow every poll to HTTP_TIMEOUT_S (the lab's partition).
 POLL_HTTP_TIMEOUT_S = 1.5
 PROOF_HTTP_TIMEOUT_S = 5.0  # a late proof still beats pieces from a busy swarm (§4.4.6)
+# A GET /changes answer (protocol §10.4.1): past the servers' own bound on the round files
+# they merge (32 MiB, docs/api.md), a body is a server's fault and is not read further; the
+# whole answer within this long, with no silence longer than HTTP_TIMEOUT_S, or the client
+# asks the next server (then fetches the rounds' torrents).
+CHANGES_BYTES_MAX = 64 * 1024 * 1024
+CHANGES_HTTP_TIMEOUT_S = 30.0
+BODY_CHUNK = 64 * 1024
 
 
 class ServersUnreachable(RemoteError):
@@ -65,6 +75,49 @@ async def get_json(api: str, path: str, timeout_s: float = HTTP_TIMEOUT_S) -> tu
             return r.status, await r.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
         return 0, None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A binary answer: status, headers, body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def get_bytes(
+    api: str, path: str, bytes_max: int, timeout_s: float = HTTP_TIMEOUT_S
+) -> Answer | None:
+    """A GET's answer, its body read up to ``bytes_max`` bytes (decompressed: a compressed
+    bomb stops there too); None if the server did not answer in ``timeout_s``, fell silent
+    for ``HTTP_TIMEOUT_S``, or sent more than ``bytes_max`` (not read further)."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=HTTP_TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(api + path) as r:
+            if r.content_length is not None and r.content_length > bytes_max:
+                return None
+            body = bytearray()
+            async for chunk in r.content.iter_chunked(BODY_CHUNK):
+                body += chunk
+                if len(body) > bytes_max:
+                    return None
+            return Answer(r.status, CIMultiDict(r.headers), bytes(body))
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+async def changes(api: str, since: int, round_number: int) -> bytes | None:
+    """One server's ``GET /changes?since=C&round=R`` (protocol §10.4.1): the net ``changes``
+    of rounds C+1..R, if it answered 200 naming those rounds; else None. Untrusted: the
+    caller applies it to round C's balances and requires R's certified state root."""
+    path = f"/changes?since={since}&round={round_number}"
+    answer = await get_bytes(api, path, CHANGES_BYTES_MAX, CHANGES_HTTP_TIMEOUT_S)
+    if answer is None or answer.status != 200:
+        return None
+    if answer.headers.get(ROUNDS_HEADER) != f"{since + 1}-{round_number}":
+        return None  # an answer for other rounds: not worth an apply and a state root
+    return answer.body
 
 
 async def submit(apis: Sequence[str], tx: Transaction) -> str:

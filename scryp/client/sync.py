@@ -8,7 +8,10 @@
   r+1..R, every signature checked, replayed, and the result required to give the certified
   state root of R;
 - **full**: the whole snapshot (reusing the held round's unchanged pieces), its v2 infohash
-  and state root (protocol §4.4.3) checked.
+  and state root (protocol §4.4.3) checked; at a round that is not a checkpoint, the newest
+  checkpoint's ``balances`` and the net ``changes`` since, from one server's
+  ``GET /changes`` (§10.4.1) or else from each round's torrent, the result's state root
+  checked either way.
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ class Synced:
     mode: Mode
     round: VerifiedRound
     balance: int | None  # of the account asked about, when one was
-    bytes_downloaded: int  # payload bytes (pieces); metadata and protocol overhead excluded
+    # Payload bytes: pieces, and the bodies of GET /changes (§10.4.1); metadata, listings,
+    # proofs and protocol overhead excluded.
+    bytes_downloaded: int
     seconds: float
     fell_back: str = ""  # why the cheaper sync was abandoned, if it was
     proof_checked: bool = False  # light: the bucket also checked against the root (§4.4.6)
@@ -300,24 +305,53 @@ class Client:
         # unchoke slot (§8.9), and more connections to it starved the changes past their
         # timeout at 10M accounts over a capped link, while a capped link gained nothing from
         # the overlap (docs/BENCHMARKS.md, client sync at 10M).
-        files, fetched = await self._fetch_files(
-            verified, listing, start + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
-        )
+        new, fetched = await self._changes_by_range(record.round, record.state_root, old, start)
         downloaded += fetched
-        try:
-            ordered = [files[n] for n in sorted(files)]
-            new: bytes | None = await asyncio.to_thread(apply_rounds, old, ordered)
-        except MalformedInput:  # a changes file that is not canonical: a peer's fault
-            new = None
-        if new is None or await asyncio.to_thread(state_root, new) != record.state_root:
-            raise FetchFailed(
-                f"round {start}'s balances and the changes of rounds {start + 1}..{record.round} "
-                "do not give the certified state root"
-            )
+        if new is None:  # no server's range gave the root: each round's torrent (§10.4.1)
+            new, fetched = await self._changes_by_torrents(verified, listing, old, start)
+            downloaded += fetched
         target = store.round_dir(record.round)
         target.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(atomic_write, target / snapshot.BALANCES, new)
         return store.hold(record.round, record.state_root), downloaded
+
+    async def _changes_by_range(
+        self, last: int, root: bytes, old: bytes, start: int
+    ) -> tuple[bytes | None, int]:
+        """Round ``last``'s balances from ``old`` (round ``start``'s) and one server's net
+        ``changes`` of rounds start+1..last (``GET /changes``, protocol §10.4.1), or None if
+        no server's answer gives the certified ``root``; (balances, HTTP bytes downloaded).
+        Why: one request instead of a torrent per round, which a seed with one unchoke slot
+        serves ~2 a second (§8.9, §4.4.9). Servers are asked one at a time, each answer
+        checked: a lying one costs an apply and a state root, then the next is asked."""
+        downloaded = 0
+        for api in self.apis:
+            body = await servers.changes(api, start, last)
+            if body is None:
+                continue
+            downloaded += len(body)
+            new = await _applied(old, [body], root)
+            if new is not None:
+                return new, downloaded
+        return None, downloaded
+
+    async def _changes_by_torrents(
+        self, verified: VerifiedRound, listing: listed.Listing, old: bytes, start: int
+    ) -> tuple[bytes, int]:
+        """Round R's balances from ``old`` (round ``start``'s) and the ``changes`` file of
+        every round since, each from its own torrent (protocol §4.4.7); FetchFailed unless
+        they give R's certified state root. (balances, payload bytes downloaded)"""
+        record = verified.record
+        files, fetched = await self._fetch_files(
+            verified, listing, start + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
+        )
+        new = await _applied(old, [files[n] for n in sorted(files)], record.state_root)
+        if new is None:
+            raise FetchFailed(
+                f"round {start}'s balances and the changes of rounds {start + 1}..{record.round} "
+                "do not give the certified state root"
+            )
+        return new, fetched
 
     async def _checkpoint_balances(
         self, verified: VerifiedRound, listing: listed.Listing, checkpoint: int, held: Held | None
@@ -506,6 +540,17 @@ class Client:
             # Also when a proof won the race and this search was cancelled (§4.4.6).
             await self.swarm.remove(record.infohash)
         return balance, downloaded, checked
+
+
+async def _applied(old: bytes, changes: list[bytes], root: bytes) -> bytes | None:
+    """``old`` after the ``changes`` files (oldest first), if that gives the certified
+    ``root``; None if not, or if a file is not canonical (a peer's fault either way). The
+    check that binds untrusted changes to the certificate (protocol §10.4, §10.4.1)."""
+    try:
+        new = await asyncio.to_thread(apply_rounds, old, changes)
+    except MalformedInput:
+        return None
+    return new if await asyncio.to_thread(state_root, new) == root else None
 
 
 async def _read_held(held: Held) -> tuple[bytes, int]:

@@ -1,6 +1,7 @@
 """A round's ``changes`` file: the records its payments changed (protocol §4.4.4). Pure.
 
-Owns: the codec of the file and applying it to a balances file (§4.1).
+Owns: the codec of the file, merging consecutive rounds' files into one, and applying it to
+a balances file (§4.1).
 
 A ``changes`` file is 36-byte records ``id (32) | balance (4)`` sorted by id with ids strictly
 increasing, one for every account whose balance the round changed, holding the balance after
@@ -24,6 +25,9 @@ from scryp.core.balances import ACCOUNT_ID_BYTES, RECORD, RECORD_BYTES
 from scryp.errors import MalformedInput
 
 CHANGES_RECORDS_MAX = 1 << 24  # 604 MB: far beyond any round's payments (protocol §4.4.4)
+# The header of a ``GET /changes`` answer naming the rounds it merges, "FIRST-LAST" (protocol
+# §10.4.1): a client refuses an answer for other rounds before it spends an apply on it.
+ROUNDS_HEADER = "Scryp-Rounds"
 
 
 def encode_changes(records: Iterable[tuple[bytes, int]]) -> bytes:
@@ -81,16 +85,27 @@ def apply_changes(balances_file: bytes | bytearray | memoryview, changes: bytes)
     return b"".join(parts)
 
 
+def merge_changes(changes_files: Iterable[bytes | bytearray | memoryview]) -> bytes:
+    """The net ``changes`` of consecutive rounds (oldest first), as one canonical ``changes``
+    file: each account's record from the latest round that changed it, a zero kept (the
+    account left the file, or was created and emptied in between: a no-op to apply). Applying
+    it to round C's balances gives what applying rounds C+1..R one after the other gives, so
+    a server can answer a range of rounds at once (``GET /changes``, protocol §10.4.1).
+    MalformedInput if any input file is not canonical."""
+    merged: dict[bytes, int] = {}
+    for changes in changes_files:
+        merged.update(decode_changes(changes))
+    return encode_changes(merged.items())
+
+
 def apply_rounds(
-    balances_file: bytes | bytearray | memoryview, changes_files: Iterable[bytes]
+    balances_file: bytes | bytearray | memoryview,
+    changes_files: Iterable[bytes | bytearray | memoryview],
 ) -> bytes:
     """The balances file after several consecutive rounds' ``changes`` (oldest first): merged
     into one (a later round's record wins), then applied in one pass, so k rounds cost one
     copy of the file, not k. MalformedInput if any changes file is not canonical."""
-    merged: dict[bytes, int] = {}
-    for changes in changes_files:
-        merged.update(decode_changes(changes))
-    return apply_changes(balances_file, encode_changes(merged.items()))
+    return apply_changes(balances_file, merge_changes(changes_files))
 
 
 def find_change(changes: bytes | bytearray | memoryview, account: bytes) -> int | None:

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from scryp.core.changes import ROUNDS_HEADER
 from scryp.core.ledger import Reason
 from scryp.core.tx import Transaction, decode_many
 from scryp.crypto import parse_public_key_hex
@@ -249,6 +250,40 @@ async def rounds(request: web.Request) -> web.Response:
     return web.json_response({"rounds": listed})
 
 
+def round_param(request: web.Request, name: str) -> int:
+    """A required round-number query parameter; MalformedInput (400) if absent or not one."""
+    text = request.query.get(name)
+    if text is None:
+        raise MalformedInput(f"{name} is required: a round number")
+    try:
+        number = int(text)
+    except ValueError:
+        raise MalformedInput(f"{name} must be a round number") from None
+    if number < 0:
+        raise MalformedInput(f"{name} must be a round number")
+    return number
+
+
+async def changes(request: web.Request) -> web.Response:
+    """``GET /changes?since=C&round=R`` (protocol §10.4.1): the net ``changes`` of rounds
+    C+1..R in one body, so a full sync late in a checkpoint interval makes one request, not
+    one torrent per round. Untrusted: the client applies it to round C's balances and
+    requires round R's certified state root."""
+    view = request.app[VIEW]
+    since, round_number = round_param(request, "since"), round_param(request, "round")
+    try:
+        body = await view.changes(since, round_number)
+    except (NotAvailable, OSError) as problem:  # not certified here, not held, pruned
+        raise error(web.HTTPNotFound, str(problem)) from None
+    if body is None:
+        raise error(web.HTTPServiceUnavailable, "no certified round yet")
+    return web.Response(
+        body=body,
+        content_type="application/octet-stream",
+        headers={ROUNDS_HEADER: f"{since + 1}-{round_number}"},
+    )
+
+
 async def transaction(request: web.Request) -> web.Response:
     view = request.app[VIEW]
     text = request.match_info["id"]
@@ -309,6 +344,7 @@ def build_app(
     app.router.add_get("/proof/{account}", proof)
     app.router.add_get("/status", status)
     app.router.add_get("/rounds", rounds)
+    app.router.add_get("/changes", changes)
     app.router.add_get("/tx/{id}", transaction)
     app.router.add_get("/record", record)
     # Prometheus text format, from the server's own registry (scryp.server.metrics).

@@ -22,6 +22,15 @@ class ServerLimits:
     signature_burst: int = 8_192
     request_s_max: float = 10.0  # a whole request, body included (a slow body is cut off)
     rounds_listed_max: int = 100  # GET /rounds
+    # GET /changes (protocol §10.4.1): rounds in one range (a server with a larger
+    # checkpoint_every serves that many: a full sync asks for fewer than checkpoint_every),
+    # and the bytes of round files merged for one answer (the answer is at most that).
+    # 32 MiB: ~220 rounds of 2,000 payments with every payee new; the default range holds
+    # 60 rounds, and a busier network's ranges fail over to the torrents.
+    changes_rounds_max: int = CHECKPOINT_EVERY_DEFAULT
+    changes_bytes_max: int = 32 * 1024 * 1024
+    # Merged answers kept (a crowd of clients syncing the same round asks the same range).
+    changes_answers_kept: int = 4
     tx_status_kept_max: int = 1_000_000  # outcomes remembered for GET /tx/{id}
     proposals_queued_max: int = 16_384  # payments waiting for the leader's core loop
     shares_rounds_ahead_max: int = 16  # round signatures buffered for rounds not sealed yet

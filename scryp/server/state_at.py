@@ -1,6 +1,7 @@
 """An account's balance and a bucket's records at a kept round, read from the round files on
 disk (protocol §4.4.4, §4.4.6): the newest checkpoint at or before the round, then the
-``changes`` of every round after it, up to the round.
+``changes`` of every round after it, up to the round. And the net ``changes`` of a range of
+rounds (``GET /changes``, §10.4.1).
 
 Why from files: only checkpoint rounds hold the whole balances file, and the certified round
 the API answers for may be a round or two behind the ledger. Each ``changes`` file is sorted,
@@ -18,7 +19,8 @@ from pathlib import Path
 from scryp.core import snapshot
 from scryp.core.balances import lookup
 from scryp.core.buckets import BUCKET_BITS, bucket_range
-from scryp.core.changes import apply_changes, apply_rounds, find_change
+from scryp.core.changes import apply_changes, apply_rounds, find_change, merge_changes
+from scryp.errors import MalformedInput, NotAvailable, RemoteError
 from scryp.server.rounds import RoundStore
 
 
@@ -78,3 +80,33 @@ def flat_at(store: RoundStore, round_number: int, checkpoint_every: int) -> byte
     """The whole balances file after round ``round_number`` (O(state): a rebuild, rare)."""
     balances, changes = _paths(store, round_number, checkpoint_every)
     return apply_rounds(balances.read_bytes(), (path.read_bytes() for path in changes))
+
+
+class RangeTooLarge(RemoteError):
+    """The rounds asked for hold more ``changes`` bytes than one answer may merge."""
+
+
+def changes_between(store: RoundStore, since: int, round_number: int, bytes_max: int) -> bytes:
+    """The net ``changes`` of rounds since+1..round_number (``merge_changes``, protocol
+    §10.4.1), from the round files held here. NotAvailable if a round is not held whole (pruned,
+    before this server's catch-up point, or damaged); RangeTooLarge past ``bytes_max`` bytes
+    of round files, checked before any is read, so a request costs at most that much work."""
+    paths = []
+    total = 0
+    for number in range(since + 1, round_number + 1):
+        path = store.path(number) / snapshot.CHANGES
+        if store.get(number) is None or not path.is_file():  # raft-meta: the round is whole
+            raise NotAvailable(f"round {number}'s changes are not held here")
+        total += path.stat().st_size
+        paths.append(path)
+    if total > bytes_max:
+        raise RangeTooLarge(
+            f"rounds {since + 1}..{round_number} hold {total} bytes of changes, over "
+            f"{bytes_max}: ask for fewer rounds"
+        )
+    try:
+        return merge_changes(path.read_bytes() for path in paths)
+    except MalformedInput:  # our own file, damaged (§9.10): refuse, never serve it merged
+        raise NotAvailable(
+            f"a changes file of rounds {since + 1}..{round_number} here is damaged"
+        ) from None

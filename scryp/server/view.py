@@ -6,6 +6,7 @@ view, which answers from the driver's published state and the round files on dis
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
 import threading
@@ -87,6 +88,10 @@ class ServerView:
         # Accounts with a balance at the newest seal (GET /status): counted by the seal's
         # thread, since the live ledger may be mid-compaction there.
         self.sealed_accounts: int | None = None
+        # GET /changes answers by (since, round): rounds are immutable once sealed, and one
+        # merge at a time bounds the work a crowd of full syncs causes (protocol §10.4.1).
+        self._changes_kept: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._changes_lock = asyncio.Lock()
 
     @property
     def limits(self) -> ServerLimits:
@@ -207,6 +212,39 @@ class ServerView:
         return Proof(
             info.round, info.state_root, info.infohash, index, siblings, start, end, records
         )
+
+    async def changes(self, since: int, round_number: int) -> bytes | None:
+        """The net ``changes`` of rounds since+1..round_number (protocol §10.4.1), from the
+        round files; None before a certified round. MalformedInput for a range not after
+        ``since`` or too long, RangeTooLarge for one over the byte limit, NotAvailable for a
+        round not certified or not held here. Untrusted by the client, which checks the
+        certified state root of ``round_number`` after applying it."""
+        if round_number <= since:
+            raise MalformedInput("round must be after since")
+        most = max(self.limits.changes_rounds_max, self._node.config.checkpoint_every)
+        if round_number - since > most:
+            raise MalformedInput(f"at most {most} rounds at once")
+        info = self.certified()
+        if info is None:
+            return None
+        if round_number > info.round:
+            raise NotAvailable(f"round {round_number} is not certified here (newest {info.round})")
+        key = (since, round_number)
+        async with self._changes_lock:
+            found = self._changes_kept.get(key)
+            if found is None:
+                found = await asyncio.to_thread(
+                    state_at.changes_between,
+                    self._node.rounds,
+                    since,
+                    round_number,
+                    self.limits.changes_bytes_max,
+                )
+            self._changes_kept[key] = found
+            self._changes_kept.move_to_end(key)
+            while len(self._changes_kept) > self.limits.changes_answers_kept:
+                self._changes_kept.popitem(last=False)
+        return found
 
     def tx(self, tx_id: bytes) -> TxView | None:
         driver = self._node.driver

@@ -17,6 +17,7 @@ from scryp.core.changes import (
     decode_changes,
     encode_changes,
     find_change,
+    merge_changes,
 )
 from scryp.errors import MalformedInput
 
@@ -173,3 +174,48 @@ def test_apply_rounds_is_applying_each_round_in_turn(
     for changed in rounds:
         one_by_one = apply_changes(one_by_one, changes_of(changed))
     assert apply_rounds(file_of(state), [changes_of(c) for c in rounds]) == one_by_one
+
+
+@given(
+    state=st.dictionaries(account_ids, positive, max_size=20),
+    rounds=st.lists(changes_dicts, max_size=6),
+    cut=st.data(),
+)
+def test_merge_changes_is_applying_each_round_in_turn(
+    state: dict[bytes, int], rounds: list[dict[bytes, int]], cut: st.DataObject
+) -> None:
+    """protocol §10.4.1: the net ``changes`` of rounds C+1..R (what ``GET /changes``
+    answers) is one canonical ``changes`` file, and applying it to any balances gives what
+    applying each round's file in turn gives (the naive oracle); merging is associative, so
+    a range answer can be built from sub-ranges."""
+    files = [changes_of(c) for c in rounds]
+    merged = merge_changes(files)
+    assert encode_changes(decode_changes(merged)) == merged  # canonical: decodes, re-encodes
+    one_by_one = file_of(state)
+    for data in files:
+        one_by_one = apply_changes(one_by_one, data)
+    assert apply_changes(file_of(state), merged) == one_by_one
+    oracle: dict[bytes, int] = {}
+    for changed in rounds:
+        oracle.update(changed)
+    assert merged == changes_of(oracle)  # a later round's record wins
+    at = cut.draw(st.integers(0, len(files)))
+    assert merge_changes([merge_changes(files[:at]), merge_changes(files[at:])]) == merged
+    assert merge_changes([]) == b"" and merge_changes([merged]) == merged
+
+
+@settings(max_examples=50, deadline=None)
+@given(rounds=st.lists(changes_dicts, min_size=1, max_size=4), where=st.data())
+def test_merge_changes_refuses_a_file_that_is_not_canonical(
+    rounds: list[dict[bytes, int]], where: st.DataObject
+) -> None:
+    """An input file from a peer or a damaged disk is refused, not merged into a canonical
+    answer that would hide the fault."""
+    files = [changes_of(c) for c in rounds]
+    index = where.draw(st.integers(0, len(files) - 1))
+    bad = files[index] + b"\x00"  # a partial record
+    with pytest.raises(MalformedInput):
+        merge_changes([*files[:index], bad, *files[index + 1 :]])
+    backwards = record(b"\x20" * 32, 1) + record(b"\x10" * 32, 2)
+    with pytest.raises(MalformedInput, match="strictly increase"):
+        merge_changes([*files, backwards])

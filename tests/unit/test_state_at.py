@@ -1,6 +1,7 @@
 """A balance, a bucket and the whole file at a kept round, read back from the round files on
 disk (scryp/server/state_at.py, protocol §4.4.4, §4.4.6): the newest checkpoint at or before
-the round, then the ``changes`` of each round after it.
+the round, then the ``changes`` of each round after it; and the net ``changes`` of a range of
+rounds (``GET /changes``, §10.4.1).
 
 Method: a real ``Ledger`` seals rounds 0..7 with ``checkpoint_every`` = 3 (checkpoints 0, 3,
 6) and random payments; ``round_contents`` makes each round's files and a real ``RoundStore``
@@ -19,13 +20,20 @@ import pytest
 from scryp.core import snapshot
 from scryp.core.balances import RECORD, TOTAL_SUPPLY, lookup
 from scryp.core.buckets import BUCKET_BITS, bucket_of, bucket_range, state_root
+from scryp.core.changes import apply_changes
 from scryp.core.genesis import Genesis
 from scryp.core.ledger import Ledger, precheck_fields
 from scryp.core.raft import SnapshotMeta
 from scryp.core.tx import Transaction
-from scryp.errors import InvariantViolated
+from scryp.errors import InvariantViolated, NotAvailable
 from scryp.server.rounds import RoundStore, round_contents
-from scryp.server.state_at import balance_at, bucket_at, flat_at
+from scryp.server.state_at import (
+    RangeTooLarge,
+    balance_at,
+    bucket_at,
+    changes_between,
+    flat_at,
+)
 
 EVERY = 3
 ROUNDS = 8  # 0..7: checkpoints 0, 3 and 6, and delta rounds on both sides of each
@@ -155,3 +163,42 @@ def test_the_store_takes_only_a_round_s_files_in_torrent_order(tmp_path: Path) -
         (b"\x01" * 32, TOTAL_SUPPLY)
     ]
     assert store.read(0, snapshot.CHANGES) == b""
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_changes_of_a_range_give_its_last_round(tmp_path: Path, seed: int) -> None:
+    """protocol §10.4.1: the net changes of rounds C+1..R, applied to round C's balances,
+    give round R's, for every range, across checkpoints too (a held round newer than the
+    checkpoint starts a range anywhere)."""
+    store = RoundStore(tmp_path / "rounds")
+    _, flats = seal_rounds(store, seed)
+    big = 1 << 20
+    for since in range(ROUNDS):
+        for last in range(since + 1, ROUNDS):
+            merged = changes_between(store, since, last, big)
+            assert apply_changes(flats[since], merged) == flats[last], (since, last)
+
+
+def test_a_range_not_held_whole_or_too_large_is_refused(tmp_path: Path) -> None:
+    """Whatever a server cannot answer from whole files of its own it refuses: a round not
+    sealed or pruned, one written without its raft-meta (a crash mid-write), a damaged
+    changes file (never merged into a canonical-looking answer); and a range whose files
+    pass the byte limit, before reading them."""
+    store = RoundStore(tmp_path / "rounds")
+    _, flats = seal_rounds(store, 3)
+    sizes = [len(store.read(n, snapshot.CHANGES)) for n in range(ROUNDS)]
+    total = sum(sizes[3:8])
+    assert total > 0
+    assert changes_between(store, 2, 7, total)  # exactly at the limit: answered
+    with pytest.raises(RangeTooLarge, match="fewer rounds"):
+        changes_between(store, 2, 7, total - 1)
+    with pytest.raises(NotAvailable, match="round 8"):
+        changes_between(store, 6, ROUNDS, 1 << 20)
+    (store.path(5) / "raft-meta").unlink()
+    with pytest.raises(NotAvailable, match="round 5"):
+        changes_between(store, 3, 6, 1 << 20)
+    with (store.path(7) / snapshot.CHANGES).open("ab") as file:
+        file.write(b"\x00")  # a partial record
+    with pytest.raises(NotAvailable, match="damaged"):
+        changes_between(store, 5, 7, 1 << 20)
+    assert apply_changes(flats[0], changes_between(store, 0, 4, 1 << 20)) == flats[4]
