@@ -12,7 +12,9 @@ created since the last compaction.
 Invariants (checked by ``check``, asserted by tests after every apply):
 - ``records`` ids strictly increase and ``prefixes[i]`` is the first 8 bytes of record i;
 - overlay ids are not in ``records``; no balance exceeds 2**32-1;
-- after ``compact``, no record has a zero balance and the overlay is empty.
+- after ``compact``, no record has a zero balance and the overlay is empty;
+- every watcher of the records (``watched_records``) is told before each write into them;
+  records a compaction replaced are never written again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import pairwise
+from typing import Protocol
 
 import numpy as np
 
@@ -126,10 +129,25 @@ def _check_record_fields(account: bytes, balance: int) -> None:
         raise MalformedInput(f"balance {balance} does not fit in 4 bytes")
 
 
+class RecordsWatcher(Protocol):
+    """Told before the table writes a balance into the records it watches (``watch``): a
+    background writer of those records saves the bytes it has not written yet."""
+
+    def before_write(self, offset: int) -> None: ...
+
+
 class BalanceTable:
     """Mutable balances: the sorted records plus an overlay of new accounts (see header)."""
 
-    __slots__ = ("_bucket_starts", "_overlay", "_prefixes", "_records", "_touched", "_zeroed")
+    __slots__ = (
+        "_bucket_starts",
+        "_overlay",
+        "_prefixes",
+        "_records",
+        "_touched",
+        "_watchers",
+        "_zeroed",
+    )
 
     def __init__(self, balances_file: bytes | bytearray = b"") -> None:
         check_balances_file(balances_file)
@@ -144,6 +162,7 @@ class BalanceTable:
         # Account -> its balance now, for every balance changed since ``take_touched``: the
         # seal's changed records, with no lookup (a bisection each cost 4 ms a seal at 10M).
         self._touched: dict[bytes, int] = {}
+        self._watchers: list[RecordsWatcher] = []  # of the current records (``watch``)
 
     def __len__(self) -> int:
         """Accounts with a non-zero balance."""
@@ -198,6 +217,8 @@ class BalanceTable:
             payee_balance: int = BALANCE.unpack_from(records, payee_offset)[0] + amount
             # Supply is 2**32-1 in all, so no honest balance can overflow (protocol §4.3).
             invariant(payee_balance <= BALANCE_MAX, "balance overflow: supply not conserved")
+            for watcher in self._watchers:
+                watcher.before_write(payee_offset)
             BALANCE.pack_into(records, payee_offset, payee_balance)
         else:
             payee_balance = self._overlay.get(payee, 0) + amount
@@ -208,6 +229,8 @@ class BalanceTable:
         touched[payer] = payer_balance
         touched[payee] = payee_balance
         if payer_index >= 0:
+            for watcher in self._watchers:
+                watcher.before_write(payer_offset)
             BALANCE.pack_into(records, payer_offset, payer_balance)
             if payer_balance == 0:
                 self._zeroed.add(payer_index)
@@ -258,6 +281,7 @@ class BalanceTable:
         invariant(at == count, "compaction filled every slot")
         del records, prefixes, into_records, into_prefixes  # views pin their arrays
         self._records, self._prefixes = new_records, new_prefixes
+        self._watchers = []  # the records they watch are never written again
         self._bucket_starts.clear()
         self._overlay.clear()
         self._zeroed.clear()
@@ -284,6 +308,20 @@ class BalanceTable:
         ``transfer``/``compact`` (a view pins the bytes)."""
         self.compact()
         return memoryview(self._records).toreadonly()
+
+    def watched_records(self, watcher: RecordsWatcher) -> bytearray:
+        """The canonical balances file (compacts first) as the records themselves, no copy:
+        ``watcher`` is told before every later write into them, until ``unwatch`` or until
+        a compaction moves the table to new records (these then never change again). For a
+        checkpoint written in the background while the ledger moves on (protocol §7.8); the
+        caller must not write into them."""
+        self.compact()
+        self._watchers.append(watcher)
+        return self._records
+
+    def unwatch(self, watcher: RecordsWatcher) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
 
     def take_touched(self) -> dict[bytes, int]:
         """The accounts whose balance changed since the last call, with their balance now (0:

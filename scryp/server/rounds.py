@@ -19,14 +19,14 @@ server removes them when it starts (``remove_leftovers``).
 
 from __future__ import annotations
 
-import mmap
+import contextlib
 import os
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import BinaryIO, Protocol
 
 from scryp.core import snapshot
 from scryp.core.buckets import MerkleTree
@@ -35,10 +35,22 @@ from scryp.core.ledger import Ledger
 from scryp.core.raft.entries import SnapshotMeta, decode_snapshot_meta, encode_snapshot_meta
 from scryp.errors import MalformedInput, invariant
 from scryp.keyfile import atomic_write, fsync_directory
+from scryp.server.checkpoint_balances import CheckpointBalances
 
 RAFT_META = "raft-meta"
 TEMPORARY_PREFIX = ".tmp-"
 CERTIFICATE = "certificate"
+
+
+class StreamedFile(Protocol):
+    """A file's bytes that write themselves (``CheckpointBalances``)."""
+
+    def __len__(self) -> int: ...
+
+    def write_to(self, file: BinaryIO) -> None: ...
+
+
+FileContents = bytes | memoryview | StreamedFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +92,14 @@ class RoundStore:
     def path(self, round_number: int) -> Path:
         return self.directory / snapshot.round_dir_name(round_number)
 
-    def write(self, meta: SnapshotMeta, contents: Mapping[str, bytes | memoryview]) -> StoredRound:
+    def write(self, meta: SnapshotMeta, contents: Mapping[str, FileContents]) -> StoredRound:
         """Write a round durably (see header); idempotent for identical content.
         ``contents`` maps the names of ``snapshot.round_files`` to their bytes."""
         staged = self.stage(meta, contents)
         return staged if isinstance(staged, StoredRound) else self.commit(staged)
 
     def stage(
-        self, meta: SnapshotMeta, contents: Mapping[str, bytes | memoryview]
+        self, meta: SnapshotMeta, contents: Mapping[str, FileContents]
     ) -> StagedRound | StoredRound:
         """A round's files written into its temporary directory, not yet durable: ``commit``
         makes them so. The round already held (identical: else a bug) if it is on disk."""
@@ -108,7 +120,10 @@ class RoundStore:
         temporary.mkdir()
         for name, data in contents.items():
             with open(temporary / name, "wb") as file:
-                file.write(data)
+                if isinstance(data, bytes | memoryview):
+                    file.write(data)
+                else:
+                    data.write_to(file)
         return StagedRound(meta, temporary, tuple(n for n, data in contents.items() if data))
 
     def commit(self, staged: StagedRound) -> StoredRound:
@@ -201,7 +216,10 @@ class Sealing:
 
     tree: MerkleTree
     accounts: int
-    unwritten: dict[str, bytes | memoryview] | None
+    unwritten: dict[str, FileContents] | None
+    # The checkpoint's balances, watching the ledger until written (unwatch them then).
+    balances: CheckpointBalances | None
+    phases_s: tuple[tuple[str, float], ...] = ()  # (step, seconds) in order
 
 
 def seal_round(
@@ -212,35 +230,46 @@ def seal_round(
     transactions: bytes,
 ) -> Sealing:
     """The round just sealed on ``ledger``: a delta round written durably; a checkpoint
-    round's files only made, its balances copied out of the ledger (protocol §7.8: the
-    caller writes them while the ledger moves on; the write of 360 MB at 10M accounts took
-    0.7-1.1 s into the page cache alone, the copy 0.08 s). Blocking, and meant for a
-    thread: a checkpoint compacts every record (~0.35 s at 10M accounts). Nothing else may
-    change the ledger meanwhile (the driver awaits this; the API reads only its duplicate
-    window)."""
+    round's files only made, its balances the ledger's own records, watched (protocol §7.8:
+    the caller writes them while the ledger moves on, ``CheckpointBalances``; the write of
+    360 MB at 10M accounts took 0.7-1.1 s into the page cache alone, a copy 1.3-2 s on this
+    machine's cold memory). Blocking, and meant for a thread: a checkpoint compacts every
+    record (~0.35 s at 10M accounts). Nothing else may change the ledger meanwhile (the
+    driver awaits this; the API reads only its duplicate window)."""
     checkpoint = snapshot.is_checkpoint(meta.round, checkpoint_every)
-    contents: dict[str, bytes | memoryview] = {}
+    contents: dict[str, FileContents] = {}
+    phases = _Phases()
+    balances = None
     if checkpoint:
-        with ledger.balances_view() as balances:
-            contents[snapshot.BALANCES] = copy_off_heap(balances)
-    contents |= _taken_files(ledger, transactions, checkpoint)
+        with phases.timed("compact"):
+            balances = CheckpointBalances()
+            balances.attach(ledger.watched_balances(balances))
+        contents[snapshot.BALANCES] = balances
+    with phases.timed("changes"):
+        contents |= _taken_files(ledger, transactions, checkpoint)
     if not checkpoint:
-        store.write(meta, contents)
-    return Sealing(ledger.state_tree(), ledger.account_count(), contents if checkpoint else None)
+        with phases.timed("write"):
+            store.write(meta, contents)
+    with phases.timed("tree"):
+        tree = ledger.state_tree()
+    unwritten = contents if checkpoint else None
+    phased = tuple(phases.seconds.items())
+    return Sealing(tree, ledger.account_count(), unwritten, balances, phased)
 
 
-def copy_off_heap(data: memoryview) -> memoryview:
-    """A copy of ``data`` in fresh anonymous memory, freed with the last view of it. Asked
-    for transparent huge pages, and copied by numpy (which lets go of the GIL): 0.08 s for
-    360 MB here, where a copy into 4 KB pages took 0.9 s of page faults and ``bytes()``
-    held the GIL for 0.25 s (docs/BENCHMARKS.md)."""
-    if not data.nbytes:
-        return memoryview(b"")
-    block = mmap.mmap(-1, data.nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux; elsewhere the copy is only slower
-        block.madvise(mmap.MADV_HUGEPAGE)
-    np.copyto(np.frombuffer(block, np.uint8), np.frombuffer(data, np.uint8))
-    return memoryview(block).toreadonly()
+class _Phases:
+    """How long each step of a seal took (logged when a seal is slow)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.perf_counter() - started
 
 
 def genesis_contents(genesis: Genesis) -> dict[str, bytes]:

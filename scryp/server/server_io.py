@@ -30,7 +30,7 @@ from scryp.server.driver import (
     SeedFailed,
     Written,
 )
-from scryp.server.rounds import seal_round
+from scryp.server.rounds import Sealing, seal_round
 
 if TYPE_CHECKING:
     from scryp.server.node import ServerNode
@@ -72,25 +72,34 @@ class ServerIO:
         )
         took_s = time.monotonic() - started_s
         if took_s > PERSIST_SLOW_S:
-            log.info("round %d sealed in %.2f s", meta.round, took_s)
+            steps = ", ".join(f"{name} {seconds:.2f}" for name, seconds in sealing.phases_s)
+            log.info("round %d sealed in %.2f s (%s)", meta.round, took_s, steps)
         node.view.sealed_accounts = sealing.accounts
         node.view.keep_tree(meta.round, sealing.tree)  # for GET /proof (§4.4.6)
         if sealing.unwritten is None:
             return True
         # The apply task goes on meanwhile (§7.8).
-        node.spawn(self._write_checkpoint(meta, sealing.unwritten))
+        node.spawn(self._write_checkpoint(meta, sealing, ledger))
         return False
 
-    async def _write_checkpoint(
-        self, meta: SnapshotMeta, contents: dict[str, bytes | memoryview]
-    ) -> None:
+    async def _write_checkpoint(self, meta: SnapshotMeta, sealing: Sealing, ledger: Ledger) -> None:
         """Write a checkpoint round durably, then tell the driver. An OSError here is as
         fatal as one in a delta round's write: it ends the server's task group."""
+        assert sealing.unwritten is not None and sealing.balances is not None
         started_s = time.monotonic()
-        await asyncio.to_thread(self.node.rounds.write, meta, contents)
+        try:
+            await asyncio.to_thread(self.node.rounds.write, meta, sealing.unwritten)
+        finally:
+            ledger.unwatch(sealing.balances)
         took_s = time.monotonic() - started_s
         if took_s > PERSIST_SLOW_S:
-            log.info("round %d written in the background in %.2f s", meta.round, took_s)
+            saved_mb = sealing.balances.saved_bytes / 1e6
+            log.info(
+                "round %d written in the background in %.2f s (%.1f MB copied meanwhile)",
+                meta.round,
+                took_s,
+                saved_mb,
+            )
         self.node.post_and_wake(Written(meta))
 
     async def keep_outcomes(self, records: bytes) -> None:

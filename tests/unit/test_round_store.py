@@ -1,7 +1,7 @@
 """A server's round files on disk (scryp/server/rounds.py, docs/storage.md §3, protocol §7.8):
-``seal_round`` writes a delta round durably but only makes a checkpoint round's files, from a
-copy of the balances the ledger no longer touches; a round staged and never committed (a
-crash) is not a round, and the server removes it when it starts.
+``seal_round`` writes a delta round durably but only makes a checkpoint round's files, its
+balances the ledger's own records, watched (``CheckpointBalances``); a round staged and never
+committed (a crash) is not a round, and the server removes it when it starts.
 
 Method: a real ``Ledger`` from a two-account genesis, a real ``RoundStore`` under tmp_path.
 """
@@ -38,7 +38,7 @@ def pay(led: Ledger, payee: bytes, amount: int) -> None:
     assert outcomes[0].accepted
 
 
-def test_a_checkpoint_is_made_from_a_copy_the_ledger_no_longer_touches(tmp_path: Path) -> None:
+def test_a_checkpoint_written_later_holds_the_seal_the_ledger_moved_on(tmp_path: Path) -> None:
     store = RoundStore(tmp_path)
     led = ledger()
     meta = meta_of(EVERY, led)
