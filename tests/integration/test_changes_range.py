@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +23,7 @@ from scryp.core.changes import ROUNDS_HEADER, apply_changes, decode_changes
 from scryp.core.tx import Transaction
 from scryp.crypto import KeyPair
 from scryp.localnet import LocalNetwork
+from tests.support.fetches import count_fetches
 
 pytestmark = pytest.mark.slow
 
@@ -113,14 +113,7 @@ async def _full_sync_by_range(net: LocalNetwork, data: Path, last: int) -> None:
     async with open_client(load_testnet(net.root), data) as client:
         verified = await client.latest(min_round=last)
         assert verified.round % EVERY
-        fetched: list[Any] = []
-        fetch = client.swarm.fetch
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            fetched.append(kwargs.get("files"))
-            return await fetch(*args, **kwargs)
-
-        client.swarm.fetch = counted  # type: ignore[method-assign]
+        fetched = count_fetches(client)
         synced = await client.sync(verified, "full", ALICE.public)
     assert (synced.mode, synced.balance) == ("full", 1_239)
     assert fetched == [[snapshot.BALANCES]], fetched

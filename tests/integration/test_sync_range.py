@@ -39,6 +39,7 @@ from scryp.core.buckets import state_root
 from scryp.core.certificate import majority
 from scryp.core.changes import apply_rounds, decode_changes, encode_changes
 from scryp.swarm import Swarm, SwarmConfig, build_round_torrent
+from tests.support.fetches import count_fetches
 from tests.support.standin import StandIn
 from tests.support.synthetic import (
     SyntheticRound,
@@ -119,14 +120,7 @@ async def full_sync(net: Network, apis: tuple[str, ...], data: Path) -> tuple[Sy
     async with open_client(dataclasses.replace(net, apis=apis), data) as client:
         verified = await client.latest()
         assert verified.round == EVERY + DELTAS
-        fetched: list[Any] = []
-        fetch = client.swarm.fetch
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            fetched.append(kwargs.get("files"))
-            return await fetch(*args, **kwargs)
-
-        client.swarm.fetch = counted  # type: ignore[method-assign]
+        fetched = count_fetches(client)
         synced = await asyncio.wait_for(client.sync(verified, "full", PAYERS[0].public), DEADLINE_S)
     return synced, fetched
 
