@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from scryp.server.node import ServerNode
 from .conftest import private_dht
 
 DEADLINE_S = 60.0
+STOP_S = 30.0  # a cancelled server stops within this (its tasks and libtorrent session)
 KEYS = [KeyPair.from_seed(hashlib.sha256(f"faults-{i}".encode()).digest()) for i in range(3)]
 FAUCET = KeyPair.from_seed(hashlib.sha256(b"faults-faucet").digest())
 
@@ -67,9 +69,15 @@ async def cluster(
         finally:
             for run in runs:
                 run.cancel()
-            await asyncio.gather(*runs, return_exceptions=True)
+            _, stopping = await asyncio.wait(runs, timeout=STOP_S) if runs else ((), set())
             for runner in runners:
                 await runner.cleanup()
+            if stopping:  # say where a server hangs, not wait for pytest's timeout
+                for task in asyncio.all_tasks():
+                    task.print_stack(limit=8, file=sys.stderr)
+                raise AssertionError(
+                    f"{len(stopping)} server(s) still running {STOP_S} s after cancel"
+                )
 
 
 async def wait_for(condition: Callable[[], bool], what: str, runs: Runs) -> None:
