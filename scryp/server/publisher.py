@@ -109,6 +109,9 @@ class Publisher:
                 try:
                     await self._put()
                 except NotAvailable as error:  # a put timed out, or the swarm is closing
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from error  # stopping: not a failed put
                     # With the newest record already on known nodes (§8.3.4), a slow walk (a
                     # node ignoring BEP 44 holds it 15 s) is routine, not a problem.
                     level = logging.INFO if self.last_direct_took else logging.WARNING

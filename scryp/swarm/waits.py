@@ -15,9 +15,16 @@ _T = TypeVar("_T")
 
 
 async def deadline(awaitable: asyncio.Future[_T], timeout_s: float, what: str) -> _T:
-    """``awaitable``'s result, or ``TimedOut`` naming ``what`` did not come in time."""
+    """``awaitable``'s result, or ``TimedOut`` naming ``what`` did not come in time.
+
+    asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result (or raises the
+    future's own error) when the future completes as the caller is cancelled, and the
+    cancellation is lost. Seen in CI: a swarm closing failed a DHT put as the server was
+    cancelled, the publisher took the error for a failed put and waited 30 min for its next
+    one, and the server never stopped."""
     try:
-        return await asyncio.wait_for(awaitable, max(timeout_s, 0.0))
+        async with asyncio.timeout(max(timeout_s, 0.0)):
+            return await awaitable
     except TimeoutError:
         raise TimedOut(f"no {what} within {timeout_s:.1f} s") from None
 
