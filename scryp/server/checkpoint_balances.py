@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
+from scryp.core.ledger import Ledger
+
 CHUNK_BYTES = 1 << 20  # a write of 1 MB under the lock holds the ledger back ~1-3 ms at most
 
 
@@ -35,6 +37,13 @@ class CheckpointBalances:
         self._written = 0  # chunks 0.._written-1 are in the file
         self._saved: dict[int, bytes] = {}
         self.saved_bytes = 0  # copied because the ledger wrote first (a figure for the log)
+
+    @classmethod
+    def of(cls, ledger: Ledger, chunk_bytes: int = CHUNK_BYTES) -> CheckpointBalances:
+        """The ledger's balances as they are now, watching its records until ``unwatch``."""
+        balances = cls(chunk_bytes)
+        balances.attach(ledger.watched_balances(balances))
+        return balances
 
     def attach(self, records: bytearray) -> None:
         """The records to write: ``Ledger.watched_balances(self)``, before any write."""

@@ -242,8 +242,7 @@ def seal_round(
     balances = None
     if checkpoint:
         with phases.timed("compact"):
-            balances = CheckpointBalances()
-            balances.attach(ledger.watched_balances(balances))
+            balances = CheckpointBalances.of(ledger)
         contents[snapshot.BALANCES] = balances
     with phases.timed("changes"):
         contents |= _taken_files(ledger, transactions, checkpoint)
