@@ -17,7 +17,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import mmap
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,11 +36,11 @@ from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
 from scryp.core.buckets import state_root
-from scryp.core.changes import apply_rounds
+from scryp.core.changes import apply_changes, merge_changes
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
-from scryp.keyfile import atomic_write
+from scryp.keyfile import atomic_write, move_durably
 from scryp.swarm import FetchFailed, Swarm
 
 _T = TypeVar("_T")
@@ -101,16 +104,30 @@ class Synced:
 class Client:
     """A client session: one libtorrent session plus the data directory."""
 
-    def __init__(self, network: Network, data_dir: Path, swarm: Swarm) -> None:
+    def __init__(
+        self,
+        network: Network,
+        data_dir: Path,
+        swarm: Swarm,
+        checks: concurrent.futures.Executor | None = None,
+    ) -> None:
         self.network = network
         self.data_dir = data_dir
         self.swarm = swarm
+        # Where whole-state checks run (a state root: 0.15 s of Python at 1M accounts): threads,
+        # or the lab agents' process pool, so that dozens of clients do not queue for one GIL.
+        self.checks = checks
         self.refused: dict[bytes, RemoteError] = {}
         self.pointer_apis: tuple[str, ...] = ()
 
     @property
     def apis(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.network.apis + self.pointer_apis))
+
+    def trackers(self) -> list[str]:
+        """The servers' round trackers (protocol §8.6.1): a fetch announces itself there, so
+        that clients fetching the same round trade pieces instead of all asking the servers."""
+        return [f"{api.rstrip('/')}/announce" for api in self.apis]
 
     def store(self, verified: VerifiedRound) -> Store:
         return Store(self.data_dir, verified.record.network)
@@ -283,6 +300,7 @@ class Client:
             expect_infohash_v2=record.infohash_v2,
             expect_state_root=record.state_root,
             peers=self.network.torrent_peers,
+            trackers=self.trackers(),
         )
         if result.round_dir != store.round_dir(record.round):
             raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
@@ -297,7 +315,7 @@ class Client:
         store = self.store(verified)
         if held is not None and checkpoint <= held.round < record.round:
             start = held.round  # newer than the checkpoint: only the changes since travel
-            old, downloaded = await _read_held(held)
+            old, downloaded = held.balances_path, 0
         else:
             start = checkpoint
             old, downloaded = await self._checkpoint_balances(verified, listing, checkpoint, held)
@@ -312,12 +330,13 @@ class Client:
             downloaded += fetched
         target = store.round_dir(record.round)
         target.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(atomic_write, target / snapshot.BALANCES, new)
+        # The checked file moves into place: the new one, or the old if nothing changed.
+        await asyncio.to_thread(move_durably, new, target / snapshot.BALANCES)
         return store.hold(record.round, record.state_root), downloaded
 
     async def _changes_by_range(
-        self, last: int, root: bytes, old: bytes, start: int
-    ) -> tuple[bytes | None, int]:
+        self, last: int, root: bytes, old: Path, start: int
+    ) -> tuple[Path | None, int]:
         """Round ``last``'s balances from ``old`` (round ``start``'s) and one server's net
         ``changes`` of rounds start+1..last (``GET /changes``, protocol §10.4.1), or None if
         no server's answer gives the certified ``root``; (balances, HTTP bytes downloaded).
@@ -330,14 +349,14 @@ class Client:
             if body is None:
                 continue
             downloaded += len(body)
-            new = await _applied(old, [body], root)
+            new = await self._applied(old, [body], root)
             if new is not None:
                 return new, downloaded
         return None, downloaded
 
     async def _changes_by_torrents(
-        self, verified: VerifiedRound, listing: listed.Listing, old: bytes, start: int
-    ) -> tuple[bytes, int]:
+        self, verified: VerifiedRound, listing: listed.Listing, old: Path, start: int
+    ) -> tuple[Path, int]:
         """Round R's balances from ``old`` (round ``start``'s) and the ``changes`` file of
         every round since, each from its own torrent (protocol §4.4.7); FetchFailed unless
         they give R's certified state root. (balances, payload bytes downloaded)"""
@@ -345,7 +364,7 @@ class Client:
         files, fetched = await self._fetch_files(
             verified, listing, start + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
         )
-        new = await _applied(old, [files[n] for n in sorted(files)], record.state_root)
+        new = await self._applied(old, [files[n] for n in sorted(files)], record.state_root)
         if new is None:
             raise FetchFailed(
                 f"round {start}'s balances and the changes of rounds {start + 1}..{record.round} "
@@ -355,9 +374,9 @@ class Client:
 
     async def _checkpoint_balances(
         self, verified: VerifiedRound, listing: listed.Listing, checkpoint: int, held: Held | None
-    ) -> tuple[bytes, int]:
+    ) -> tuple[Path, int]:
         """The ``balances`` of checkpoint round ``checkpoint`` (reusing the held round's
-        pieces), unchecked: the caller checks the state it leads to. (bytes, downloaded)"""
+        pieces), unchecked: the caller checks the state it leads to. (file, downloaded)"""
         store = self.store(verified)
         infohash = listed.infohashes(verified.record, listing, checkpoint)[checkpoint]
         await self.swarm.remove(infohash)
@@ -369,12 +388,12 @@ class Client:
             files=[snapshot.BALANCES],
             reuse_from=held.round_dir if held is not None else None,
             peers=self.network.torrent_peers,
+            trackers=self.trackers(),
         )
         if result.round_dir != store.round_dir(checkpoint):
             raise FetchFailed(f"torrent of round {checkpoint} is {result.round_dir.name}")
-        old = await asyncio.to_thread((result.round_dir / snapshot.BALANCES).read_bytes)
         await self.swarm.remove(infohash)  # its balances go once the new round is held
-        return old, result.payload_bytes_downloaded
+        return result.round_dir / snapshot.BALANCES, result.payload_bytes_downloaded
 
     async def _fetch_files(
         self,
@@ -409,6 +428,7 @@ class Client:
                     files=[name],
                     expect_infohash_v2=record.infohash_v2 if number == last else None,
                     peers=self.network.torrent_peers,
+                    trackers=self.trackers(),
                 )
                 if result.round_dir != store.round_dir(number):
                     raise FetchFailed(f"torrent of round {number} is {result.round_dir.name}")
@@ -417,6 +437,12 @@ class Client:
 
         fetched = await asyncio.gather(*(fetch(n) for n in range(first, last + 1)))
         return {n: data for n, data, _ in fetched}, sum(b for _, _, b in fetched)
+
+    async def _applied(self, old: Path, changes: list[bytes], root: bytes) -> Path | None:
+        """``apply_to_file`` in ``self.checks``; a new file goes next to ``old``."""
+        out = old.with_name(f".{old.name}.applied")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.checks, apply_to_file, old, changes, root, out)
 
     # -- incremental --------------------------------------------------------------------------
 
@@ -500,6 +526,7 @@ class Client:
                 pieces=[],
                 expect_infohash_v2=record.infohash_v2,
                 peers=self.network.torrent_peers,
+                trackers=self.trackers(),
             )
             size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
             if size is None:
@@ -542,17 +569,32 @@ class Client:
         return balance, downloaded, checked
 
 
-async def _applied(old: bytes, changes: list[bytes], root: bytes) -> bytes | None:
-    """``old`` after the ``changes`` files (oldest first), if that gives the certified
-    ``root``; None if not, or if a file is not canonical (a peer's fault either way). The
-    check that binds untrusted changes to the certificate (protocol §10.4, §10.4.1)."""
+def apply_to_file(old: Path, changes: list[bytes], root: bytes, out: Path) -> Path | None:
+    """The balances file ``old`` after the ``changes`` files (oldest first), if that gives the
+    certified ``root``: ``old`` itself when the changes change nothing, else the new file
+    written to ``out``; None if the root differs or a file is not canonical (a peer's fault
+    either way). The check that binds untrusted changes to the certificate (protocol §10.4,
+    §10.4.1). Files in and out, mapped, not read: a crowd's full syncs spent a third of their
+    CPU copying 36 MB files into fresh memory and out again (docs/BENCHMARKS.md, crowd); and
+    nothing but paths crosses into a process pool (``Client.checks``)."""
     try:
-        new = await asyncio.to_thread(apply_rounds, old, changes)
+        merged = merge_changes(changes)
     except MalformedInput:
         return None
-    return new if await asyncio.to_thread(state_root, new) == root else None
-
-
-async def _read_held(held: Held) -> tuple[bytes, int]:
-    """The held round's balances (nothing downloaded)."""
-    return await asyncio.to_thread(held.balances_path.read_bytes), 0
+    with old.open("rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return None  # no balances file is empty: the faucet is always in it (§4.1)
+        with (
+            mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+            memoryview(mapped) as view,
+        ):
+            if not merged:
+                return old if state_root(view) == root else None
+            try:
+                new = apply_changes(view, merged)
+            except MalformedInput:
+                return None
+    if state_root(new) != root:
+        return None
+    atomic_write(out, new)
+    return out

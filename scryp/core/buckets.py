@@ -112,7 +112,7 @@ def bucket_range(balances_file: bytes | memoryview, index: int, bits: int) -> tu
     return start * RECORD_BYTES, bisect_left(range(count), after, key=key) * RECORD_BYTES
 
 
-def state_root(balances_file: bytes | bytearray, bits: int = BUCKET_BITS) -> bytes:
+def state_root(balances_file: bytes | bytearray | memoryview, bits: int = BUCKET_BITS) -> bytes:
     """The state root of a flat balances file, from scratch (protocol §4.4.3): what servers
     sign and clients check a whole fetched or replayed file against."""
     return MerkleTree.of_file(balances_file, bits).root

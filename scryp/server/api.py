@@ -20,6 +20,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from scryp.core.changes import ROUNDS_HEADER
 from scryp.core.ledger import Reason
+from scryp.core.tracker import PeerTable, encode_answer, encode_failure, parse_announce
 from scryp.core.tx import Transaction, decode_many
 from scryp.crypto import parse_public_key_hex
 from scryp.errors import MalformedInput, NotAvailable, RemoteError
@@ -29,6 +30,7 @@ from scryp.server.node import ServerNode
 from scryp.server.view import ServerView, certificate_signers
 
 VIEW = web.AppKey("view", ServerView)
+TRACKER = web.AppKey("tracker", PeerTable)
 CLIENTS_TRACKED_MAX = 10_000
 
 
@@ -308,6 +310,19 @@ async def transaction(request: web.Request) -> web.Response:
     )
 
 
+async def announce(request: web.Request) -> web.Response:
+    """The round tracker (BEP 3/23, protocol §8.6.1): the peer is the request's own address;
+    a bad announce gets status 400 with a bencoded failure reason (what trackers say)."""
+    try:
+        asked = parse_announce(request.rel_url.raw_query_string)
+    except MalformedInput as problem:
+        failure = encode_failure(str(problem))
+        return web.Response(status=400, body=failure, content_type="text/plain")
+    host = request.remote or ""
+    peers = request.app[TRACKER].announce(asked, host, time.monotonic()) if host else []
+    return web.Response(body=encode_answer(peers), content_type="text/plain")
+
+
 async def record(request: web.Request) -> web.Response:
     view = request.app[VIEW]
     info = view.certified()
@@ -339,6 +354,7 @@ def build_app(
     app[LIMITER] = RateLimiter(limits.requests_per_s, limits.request_burst)
     app[SIGNATURES] = RateLimiter(limits.signatures_per_s, limits.signature_burst)
     app[PEER_UPGRADES] = RateLimiter(PEER_UPGRADES_PER_S, PEER_UPGRADE_BURST)
+    app[TRACKER] = PeerTable()
     app.router.add_post("/transact", transact)
     app.router.add_get("/query/{account}", query)
     app.router.add_get("/proof/{account}", proof)
@@ -347,6 +363,7 @@ def build_app(
     app.router.add_get("/changes", changes)
     app.router.add_get("/tx/{id}", transaction)
     app.router.add_get("/record", record)
+    app.router.add_get("/announce", announce)
     # Prometheus text format, from the server's own registry (scryp.server.metrics).
     app.router.add_get("/metrics", make_aiohttp_handler(view.metrics_registry))
     add_peer_routes(app)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scryp.core.seedbudget import SeedBudget
 from scryp.core.snapshot import CHECKPOINT_EVERY_DEFAULT
 from scryp.netmode import Mode
 
@@ -73,6 +74,8 @@ class ServerConfig:
     republish_s: float = 1800.0
     discovery_interval_s: float = 5.0
     limits: ServerLimits = field(default_factory=ServerLimits)
+    # How much of each round torrent this server uploads at full speed (protocol §8.9.1).
+    seed_budget: SeedBudget = field(default_factory=SeedBudget)
 
     def __post_init__(self) -> None:
         if self.round_interval_s <= 0:

@@ -278,6 +278,7 @@ class ServerNode:
                 tasks.create_task(self._publish_loop())
                 tasks.create_task(self.pointers.run(swarm))
                 tasks.create_task(swarm.keep_dht_state())
+                tasks.create_task(swarm.keep_seed_budget(self.config.seed_budget))
                 # Every server seeds round 0 (the genesis) and every round it still holds.
                 await asyncio.to_thread(self._write_genesis_round, driver.compaction_point)
                 await driver.boot(await asyncio.to_thread(self.held_rounds))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import libtorrent as lt
 
@@ -28,7 +29,7 @@ from scryp.core import snapshot
 from scryp.core.buckets import state_root
 from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut
 
-from .settings import SwarmConfig
+from .settings import CLIENT_TORRENT_CONNECTIONS_MAX, SwarmConfig
 from .waits import deadline, stop
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -210,6 +211,8 @@ class _RoundFetch:
         timeout_s: float,
         on_progress: Callable[[Progress], None] | None,
         stall_s: float | None = None,
+        *,
+        trackers: Sequence[str] = (),
     ) -> None:
         self.swarm = swarm
         self.infohash = infohash
@@ -218,6 +221,7 @@ class _RoundFetch:
         self.stall_s = stall_s
         self.watch = PieceWatch(swarm._loop, infohash, on_progress)
         self.handle: Any = None
+        self.trackers = [url for url in trackers if swarm._tracker_allowed(url)]
 
     def _left_s(self) -> float:
         """Seconds until the deadline, or until the fetch counts as stalled if sooner."""
@@ -249,6 +253,10 @@ class _RoundFetch:
         )
         if self.swarm.config.dht_read_only:
             params.flags |= lt.torrent_flags.disable_dht  # no announce: Fetching._look_up_peers
+        # The servers' trackers (protocol §8.6.1): clients fetching the same round meet there.
+        params.trackers = list(self.trackers)
+        if self.swarm.config.dht_read_only:  # a client: few peers, each costs CPU per piece
+            params.max_connections = CLIENT_TORRENT_CONNECTIONS_MAX
         self.handle = await self.swarm._add(params, self.infohash)
         self.watch.handle = self.handle
 
@@ -377,6 +385,7 @@ class Fetching:
         metadata_timeout_s: float | None = None,
         expect_name: str | None = None,
         stall_timeout_s: float | None = None,
+        trackers: Sequence[str] = (),
     ) -> FetchResult:
         """Download a round by v1 infohash into ``save_dir/<torrent name>/``; keep seeding it.
 
@@ -385,14 +394,16 @@ class Fetching:
         the torrent is a checkpoint round's (it holds ``balances``; nothing is copied else).
         ``files`` (names inside the round) or ``pieces`` (indices) restrict what is fetched.
         ``expect_infohash_v2`` and ``expect_state_root`` are checked once the data is here;
-        a mismatch raises FetchFailed. ``peers`` are dialled directly besides the DHT.
+        a mismatch raises FetchFailed. ``peers`` are dialled besides the DHT and ``trackers``.
         ``metadata_timeout_s``: give up sooner on a torrent nobody seeds (no metadata);
         ``stall_timeout_s``: once nothing (metadata, a piece) has come for that long.
         ``expect_name``: the round directory it must be (checked before a byte is written).
         Raises TimedOut if the metadata or the data do not arrive within ``timeout_s``.
         """
         self._check_peers(peers)
-        step = _RoundFetch(self, infohash, timeout_s, on_progress, stall_timeout_s)
+        step = _RoundFetch(
+            self, infohash, timeout_s, on_progress, stall_timeout_s, trackers=trackers
+        )
         unwatch = self._watch(infohash, step.watch.on_alert)
         lookups = None
         succeeded = False
@@ -428,6 +439,12 @@ class Fetching:
             if not succeeded and not self._closed:
                 # Neither half-fetched nor unverified data is seeded on; files stay for reuse.
                 await self.remove(infohash)
+
+    def _tracker_allowed(self, url: str) -> bool:
+        """Only http trackers at an address this network mode allows (protocol §8.8)."""
+        parsed = urlsplit(url)
+        host = parsed.hostname or ""
+        return parsed.scheme == "http" and bool(host) and self.config.allows(host)
 
     def _check_peers(self, peers: Sequence[tuple[str, int]]) -> None:
         for host, _ in peers:

@@ -33,6 +33,7 @@ from typing import Any
 
 import libtorrent as lt
 
+from scryp.core.seedbudget import UNLIMITED, SeedBudget, SeedBudgets, Seeded
 from scryp.errors import ConfigError, LocalError, NotAvailable, TimedOut, invariant
 
 from . import dhtstate
@@ -48,6 +49,7 @@ TORRENT_ADD_TIMEOUT_S = 10.0
 TORRENT_REMOVE_TIMEOUT_S = 10.0
 LISTEN_TIMEOUT_S = 10.0
 DHT_STATE_SAVE_S = 300.0  # how often a long-running owner saves the DHT node cache
+SEED_BUDGET_PERIOD_S = 1.0  # how often a server looks at what each torrent uploaded (§8.9.1)
 PRIORITY_SEED = 4  # libtorrent's default file priority: keep (and serve) the file
 
 
@@ -244,6 +246,28 @@ class Swarm(Bep44, Fetching):
             await asyncio.sleep(period_s)  # a period, not a wait for an event
             with contextlib.suppress(OSError):  # logged; the next period tries again
                 await self.save_dht_state()
+
+    async def keep_seed_budget(
+        self, budget: SeedBudget, period_s: float = SEED_BUDGET_PERIOD_S
+    ) -> None:
+        """Every ``period_s`` until cancelled, set each seeded torrent's upload limit by the
+        server's upload budget (protocol §8.9.1; a task of the owner's TaskGroup)."""
+        budgets = SeedBudgets(budget)
+        applied: dict[bytes, int] = {}
+        while True:
+            await asyncio.sleep(period_s)  # a period, not a wait for an event
+            handles = {_infohash_v1(h): h for h in self._live().get_torrents() if h.is_valid()}
+            seeded = []
+            for infohash, handle in handles.items():
+                status = handle.status(0)
+                if status.is_seeding:
+                    size = int(status.total_wanted)
+                    seeded.append(Seeded(infohash, size, int(status.total_payload_upload)))
+            limits = budgets.limits(seeded, asyncio.get_running_loop().time())
+            for infohash, limit in limits.items():
+                if applied.get(infohash, UNLIMITED) != limit:
+                    handles[infohash].set_upload_limit(limit)
+            applied = limits
 
     def add_dht_node(self, host: str, port: int) -> None:
         if not self.config.allows(host):

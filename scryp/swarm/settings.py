@@ -33,6 +33,14 @@ SERVER_SEED_PIECE_QUOTA = 1000
 # optimistic unchoke every second hands the slot on at once, to the peer that has waited
 # longest (a newcomer such as a light client first) (docs/BENCHMARKS.md, "Swarm").
 SERVER_OPTIMISTIC_UNCHOKE_INTERVAL_S = 1
+# A client (read-only session) keeps at most this many peers per torrent. Each connection costs
+# a client CPU for every piece (a HAVE in, a HAVE out, interest updates): in one process, 20
+# clients trading a 36 MB round spent 10-13 CPU s with libtorrent's 200 and 6.8-7.7 s with 8,
+# in the same time (protocol §8.6.1; docs/BENCHMARKS.md, crowd).
+CLIENT_TORRENT_CONNECTIONS_MAX = 8
+# Disk threads of a client session (libtorrent's default: 10): a client fetches one round at a
+# time, and the lab's agents hold dozens of sessions in one process.
+CLIENT_DISK_THREADS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +179,13 @@ def _transfer_settings(config: SwarmConfig) -> dict[str, Any]:
         "optimistic_unchoke_interval": config.optimistic_unchoke_interval_s,
         # Announce new torrents to the DHT at once rather than on the 15-minute cycle.
         "dht_announce_interval": 60,
+        # Every server's tracker hears every client (protocol §8.6.1), not only the first.
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        "aio_threads": CLIENT_DISK_THREADS if config.dht_read_only else 10,
+        # A client tells a peer it has a piece only if that peer lacks it: the HAVEs to
+        # peers that already hold the piece cost both sides a message per piece for nothing.
+        "send_redundant_have": not config.dht_read_only,
         # Rounds are seeded side by side; do not let the queue stop old ones.
         "active_seeds": -1,
         "active_downloads": -1,

@@ -1,0 +1,89 @@
+"""Clients fetching the same round meet at the servers' tracker (protocol §8.6.1): real
+libtorrent sessions and a real aiohttp server with the API's ``/announce`` handler."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from scryp.core import snapshot
+from scryp.core.buckets import state_root
+from scryp.core.tracker import PeerTable
+from scryp.server.api import TRACKER, announce
+from scryp.swarm import Swarm, SwarmConfig
+
+from .conftest import make_balances, write_round
+
+pytestmark = pytest.mark.slow
+
+
+async def tracker_server() -> tuple[web.AppRunner, str, PeerTable]:
+    app = web.Application()
+    table = app[TRACKER] = PeerTable()
+    app.router.add_get("/announce", announce)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/announce", table
+
+
+def test_a_client_finds_another_client_through_the_tracker(tmp_path: Path) -> None:
+    """C knows no seed and no DHT node: only the tracker can lead it to B, who fetched the
+    round from the seed A and announced itself."""
+    balances = make_balances(20_000)
+    round_dir = write_round(tmp_path / "seed", 5, balances, b"")
+    state = state_root(balances)
+
+    async def body() -> None:
+        runner, url, table = await tracker_server()
+        a, b, c = (Swarm(SwarmConfig()) for _ in range(3))
+        try:
+            for swarm in (a, b, c):
+                await swarm.wait_listening()
+            torrent = await a.seed(round_dir)
+            await b.fetch(
+                torrent.infohash,
+                tmp_path / "b",
+                peers=[a.address],
+                trackers=[url],
+                expect_state_root=state,
+                timeout_s=30,
+            )
+            assert table.count(torrent.infohash) == 1  # B, still seeding
+            got = await c.fetch(
+                torrent.infohash,
+                tmp_path / "c",
+                trackers=[url],
+                expect_state_root=state,
+                timeout_s=30,
+            )
+            assert (got.round_dir / snapshot.BALANCES).read_bytes() == balances
+        finally:
+            for swarm in (a, b, c):
+                await swarm.close()
+            await runner.cleanup()
+
+    asyncio.run(body())
+
+
+def test_a_tracker_not_allowed_in_this_mode_is_not_used(tmp_path: Path) -> None:
+    """protocol §8.8: a loopback session never announces to an address off 127.0.0.0/8."""
+    swarm_config = SwarmConfig()
+    assert not swarm_config.allows("10.1.2.3")
+
+    async def body() -> None:
+        swarm = Swarm(swarm_config)
+        try:
+            await swarm.wait_listening()
+            assert not swarm._tracker_allowed("http://10.1.2.3:6882/announce")
+            assert not swarm._tracker_allowed("udp://127.0.0.1:6882/announce")
+            assert swarm._tracker_allowed("http://127.0.0.1:6882/announce")
+        finally:
+            await swarm.close()
+
+    asyncio.run(body())
