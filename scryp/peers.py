@@ -201,9 +201,9 @@ class PeerHub:
             heartbeat=limits.heartbeat_s,
             timeout=aiohttp.ClientWSTimeout(ws_close=limits.connect_timeout_s),
         ) as ws:
-            channel = await asyncio.wait_for(
-                self._dialer_handshake(ws, peer), limits.handshake_timeout_s
-            )
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation.
+            async with asyncio.timeout(limits.handshake_timeout_s):
+                channel = await self._dialer_handshake(ws, peer)
             self.connected_out.add(peer)
             log.info("linked to server %d at %s", peer, address)
             queue = self._queues[peer]
@@ -266,9 +266,8 @@ class PeerHub:
         self._handshakes_pending += 1
         try:
             await ws.prepare(request)
-            linked, channel = await asyncio.wait_for(
-                self._acceptor_handshake(ws), limits.handshake_timeout_s
-            )
+            async with asyncio.timeout(limits.handshake_timeout_s):  # not wait_for: above
+                linked, channel = await self._acceptor_handshake(ws)
             self._handshakes_pending -= 1
             pending = False
             if self._links_in[linked] >= limits.links_in_per_peer_max:

@@ -418,10 +418,8 @@ class ServerNode:
             checkpoint_every=self.config.checkpoint_every,
         )
         try:
-            found = await asyncio.wait_for(
-                filler.accepted(since, to, self.config.limits.catch_up_timeout_s),
-                self.config.limits.catch_up_timeout_s * 2,
-            )
+            async with asyncio.timeout(self.config.limits.catch_up_timeout_s * 2):
+                found = await filler.accepted(since, to, self.config.limits.catch_up_timeout_s)
         except Exception as error:  # a peer's listing, libtorrent, the disk: never stop for it
             log.warning("rounds %d..%d stay unknown: %r", since.round + 1, to.round, error)
             return

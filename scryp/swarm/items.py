@@ -193,7 +193,8 @@ class Bep44:
         self._gets.setdefault((public, salt), []).append(pending)
         session.dht_get_mutable_item(public, salt)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: see waits.deadline
+                return await asyncio.shield(future)
         except TimeoutError:
             self._forget_get(pending)
             pending.answer(pending.best)
