@@ -52,6 +52,21 @@ def move_durably(source: Path, target: Path) -> None:
         fsync_directory(source.parent)
 
 
+def link_durably(source: Path, target: Path) -> None:
+    """Give a file written by someone else a second name ``target`` (replacing any file
+    there), durably: data flushed first, then the new name; the old name stays."""
+    descriptor = os.open(source, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    temporary = target.with_name(f".{target.name}.link-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    os.link(source, temporary)
+    os.replace(temporary, target)
+    fsync_directory(target.parent)
+
+
 def fsync_directory(path: Path) -> None:
     """Make a rename or a new entry in the directory ``path`` durable."""
     descriptor = os.open(path, os.O_RDONLY)

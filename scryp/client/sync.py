@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import mmap
-import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,18 +27,17 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from scryp.client import lightproof, listed, servers
+from scryp.client.apply import apply_to_file
 from scryp.client.network import Network, pointer_apis
 from scryp.client.search import find_balance
-from scryp.client.store import Held, Store, read_balance
+from scryp.client.store import APPLIED, Held, Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
-from scryp.core.buckets import state_root
-from scryp.core.changes import apply_changes, merge_changes
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
-from scryp.errors import MalformedInput, NotAvailable, RemoteError, TimedOut
-from scryp.keyfile import atomic_write, move_durably
+from scryp.errors import NotAvailable, RemoteError, TimedOut
+from scryp.keyfile import atomic_write, link_durably, move_durably
 from scryp.swarm import FetchFailed, Swarm
 
 _T = TypeVar("_T")
@@ -330,8 +327,10 @@ class Client:
             downloaded += fetched
         target = store.round_dir(record.round)
         target.mkdir(parents=True, exist_ok=True)
-        # The checked file moves into place: the new one, or the old if nothing changed.
-        await asyncio.to_thread(move_durably, new, target / snapshot.BALANCES)
+        # The checked file goes into place: the new one moved, or, if nothing changed, the
+        # old one linked (it may be the held round's, which must stay until ``hold``).
+        place = move_durably if new != old else link_durably
+        await asyncio.to_thread(place, new, target / snapshot.BALANCES)
         return store.hold(record.round, record.state_root), downloaded
 
     async def _changes_by_range(
@@ -440,7 +439,7 @@ class Client:
 
     async def _applied(self, old: Path, changes: list[bytes], root: bytes) -> Path | None:
         """``apply_to_file`` in ``self.checks``; a new file goes next to ``old``."""
-        out = old.with_name(f".{old.name}.applied")
+        out = old.with_name(APPLIED)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.checks, apply_to_file, old, changes, root, out)
 
@@ -526,7 +525,6 @@ class Client:
                 pieces=[],
                 expect_infohash_v2=record.infohash_v2,
                 peers=self.network.torrent_peers,
-                trackers=self.trackers(),
             )
             size = self.swarm.file_sizes(record.infohash).get(snapshot.BALANCES)
             if size is None:
@@ -567,34 +565,3 @@ class Client:
             # Also when a proof won the race and this search was cancelled (§4.4.6).
             await self.swarm.remove(record.infohash)
         return balance, downloaded, checked
-
-
-def apply_to_file(old: Path, changes: list[bytes], root: bytes, out: Path) -> Path | None:
-    """The balances file ``old`` after the ``changes`` files (oldest first), if that gives the
-    certified ``root``: ``old`` itself when the changes change nothing, else the new file
-    written to ``out``; None if the root differs or a file is not canonical (a peer's fault
-    either way). The check that binds untrusted changes to the certificate (protocol §10.4,
-    §10.4.1). Files in and out, mapped, not read: a crowd's full syncs spent a third of their
-    CPU copying 36 MB files into fresh memory and out again (docs/BENCHMARKS.md, crowd); and
-    nothing but paths crosses into a process pool (``Client.checks``)."""
-    try:
-        merged = merge_changes(changes)
-    except MalformedInput:
-        return None
-    with old.open("rb") as file:
-        if os.fstat(file.fileno()).st_size == 0:
-            return None  # no balances file is empty: the faucet is always in it (§4.1)
-        with (
-            mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-            memoryview(mapped) as view,
-        ):
-            if not merged:
-                return old if state_root(view) == root else None
-            try:
-                new = apply_changes(view, merged)
-            except MalformedInput:
-                return None
-    if state_root(new) != root:
-        return None
-    atomic_write(out, new)
-    return out

@@ -33,6 +33,13 @@ class SeedBudget:
     window_s: float = 30.0
     trickle_bytes_per_s: int = 250_000
 
+    def __post_init__(self) -> None:
+        # A trickle of 0 would be libtorrent's "no limit": the opposite of what it says.
+        if self.trickle_bytes_per_s < 1 or self.window_s <= 0 or self.copies < 0:
+            raise ValueError("a seed budget needs trickle >= 1 B/s, window > 0, copies >= 0")
+        if self.floor_bytes < 0:
+            raise ValueError("a seed budget's floor is not negative")
+
     def budget_bytes(self, size_bytes: int) -> int:
         return int(self.copies * size_bytes) + self.floor_bytes
 

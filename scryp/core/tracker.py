@@ -3,7 +3,8 @@ now, so that clients fetching the same round find each other (protocol §8.6.1).
 time is passed in.
 
 Owns: parsing an announce's raw query string (``parse_announce``), the table of recent
-peers per torrent (``PeerTable``) and the bencoded answers. Invariants: every dimension is
+peers per torrent (``PeerTable``) and the bencoded answers. Randomness, when wanted, is passed
+in (``rng``). Invariants: every dimension is
 bounded (torrents, peers per torrent, peers per answer); a peer is forgotten ``ttl_s`` after
 its last announce, or at once when it says ``stopped``; an answer never names the asker
 itself; the peer's address is the one its request came from, never one it claims.
@@ -12,6 +13,7 @@ itself; the peer's address is the one its request came from, never one it claims
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
@@ -23,7 +25,7 @@ INFOHASH_BYTES = 20
 QUERY_BYTES_MAX = 2048
 ANNOUNCE_INTERVAL_S = 30
 PEER_TTL_S = 120.0
-PEERS_PER_TORRENT_MAX = 1000
+PEERS_PER_TORRENT_MAX = 200
 TORRENTS_MAX = 4096
 ANSWER_PEERS_MAX = 50
 EVENTS = ("", "started", "completed", "stopped", "paused")
@@ -78,7 +80,11 @@ class PeerTable:
         ttl_s: float = PEER_TTL_S,
         peers_per_torrent_max: int = PEERS_PER_TORRENT_MAX,
         torrents_max: int = TORRENTS_MAX,
+        rng: random.Random | None = None,
     ) -> None:
+        # With ``rng``, an answer is a random choice of the recent peers (a server's: so that
+        # newcomers, who hold least, do not draw every connection); without, newest first.
+        self.rng = rng
         self.ttl_s = ttl_s
         self.peers_per_torrent_max = peers_per_torrent_max
         self.torrents_max = torrents_max
@@ -93,7 +99,10 @@ class PeerTable:
         peers.pop(me, None)
         while peers and next(iter(peers.values())) < now_s - self.ttl_s:
             peers.popitem(last=False)
-        answer = [peer for peer, _ in zip(reversed(peers), range(request.numwant), strict=False)]
+        if self.rng is not None:
+            answer = self.rng.sample(list(peers), min(request.numwant, len(peers)))
+        else:
+            answer = [p for p, _ in zip(reversed(peers), range(request.numwant), strict=False)]
         if request.event != "stopped":
             peers[me] = now_s
             while len(peers) > self.peers_per_torrent_max:

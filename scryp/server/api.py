@@ -8,7 +8,9 @@ gets a 4xx with ``{"error": reason}`` and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -320,9 +322,22 @@ async def announce(request: web.Request) -> web.Response:
     except MalformedInput as problem:
         failure = encode_failure(str(problem))
         return web.Response(status=400, body=failure, content_type="text/plain")
-    host = request.remote or ""
+    if not request.app[VIEW].seeds(asked.infohash):  # not an open tracker: bounded memory
+        failure = encode_failure("not a torrent this server seeds")
+        return web.Response(status=400, body=failure, content_type="text/plain")
+    host = unmapped(request.remote or "")
     peers = request.app[TRACKER].announce(asked, host, time.monotonic()) if host else []
     return web.Response(body=encode_answer(peers), content_type="text/plain")
+
+
+def unmapped(host: str) -> str:
+    """An IPv4 peer on a dual-stack socket as IPv4 (``::ffff:a.b.c.d`` -> ``a.b.c.d``)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
 
 
 async def record(request: web.Request) -> web.Response:
@@ -356,7 +371,7 @@ def build_app(
     app[LIMITER] = RateLimiter(limits.requests_per_s, limits.request_burst)
     app[SIGNATURES] = RateLimiter(limits.signatures_per_s, limits.signature_burst)
     app[PEER_UPGRADES] = RateLimiter(PEER_UPGRADES_PER_S, PEER_UPGRADE_BURST)
-    app[TRACKER] = PeerTable()
+    app[TRACKER] = PeerTable(rng=random.Random())
     app.router.add_post("/transact", transact)
     app.router.add_get("/query/{account}", query)
     app.router.add_get("/proof/{account}", proof)

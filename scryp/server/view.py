@@ -129,6 +129,12 @@ class ServerView:
     def metrics_registry(self) -> CollectorRegistry:
         return self._node.metrics.registry
 
+    def seeds(self, infohash: bytes) -> bool:
+        """Whether this server seeds the torrent (v1 or truncated v2 infohash): its tracker
+        answers for those only (protocol §8.6.1)."""
+        swarm = self._node.swarm
+        return swarm is not None and swarm.has_torrent(infohash)
+
     def remembers(self, tx_id: bytes) -> bool:
         """Whether the ledger would refuse ``tx_id`` as a replay (protocol §6.2)."""
         driver = self._node.driver

@@ -251,23 +251,33 @@ class Swarm(Bep44, Fetching):
         self, budget: SeedBudget, period_s: float = SEED_BUDGET_PERIOD_S
     ) -> None:
         """Every ``period_s`` until cancelled, set each seeded torrent's upload limit by the
-        server's upload budget (protocol §8.9.1; a task of the owner's TaskGroup)."""
+        server's upload budget (protocol §8.9.1; a task of the owner's TaskGroup). A torrent
+        that stops seeding gets its full speed back; one removed meanwhile is skipped."""
         budgets = SeedBudgets(budget)
         applied: dict[bytes, int] = {}
         while True:
             await asyncio.sleep(period_s)  # a period, not a wait for an event
-            handles = {_infohash_v1(h): h for h in self._live().get_torrents() if h.is_valid()}
-            seeded = []
-            for infohash, handle in handles.items():
+            applied = self._apply_seed_budget(budgets, applied)
+
+    def _apply_seed_budget(
+        self, budgets: SeedBudgets, applied: dict[bytes, int]
+    ) -> dict[bytes, int]:
+        handles = {_infohash_v1(h): h for h in self._live().get_torrents() if h.is_valid()}
+        seeded = []
+        for infohash, handle in handles.items():
+            with contextlib.suppress(RuntimeError):  # removed since get_torrents: skip it
                 status = handle.status(0)
                 if status.is_seeding:
                     size = int(status.total_wanted)
                     seeded.append(Seeded(infohash, size, int(status.total_payload_upload)))
-            limits = budgets.limits(seeded, asyncio.get_running_loop().time())
-            for infohash, limit in limits.items():
-                if applied.get(infohash, UNLIMITED) != limit:
+        limits = budgets.limits(seeded, asyncio.get_running_loop().time())
+        for infohash in applied.keys() - limits.keys():
+            limits[infohash] = UNLIMITED  # no longer seeding: no longer held back
+        for infohash, limit in limits.items():
+            if applied.get(infohash, UNLIMITED) != limit and infohash in handles:
+                with contextlib.suppress(RuntimeError):
                     handles[infohash].set_upload_limit(limit)
-            applied = limits
+        return {infohash: limit for infohash, limit in limits.items() if limit != UNLIMITED}
 
     def add_dht_node(self, host: str, port: int) -> None:
         if not self.config.allows(host):
@@ -396,6 +406,11 @@ class Swarm(Bep44, Fetching):
             uploaded += int(status.total_payload_upload)
             peers += int(status.num_peers)
         return SwarmTotals(uploaded, peers, len(handles))
+
+    def has_torrent(self, infohash: bytes) -> bool:
+        """Whether this session holds the torrent of a v1 infohash or a truncated v2 one (a
+        hybrid torrent is announced under both)."""
+        return bool(self._live().find_torrent(lt.sha1_hash(infohash)).is_valid())
 
     def infohashes(self) -> list[bytes]:
         return [_infohash_v1(h) for h in self._live().get_torrents()]

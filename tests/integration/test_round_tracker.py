@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
 from scryp.core.tracker import PeerTable
-from scryp.server.api import TRACKER, announce
+from scryp.server.api import TRACKER, VIEW, announce
 from scryp.swarm import Swarm, SwarmConfig
 
 from .conftest import make_balances, write_round
@@ -20,9 +21,20 @@ from .conftest import make_balances, write_round
 pytestmark = pytest.mark.slow
 
 
-async def tracker_server() -> tuple[web.AppRunner, str, PeerTable]:
+class Seeds:
+    """The part of a server's view the tracker asks: whether the server seeds a torrent."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        self.swarm = swarm
+
+    def seeds(self, infohash: bytes) -> bool:
+        return self.swarm.has_torrent(infohash)
+
+
+async def tracker_server(seed: Swarm) -> tuple[web.AppRunner, str, PeerTable]:
     app = web.Application()
     table = app[TRACKER] = PeerTable()
+    app[VIEW] = Seeds(seed)  # type: ignore[misc]  # the one method the tracker asks
     app.router.add_get("/announce", announce)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -40,12 +52,21 @@ def test_a_client_finds_another_client_through_the_tracker(tmp_path: Path) -> No
     state = state_root(balances)
 
     async def body() -> None:
-        runner, url, table = await tracker_server()
         a, b, c = (Swarm(SwarmConfig()) for _ in range(3))
+        runner, url, table = await tracker_server(a)
         try:
             for swarm in (a, b, c):
                 await swarm.wait_listening()
             torrent = await a.seed(round_dir)
+            # Only torrents the server seeds are tracked (protocol §8.6.1): not an open tracker.
+            async with ClientSession() as http:
+                other = quote_from_bytes(b"x" * 20)
+                async with http.get(f"{url}?info_hash={other}&port=7") as refused:
+                    assert refused.status == 400
+                    assert b"failure reason" in await refused.read()
+                mine = quote_from_bytes(torrent.infohash)
+                async with http.get(f"{url}?info_hash={mine}&port=7") as answered:
+                    assert answered.status == 200
             await b.fetch(
                 torrent.infohash,
                 tmp_path / "b",
@@ -54,7 +75,7 @@ def test_a_client_finds_another_client_through_the_tracker(tmp_path: Path) -> No
                 expect_state_root=state,
                 timeout_s=30,
             )
-            assert table.count(torrent.infohash) == 1  # B, still seeding
+            assert table.count(torrent.infohash) == 2  # B, still seeding, and port 7 above
             got = await c.fetch(
                 torrent.infohash,
                 tmp_path / "c",

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from scryp.client.sync import apply_to_file
+from scryp.client.apply import apply_to_file
 from scryp.core.balances import RECORD
 from scryp.core.buckets import state_root
 from scryp.core.changes import apply_changes, encode_changes
+from scryp.keyfile import link_durably
 
 IDS = sorted(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(3000))
 OLD = b"".join(RECORD.pack(account, 10 + n) for n, account in enumerate(IDS))
@@ -58,3 +59,15 @@ def test_an_empty_file_is_no_balances_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     assert apply_to_file(empty, [b""], state_root(OLD), tmp_path / "out") is None
+
+
+def test_a_file_linked_into_place_keeps_its_old_name(tmp_path: Path) -> None:
+    """An unchanged held round's file is linked, not moved, into the new round's place: the
+    state file still names the held round until ``hold`` (protocol §10.4.1)."""
+    old = old_file(tmp_path)
+    target = tmp_path / "round" / "balances"
+    target.parent.mkdir()
+    target.write_bytes(b"stale")
+    link_durably(old, target)
+    assert old.read_bytes() == target.read_bytes() == OLD
+    assert sorted(p.name for p in target.parent.iterdir()) == ["balances"]

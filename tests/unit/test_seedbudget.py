@@ -3,6 +3,7 @@ against a naive oracle that keeps every sample and sums the window by hand."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,3 +75,13 @@ def test_the_limit_is_what_the_window_uploaded_against_the_budget(
         base = before[-1][1] if before else kept[0][1]
         expected = 7 if uploaded - base >= BUDGET.budget_bytes(1000) else UNLIMITED
         assert budgets.limits([Seeded(A, 1000, uploaded)], now) == {A: expected}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"trickle_bytes_per_s": 0}, {"window_s": 0.0}, {"copies": -1.0}, {"floor_bytes": -1}],
+)
+def test_a_budget_that_would_mean_no_limit_is_refused(bad: dict[str, float]) -> None:
+    """A trickle of 0 is libtorrent's "no limit": refused, not silently unlimited."""
+    with pytest.raises(ValueError):
+        SeedBudget(**bad)  # type: ignore[arg-type]

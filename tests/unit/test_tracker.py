@@ -3,6 +3,7 @@ that forgets, and BEP 23 compact answers; against a naive model with Hypothesis.
 
 from __future__ import annotations
 
+import random
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -106,3 +107,15 @@ def test_the_table_matches_a_naive_model(steps: list[tuple[int, int, str, float]
         model = dict(alive)
         if event != "stopped":
             model[(host, port)] = now
+
+
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=60, unique=True), st.integers(0, 60))
+def test_a_servers_answer_is_a_random_choice_of_the_others(ports: list[int], want: int) -> None:
+    """With ``rng`` (a server's table), newcomers do not draw every connection: the answer is
+    a random choice of the other recent peers, as many as asked for and there are."""
+    table = PeerTable(rng=random.Random(7))
+    for port in ports:
+        table.announce(Announce(IH, port, "", 50), "10.0.0.1", 0.0)
+    got = table.announce(Announce(IH, 61, "", want), "10.0.0.2", 1.0)
+    others = {("10.0.0.1", port) for port in ports}
+    assert len(got) == min(want, len(ports)) == len(set(got)) and set(got) <= others
