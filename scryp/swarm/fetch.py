@@ -37,6 +37,7 @@ DEFAULT_TIMEOUT_S = 30.0
 PEER_LOOKUP_INTERVAL_S = 2.0
 FIND_PEERS_AGAIN_S = 0.5
 PRIORITY_WANTED = 4  # libtorrent's default piece priority; 0 means "do not download"
+INCONSISTENT_HASHES = 217  # libtorrent's errors::torrent_inconsistent_hashes
 _CHECKING_STATES = (
     lt.torrent_status.states.checking_files,
     lt.torrent_status.states.checking_resume_data,
@@ -137,10 +138,23 @@ class PieceWatch:
         elif isinstance(alert, lt.torrent_finished_alert):
             self.recount()
         elif isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
-            error = LocalError(f"torrent {self.infohash.hex()}: {alert.message()}")
+            error = torrent_error(self.infohash, alert.message(), alert.error)
             for future in (self.metadata, self.checked, self.done, self.flushed):
                 if future is not None and not future.done():
                     future.set_exception(error)
+
+
+def torrent_error(infohash: bytes, message: str, code: Any) -> Exception:
+    """A torrent's error (libtorrent paused it) as the swarm's fault or ours. libtorrent's
+    217, "v1 and v2 hashes do not describe the same data", is the swarm's: a hybrid round
+    added by magnet takes its v2 hashes from peers, and in the lab's crowd one full sync in
+    ~500 ended on it while clients traded (FetchFailed: the sync fetches again, from the next
+    server's listing or record, and keeps the pieces that passed). Anything else (a disk
+    error) is ours (LocalError)."""
+    text = f"torrent {infohash.hex()}: {message}"
+    if code.category().name() == "libtorrent" and code.value() == INCONSISTENT_HASHES:
+        return FetchFailed(text)
+    return LocalError(text)
 
 
 def wanted_pieces(
