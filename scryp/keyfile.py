@@ -38,20 +38,6 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_directory(path.parent)
 
 
-def move_durably(source: Path, target: Path) -> None:
-    """Move a file written by someone else (libtorrent) to ``target``, durably: its data is
-    flushed first, so ``target`` is never a file whose tail a crash can still lose."""
-    descriptor = os.open(source, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(source, target)
-    fsync_directory(target.parent)
-    if source.parent != target.parent:
-        fsync_directory(source.parent)
-
-
 def link_durably(source: Path, target: Path) -> None:
     """Give a file written by someone else a second name ``target`` (replacing any file
     there), durably: data flushed first, then the new name; the old name stays."""

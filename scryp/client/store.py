@@ -23,7 +23,6 @@ from scryp.core.tx import TX_BYTES, Transaction
 from scryp.keyfile import atomic_write
 
 STATE_FILE = "state.json"
-APPLIED = f".{snapshot.BALANCES}.applied"  # a full sync's new balances before the move
 STATE_FILE_BYTES_MAX = 4096
 
 
@@ -78,7 +77,6 @@ class Store:
             number = snapshot.parse_round_dir_name(other.name)
             if number is not None and number < round_number:
                 (other / snapshot.BALANCES).unlink(missing_ok=True)
-                (other / APPLIED).unlink(missing_ok=True)  # a sync's leftover (§10.4.1)
                 (other / snapshot.WINDOW).unlink(missing_ok=True)
                 (other / snapshot.REMEMBERED).unlink(missing_ok=True)
         return Held(round_number, state_root, self.round_dir(round_number))

@@ -30,14 +30,14 @@ from scryp.client import lightproof, listed, servers
 from scryp.client.apply import apply_to_file
 from scryp.client.network import Network, pointer_apis
 from scryp.client.search import find_balance
-from scryp.client.store import APPLIED, Held, Store, read_balance
+from scryp.client.store import Held, Store, read_balance
 from scryp.client.verify import VerifiedRound, choose_certified
 from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
 from scryp.errors import NotAvailable, RemoteError, TimedOut
-from scryp.keyfile import atomic_write, link_durably, move_durably
+from scryp.keyfile import atomic_write, link_durably
 from scryp.swarm import FetchFailed, Swarm
 
 _T = TypeVar("_T")
@@ -320,21 +320,20 @@ class Client:
         # unchoke slot (§8.9), and more connections to it starved the changes past their
         # timeout at 10M accounts over a capped link, while a capped link gained nothing from
         # the overlap (docs/BENCHMARKS.md, client sync at 10M).
-        new, fetched = await self._changes_by_range(record.round, record.state_root, old, start)
+        out = store.round_dir(record.round) / snapshot.BALANCES  # a checked new file lands here
+        out.parent.mkdir(parents=True, exist_ok=True)
+        changes = (record.round, record.state_root, old, start, out)
+        new, fetched = await self._changes_by_range(*changes)
         downloaded += fetched
         if new is None:  # no server's range gave the root: each round's torrent (§10.4.1)
-            new, fetched = await self._changes_by_torrents(verified, listing, old, start)
+            new, fetched = await self._changes_by_torrents(verified, listing, old, start, out)
             downloaded += fetched
-        target = store.round_dir(record.round)
-        target.mkdir(parents=True, exist_ok=True)
-        # The checked file goes into place: the new one moved, or, if nothing changed, the
-        # old one linked (it may be the held round's, which must stay until ``hold``).
-        place = move_durably if new != old else link_durably
-        await asyncio.to_thread(place, new, target / snapshot.BALANCES)
+        if new == old:  # nothing changed: the checked file is linked, not moved, since it may
+            await asyncio.to_thread(link_durably, old, out)  # be the held round's, until hold
         return store.hold(record.round, record.state_root), downloaded
 
     async def _changes_by_range(
-        self, last: int, root: bytes, old: Path, start: int
+        self, last: int, root: bytes, old: Path, start: int, out: Path
     ) -> tuple[Path | None, int]:
         """Round ``last``'s balances from ``old`` (round ``start``'s) and one server's net
         ``changes`` of rounds start+1..last (``GET /changes``, protocol §10.4.1), or None if
@@ -348,13 +347,13 @@ class Client:
             if body is None:
                 continue
             downloaded += len(body)
-            new = await self._applied(old, [body], root)
+            new = await self._applied(old, [body], root, out)
             if new is not None:
                 return new, downloaded
         return None, downloaded
 
     async def _changes_by_torrents(
-        self, verified: VerifiedRound, listing: listed.Listing, old: Path, start: int
+        self, verified: VerifiedRound, listing: listed.Listing, old: Path, start: int, out: Path
     ) -> tuple[Path, int]:
         """Round R's balances from ``old`` (round ``start``'s) and the ``changes`` file of
         every round since, each from its own torrent (protocol §4.4.7); FetchFailed unless
@@ -363,7 +362,8 @@ class Client:
         files, fetched = await self._fetch_files(
             verified, listing, start + 1, snapshot.CHANGES, partial(listed.listed_empty, listing)
         )
-        new = await self._applied(old, [files[n] for n in sorted(files)], record.state_root)
+        changes = [files[n] for n in sorted(files)]
+        new = await self._applied(old, changes, record.state_root, out)
         if new is None:
             raise FetchFailed(
                 f"round {start}'s balances and the changes of rounds {start + 1}..{record.round} "
@@ -437,9 +437,10 @@ class Client:
         fetched = await asyncio.gather(*(fetch(n) for n in range(first, last + 1)))
         return {n: data for n, data, _ in fetched}, sum(b for _, _, b in fetched)
 
-    async def _applied(self, old: Path, changes: list[bytes], root: bytes) -> Path | None:
-        """``apply_to_file`` in ``self.checks``; a new file goes next to ``old``."""
-        out = old.with_name(APPLIED)
+    async def _applied(
+        self, old: Path, changes: list[bytes], root: bytes, out: Path
+    ) -> Path | None:
+        """``apply_to_file`` in ``self.checks`` (a new file is written to ``out``)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.checks, apply_to_file, old, changes, root, out)
 

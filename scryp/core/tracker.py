@@ -91,8 +91,8 @@ class PeerTable:
         self._torrents: OrderedDict[bytes, OrderedDict[Peer, float]] = OrderedDict()
 
     def announce(self, request: Announce, host: str, now_s: float) -> list[Peer]:
-        """Record (or, on ``stopped``, forget) ``host:port``; the other recent peers, newest
-        first, at most ``request.numwant``."""
+        """Record (or, on ``stopped``, forget) ``host:port``; the other recent peers, at most
+        ``request.numwant``: chosen by ``rng`` if given, else newest first."""
         peers = self._torrents.pop(request.infohash, None) or OrderedDict()
         self._torrents[request.infohash] = peers
         me = (host, request.port)
