@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, TCPConnector, web
 
 from scryp.core import snapshot
 from scryp.core.buckets import state_root
@@ -59,7 +59,8 @@ def test_a_client_finds_another_client_through_the_tracker(tmp_path: Path) -> No
                 await swarm.wait_listening()
             torrent = await a.seed(round_dir)
             # Only torrents the server seeds are tracked (protocol §8.6.1): not an open tracker.
-            async with ClientSession() as http:
+            # No keep-alive: no server-side connection left for the cleanup to race with.
+            async with ClientSession(connector=TCPConnector(force_close=True)) as http:
                 other = quote_from_bytes(b"x" * 20)
                 async with http.get(f"{url}?info_hash={other}&port=7") as refused:
                     assert refused.status == 400
@@ -67,6 +68,7 @@ def test_a_client_finds_another_client_through_the_tracker(tmp_path: Path) -> No
                 mine = quote_from_bytes(torrent.infohash)
                 async with http.get(f"{url}?info_hash={mine}&port=7") as answered:
                     assert answered.status == 200
+                    assert b"peers" in await answered.read()
             await b.fetch(
                 torrent.infohash,
                 tmp_path / "b",
