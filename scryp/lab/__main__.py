@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cap-bytes-per-s", type=int, default=10_000_000)
     parser.add_argument("--cut-s", type=float, default=20.0, help="partition: cut length")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the hosts' data directories (removed at the end by default; logs stay)",
+    )
     return parser
 
 
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.dir or Path(f"lab-runs/{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}")
     command = "python -m scryp.lab " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        with Lab(run_dir.resolve(), hosts_for(args)) as lab:
+        with Lab(run_dir.resolve(), hosts_for(args), keep_data=args.keep_data) as lab:
             outcome = asyncio.run(asyncio.wait_for(run_scenario(lab, args), SCENARIO_TIMEOUT_S))
     except Exception as error:  # the run failed: its report says how, then the error is raised
         failed = {"error": f"{type(error).__name__}: {error}", "logs": str(run_dir / "logs")}
