@@ -169,26 +169,40 @@ class Client:
             )
         return chosen
 
-    async def sync_latest(self, mode: str, account: bytes | None, min_round: int = 0) -> Synced:
-        """``latest`` then ``sync``; if the round's torrent cannot be fetched (its seeders
-        may have moved on while the DHT pointers lagged), read the pointers again and retry,
-        ``SYNC_ATTEMPTS_MAX`` times in all."""
+    async def sync_latest(
+        self,
+        mode: str,
+        account: bytes | None,
+        min_round: int = 0,
+        verified: VerifiedRound | None = None,
+    ) -> Synced:
+        """``latest`` (or ``verified``, if the caller has just read it) then ``sync``; if the
+        round's torrent cannot be fetched (its seeders may have moved on while the DHT
+        pointers lagged), or a light sync found no proof at a round that is not a checkpoint,
+        read the pointers again and retry, ``SYNC_ATTEMPTS_MAX`` times in all. Only the last
+        attempt lets a light sync fall back to a full one (protocol §4.4.7)."""
         for attempt in range(1, SYNC_ATTEMPTS_MAX + 1):
-            verified = await self.latest(min_round)
+            last = attempt == SYNC_ATTEMPTS_MAX
+            if verified is None or attempt > 1:
+                verified = await self.latest(min_round)
             held = self.store(verified).held()
             if held is not None and held.round > verified.round:
                 # Never go back: a lagging pointer waits until it reaches what we verified.
                 verified = await self.latest(held.round)
             try:
-                return await self.sync(verified, mode, account)
-            except TimedOut:
-                if attempt == SYNC_ATTEMPTS_MAX:
+                return await self.sync(verified, mode, account, fall_back=last)
+            except (TimedOut, NoBalancesFile):
+                if last:
                     raise
         raise AssertionError("unreachable")
 
-    async def sync(self, verified: VerifiedRound, mode: str, account: bytes | None) -> Synced:
+    async def sync(
+        self, verified: VerifiedRound, mode: str, account: bytes | None, *, fall_back: bool = True
+    ) -> Synced:
         """Sync ``verified`` the way asked; "auto": incremental from a held round, else light
-        for one account's balance (``account`` given), else full."""
+        for one account's balance (``account`` given), else full. ``fall_back``: a light sync
+        that finds no proof at a round that is not a checkpoint does a full sync (else it
+        raises NoBalancesFile: the caller may try a newer round first)."""
         started = time.monotonic()
         store = self.store(verified)
         held = store.held()
@@ -211,6 +225,8 @@ class Client:
                     verified, lambda candidate: self.light(candidate, account)
                 )
             except NoBalancesFile as error:
+                if not fall_back:
+                    raise
                 fell_back = f"light failed ({error}); did a full sync"
             else:
                 seconds = time.monotonic() - started
