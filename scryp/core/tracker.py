@@ -5,7 +5,8 @@ time is passed in.
 Owns: parsing an announce's raw query string (``parse_announce``), the table of recent
 peers per torrent (``PeerTable``) and the bencoded answers. Randomness, when wanted, is passed
 in (``rng``). Invariants: every dimension is
-bounded (torrents, peers per torrent, peers per answer); a peer is forgotten ``ttl_s`` after
+bounded (torrents, peers per torrent, entries per host in a torrent, peers per answer), so
+one host announcing many ports cannot push the others out; a peer is forgotten ``ttl_s`` after
 its last announce, or at once when it says ``stopped``; an answer never names the asker
 itself; the peer's address is the one its request came from, never one it claims.
 """
@@ -26,6 +27,9 @@ QUERY_BYTES_MAX = 2048
 ANNOUNCE_INTERVAL_S = 30
 PEER_TTL_S = 120.0
 PEERS_PER_TORRENT_MAX = 200
+# Entries one address may hold in one torrent (several clients behind one NAT are normal;
+# 200 ports from one host would push every other peer out of the list).
+PEERS_PER_HOST_MAX = 4
 TORRENTS_MAX = 4096
 ANSWER_PEERS_MAX = 50
 EVENTS = ("", "started", "completed", "stopped", "paused")
@@ -80,6 +84,7 @@ class PeerTable:
         ttl_s: float = PEER_TTL_S,
         peers_per_torrent_max: int = PEERS_PER_TORRENT_MAX,
         torrents_max: int = TORRENTS_MAX,
+        peers_per_host_max: int = PEERS_PER_HOST_MAX,
         rng: random.Random | None = None,
     ) -> None:
         # With ``rng``, an answer is a random choice of the recent peers (a server's: so that
@@ -87,6 +92,7 @@ class PeerTable:
         self.rng = rng
         self.ttl_s = ttl_s
         self.peers_per_torrent_max = peers_per_torrent_max
+        self.peers_per_host_max = peers_per_host_max
         self.torrents_max = torrents_max
         self._torrents: OrderedDict[bytes, OrderedDict[Peer, float]] = OrderedDict()
 
@@ -104,6 +110,9 @@ class PeerTable:
         else:
             answer = [p for p, _ in zip(reversed(peers), range(request.numwant), strict=False)]
         if request.event != "stopped":
+            same_host = [peer for peer in peers if peer[0] == host]  # oldest first
+            for old in same_host[: max(0, len(same_host) - self.peers_per_host_max + 1)]:
+                del peers[old]
             peers[me] = now_s
             while len(peers) > self.peers_per_torrent_max:
                 peers.popitem(last=False)

@@ -93,20 +93,40 @@ events = st.tuples(
 )
 
 
-@given(st.lists(events, max_size=60))
-def test_the_table_matches_a_naive_model(steps: list[tuple[int, int, str, float]]) -> None:
-    table, now = PeerTable(ttl_s=4.0), 0.0
+@given(st.lists(events, max_size=60), st.integers(1, 3))
+def test_the_table_matches_a_naive_model(
+    steps: list[tuple[int, int, str, float]], per_host: int
+) -> None:
+    """Newest first, without the asker; expired after the TTL; at most ``per_host`` entries
+    of one address, its oldest going first."""
+    table, now = PeerTable(ttl_s=4.0, peers_per_host_max=per_host), 0.0
     model: dict[tuple[str, int], float] = {}
     for host_n, port, event, step in steps:
         now += step
         host = f"10.0.0.{host_n}"
         got = table.announce(Announce(IH, port, event, 50), host, now)
+        # The model's order is the order of the last announces (a dict keeps insertion order).
         alive = {p: t for p, t in model.items() if t >= now - 4.0 and p != (host, port)}
-        want = sorted(alive, key=lambda p: alive[p], reverse=True)[:50]
-        assert set(got) == set(want) and (host, port) not in got
+        want = list(reversed(alive))[:50]
+        assert got == want and (host, port) not in got
         model = dict(alive)
         if event != "stopped":
+            mine = [p for p in model if p[0] == host]  # oldest first
+            for old in mine[: max(0, len(mine) - per_host + 1)]:
+                del model[old]
             model[(host, port)] = now
+
+
+def test_one_host_announcing_many_ports_cannot_push_the_others_out() -> None:
+    table = PeerTable(peers_per_torrent_max=10, peers_per_host_max=2)
+    for n in range(8):
+        table.announce(Announce(IH, 6881, "", 50), f"10.0.0.{n}", 0.0)
+    for port in range(1, 1000):
+        table.announce(Announce(IH, port, "", 50), "10.9.9.9", 1.0)
+    got = table.announce(Announce(IH, 6881, "", 50), "10.0.0.99", 2.0)
+    assert {("10.9.9.9", 999), ("10.9.9.9", 998)} <= set(got)
+    assert sum(1 for host, _ in got if host == "10.9.9.9") == 2
+    assert len(got) == 10  # all 8 others, and the flooder's newest 2
 
 
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=60, unique=True), st.integers(0, 60))
@@ -115,7 +135,7 @@ def test_a_servers_answer_is_a_random_choice_of_the_others(ports: list[int], wan
     a random choice of the other recent peers, as many as asked for and there are."""
     table = PeerTable(rng=random.Random(7))
     for port in ports:
-        table.announce(Announce(IH, port, "", 50), "10.0.0.1", 0.0)
+        table.announce(Announce(IH, port, "", 50), f"10.0.1.{port}", 0.0)
     got = table.announce(Announce(IH, 61, "", want), "10.0.0.2", 1.0)
-    others = {("10.0.0.1", port) for port in ports}
+    others = {(f"10.0.1.{port}", port) for port in ports}
     assert len(got) == min(want, len(ports)) == len(set(got)) and set(got) <= others
