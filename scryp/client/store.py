@@ -69,7 +69,8 @@ class Store:
 
     def hold(self, round_number: int, state_root: bytes) -> Held:
         """Record round ``round_number`` (its balances already in place) as the held state,
-        then drop every older balances file."""
+        then drop every older balances file. Blocking (fsync): run it in a thread, so that a
+        session's other work (the wallet page, the lab's clients sharing a process) goes on."""
         self.root.mkdir(parents=True, exist_ok=True)
         document = {"round": round_number, "state_root": state_root.hex()}
         atomic_write(self.root / STATE_FILE, json.dumps(document).encode())

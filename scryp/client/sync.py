@@ -319,7 +319,8 @@ class Client:
             raise FetchFailed(f"torrent names {result.round_dir.name}, not round {record.round}")
         balances = result.round_dir / snapshot.BALANCES
         await asyncio.to_thread(lambda: check_balances_file(balances.read_bytes()))
-        return store.hold(record.round, record.state_root), result.payload_bytes_downloaded
+        held_now = await asyncio.to_thread(store.hold, record.round, record.state_root)
+        return held_now, result.payload_bytes_downloaded
 
     async def _full_from_checkpoint(
         self, verified: VerifiedRound, held: Held | None, listing: listed.Listing, checkpoint: int
@@ -346,7 +347,7 @@ class Client:
             downloaded += fetched
         if new == old:  # nothing changed: the checked file is linked, not moved, since it may
             await asyncio.to_thread(link_durably, old, out)  # be the held round's, until hold
-        return store.hold(record.round, record.state_root), downloaded
+        return await asyncio.to_thread(store.hold, record.round, record.state_root), downloaded
 
     async def _changes_by_range(
         self, last: int, root: bytes, old: Path, start: int, out: Path
@@ -485,7 +486,7 @@ class Client:
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(b"")
-        return store.hold(last, record.state_root), downloaded
+        return await asyncio.to_thread(store.hold, last, record.state_root), downloaded
 
     # -- light --------------------------------------------------------------------------------
 
