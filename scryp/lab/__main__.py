@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from scryp.lab import crowd, netns, report, scenarios, strangers, testbed
+from scryp.lab import crowd, names, netns, report, scenarios, strangers, testbed
 from scryp.lab.lab import Lab
 from scryp.lab.scenarios import Outcome
 
@@ -73,6 +73,9 @@ async def run_scenario(lab: Lab, args: argparse.Namespace) -> Outcome:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hosts_for(args) > names.BRIDGE_PORTS_MAX:
+        print(netns.too_many_hosts(hosts_for(args)), file=sys.stderr)
+        return EXIT_USAGE
     reason = netns.unavailable_reason()
     if args.scenario == "check" or reason is not None:
         print(reason or "this machine can make the lab", file=sys.stderr)

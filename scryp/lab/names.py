@@ -25,7 +25,10 @@ HOST_IFACE = "eth0"  # the host's end of its veth, inside its namespace only
 SUBNET = ipaddress.IPv4Network("10.61.0.0/16")
 ADDRESSES_PER_BLOCK = 254  # .1 .. .254 of each 10.61.X.0/24
 BLOCKS = 250  # 10.61.0.0/24 .. 10.61.249.0/24
-HOSTS_MAX = BLOCKS * ADDRESSES_PER_BLOCK
+HOSTS_MAX = BLOCKS * ADDRESSES_PER_BLOCK  # the address plan's room
+# A Linux bridge has at most 1,024 ports (BR_MAX_PORTS; "RTNETLINK answers: Exchange full"
+# past it), and every host is one port: the most hosts one lab can make.
+BRIDGE_PORTS_MAX = 1024
 IFNAME_CHARS_MAX = 15  # IFNAMSIZ - 1
 # tc tbf: a burst of 64 KiB lets a 10 MB/s cap pass whole 16 KiB pieces, and 100 ms of
 # queue is what a home router's buffer holds.

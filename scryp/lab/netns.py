@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from scryp.errors import LocalError
-from scryp.lab import names, neigh
+from scryp.lab import kernel_limits, names
 
 COMMAND_TIMEOUT_S = 120.0
 NETNS_DIR = "/run/netns"
@@ -41,6 +41,13 @@ def take_lock() -> int:
         os.close(fd)
         raise LabUnavailable("another lab is running on this machine") from None
     return fd
+
+
+def too_many_hosts(count: int) -> str:
+    return (
+        f"{count} hosts: the lab's bridge holds at most {names.BRIDGE_PORTS_MAX} "
+        "(a Linux bridge's ports), one per host"
+    )
 
 
 class LabUnavailable(LocalError):
@@ -107,7 +114,7 @@ def clear() -> tuple[int, int]:
     ip_batch([f"link delete {link}" for link in links], force=True)
     if guard_route_present():
         ip_batch(names.guard_route_commands(add=False))
-    neigh.restore()
+    kernel_limits.restore()
     left_ns, left_links = our_objects()
     if left_ns or left_links:
         raise LocalError(f"could not remove {left_ns + left_links}")
@@ -127,12 +134,14 @@ class VirtualNetwork:
         reason = unavailable_reason()
         if reason is not None:
             raise LabUnavailable(reason)
+        if count > names.BRIDGE_PORTS_MAX:
+            raise LabUnavailable(too_many_hosts(count))
         if self.lock_fd is None:
             self.lock_fd = take_lock()
         clear()
         started = time.monotonic()
         self.count = count
-        neigh.raise_for(count)
+        kernel_limits.raise_for(count)
         root = names.guard_route_commands(add=True) + names.bridge_commands()
         for index in range(count):
             root += names.host_root_commands(index)

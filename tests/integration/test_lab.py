@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scryp.lab import inhost, names, netns
+from scryp.lab import inhost, kernel_limits, names, netns
 from scryp.lab.lab import Lab
 
 REASON = netns.unavailable_reason()
@@ -35,13 +35,19 @@ def test_the_lab_leaves_nothing_behind_even_when_the_scenario_raises(tmp_path: P
         ["ip", "link", "add", names.veth_name(77), "type", "veth", "peer", "name", "scryplab-x77"],
         check=True,
     )
-    with pytest.raises(RuntimeError, match="the scenario failed"), Lab(tmp_path, 3) as lab:
-        assert netns.our_objects()[0] == [names.host_name(i) for i in range(3)]
+    machine = kernel_limits.read()
+    hosts = 40  # enough that the backlog must grow (40 x 50 > the kernel's 1,000)
+    with pytest.raises(RuntimeError, match="the scenario failed"), Lab(tmp_path, hosts) as lab:
+        assert netns.our_objects()[0] == sorted(names.host_name(i) for i in range(hosts))
+        raised = kernel_limits.read()
+        assert raised == {k: max(v, kernel_limits.wanted(hosts)[k]) for k, v in machine.items()}
+        assert raised[str(kernel_limits.BACKLOG)] >= hosts * kernel_limits.BACKLOG_PER_HOST
         lab.start("sleeper", 1, ["sleep", "600"])
         (tmp_path / "clients" / "client-1").mkdir(parents=True)
         (tmp_path / "clients" / "client-1" / "balances").write_bytes(b"x" * 1000)
         raise RuntimeError("the scenario failed")
     assert nothing_left()
+    assert kernel_limits.read() == machine  # the machine's own values are back
     assert not lab.processes[0].running
     # The hosts' data goes with the network (issue 9: a crowd leaves ~1.8 GB); the logs stay.
     assert not (tmp_path / "clients").exists()

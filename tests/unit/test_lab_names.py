@@ -59,3 +59,17 @@ def test_commands_never_route_out() -> None:
     assert "eth0" not in "\n".join(names.host_root_commands(0)).replace("peer name eth0 netns", "")
     assert names.guard_route_commands(add=True) == ["route add unreachable 10.61.0.0/16"]
     assert names.upload_cap_argv(1, 10_000_000)[-6:-4] == ["rate", "80000000bit"]
+
+
+def test_a_lab_past_the_bridges_ports_is_refused_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """1,100 client hosts cannot be ports of one Linux bridge (1,024 at most): exit status 2
+    and one line saying so, before anything is made or checked (the kernel's own answer, "Exchange
+    full", came after minutes of setup)."""
+    from scryp.lab.__main__ import main
+
+    assert main(["crowd", "--clients", "1100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "at most 1024" in err
