@@ -36,7 +36,7 @@ from scryp.core import snapshot
 from scryp.core.balances import check_balances_file
 from scryp.core.replay import replay_to
 from scryp.core.tx import Transaction, decode_many
-from scryp.errors import NotAvailable, RemoteError, TimedOut
+from scryp.errors import NotAvailable, RemoteError
 from scryp.keyfile import atomic_write, link_durably
 from scryp.swarm import FetchFailed, Swarm
 
@@ -178,9 +178,10 @@ class Client:
     ) -> Synced:
         """``latest`` (or ``verified``, if the caller has just read it) then ``sync``; if the
         round's torrent cannot be fetched (its seeders may have moved on while the DHT
-        pointers lagged), or a light sync found no proof at a round that is not a checkpoint,
-        read the pointers again and retry, ``SYNC_ATTEMPTS_MAX`` times in all. Only the last
-        attempt lets a light sync fall back to a full one (protocol §4.4.7)."""
+        pointers lagged, or no server answered a listing in time), or a light sync found no
+        proof at a round that is not a checkpoint, read the pointers again and retry,
+        ``SYNC_ATTEMPTS_MAX`` times in all. Only the last attempt lets a light sync fall back
+        to a full one (protocol §4.4.7)."""
         for attempt in range(1, SYNC_ATTEMPTS_MAX + 1):
             last = attempt == SYNC_ATTEMPTS_MAX
             if verified is None or attempt > 1:
@@ -191,7 +192,7 @@ class Client:
                 verified = await self.latest(held.round)
             try:
                 return await self.sync(verified, mode, account, fall_back=last)
-            except (TimedOut, NoBalancesFile):
+            except (NotAvailable, NoBalancesFile):  # NotAvailable: a timeout, a silent server
                 if last:
                     raise
         raise AssertionError("unreachable")
@@ -288,7 +289,13 @@ class Client:
         for api in self.apis:  # one listing at a time: a lying one cannot spoil the others'
             listing = await servers.round_listing([api], first, record.round)
             checkpoint = listed.newest_checkpoint(listing, record.round)
+            if not listing:  # unreachable or too slow now (a crowd's busy server: 5 s)
+                failed.append(NotAvailable(f"{api} listed no rounds {first}..{record.round}"))
+                continue
             if checkpoint is None:
+                failed.append(
+                    SyncFailed(f"{api} lists no checkpoint in rounds {first}..{record.round}")
+                )
                 continue
             try:
                 if checkpoint == record.round:
@@ -296,9 +303,9 @@ class Client:
                 return await self._full_from_checkpoint(verified, held, listing, checkpoint)
             except (RemoteError, NotAvailable) as error:
                 failed.append(error)
-        if failed:
+        if failed:  # not the round's own torrent: unless listed, it may not be a checkpoint
             raise failed[-1]
-        return await self._full_round(verified, held)  # no listing: the round's own torrent
+        return await self._full_round(verified, held)  # no server API known: its own torrent
 
     async def _full_round(self, verified: VerifiedRound, held: Held | None) -> tuple[Held, int]:
         record = verified.record

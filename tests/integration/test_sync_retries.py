@@ -1,17 +1,24 @@
-"""A light sync whose round's proof is gone (servers keep the trees of their newest few sealed
+"""Syncs at a round that is not a checkpoint, when the servers cannot help in time (protocol
+§4.4.7). A light sync whose round's proof is gone (servers keep the trees of their newest few sealed
 rounds, protocol §4.4.6) at a round that is not a checkpoint: ``sync`` alone falls back to a
 full sync, while ``sync_latest`` reads the pointers again and proves the balance at a newer
-round with no piece (§4.4.7), as the CLI's ``balance`` and the lab's crowd do."""
+round with no piece, as the CLI's ``balance`` and the lab's crowd do. A full sync that no
+server lists rounds for is "not available now" (retried by ``sync_latest``), not a fetch of the
+round's own torrent, which holds no ``balances`` to build on (the lab's 1,000-client crowd,
+whose busy servers let listings time out, failed a full sync so)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
 
 from scryp.client.network import load_testnet
 from scryp.client.session import open_client
+from scryp.errors import NotAvailable
 from scryp.localnet import LocalNetwork
 from scryp.server.view import PROOF_TREES_KEPT
 
@@ -54,6 +61,15 @@ def test_a_light_sync_past_its_proof_reads_a_newer_round_not_the_whole_state(
                 fell = await client.sync(old, "light", faucet)  # the documented last resort
                 assert fell.mode == "full" and "light failed" in fell.fell_back
                 assert fell.balance is not None and fell.bytes_downloaded > 0
+
+                newest = await client.latest(min_round=old.round + 1)
+                with socket.socket() as unused:  # an API address where nobody answers
+                    unused.bind(("127.0.0.1", 0))
+                    dead = f"http://127.0.0.1:{unused.getsockname()[1]}"
+                client.network = dataclasses.replace(client.network, apis=(dead,))
+                client.pointer_apis = ()
+                with pytest.raises(NotAvailable, match="listed no rounds"):
+                    await client.sync(newest, "full", faucet)
         finally:
             await net.stop()
 
