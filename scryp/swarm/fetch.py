@@ -48,13 +48,6 @@ class FetchFailed(RemoteError):
     """The swarm gave us data that does not match what the pointer or caller expected."""
 
 
-class InconsistentHashes(FetchFailed):
-    """libtorrent's error 217 on a hybrid round: a piece passed one of its v1 and v2 hashes
-    and failed the other. The fetch deletes the torrent's files: re-adding a partly fetched
-    hybrid torrent fails its file check the same way (libtorrent), so a retry that kept
-    them failed again (2 of 250 full syncs in the lab's 1,000-client crowd)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Progress:
     """A fetch's progress: pieces and payload bytes of the wanted part of the torrent."""
@@ -160,7 +153,7 @@ def torrent_error(infohash: bytes, message: str, code: Any) -> Exception:
     error) is ours (LocalError)."""
     text = f"torrent {infohash.hex()}: {message}"
     if code.category().name() == "libtorrent" and code.value() == INCONSISTENT_HASHES:
-        return InconsistentHashes(text)
+        return FetchFailed(text)
     return LocalError(text)
 
 
@@ -204,15 +197,6 @@ def _copy_reusable(previous_round: Path, round_dir: Path) -> bool:
     round_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     return True
-
-
-def _fetched_paths(save_dir: Path, layout: Any, files: Sequence[str] | None) -> tuple[Path, ...]:
-    """Where the fetched (non-pad) files are: all of them, or those named in ``files``."""
-    return tuple(
-        save_dir / layout.file_path(i)
-        for i in _real_files(layout)
-        if files is None or layout.file_name(i) in files
-    )
 
 
 def _file_names(layout: Any) -> set[str]:
@@ -436,7 +420,7 @@ class Fetching:
         )
         unwatch = self._watch(infohash, step.watch.on_alert)
         lookups = None
-        succeeded = discard_files = False
+        succeeded = False
         try:
             await step.add(save_dir)
             lookups = self._start_lookups(infohash)  # once the torrent is there to dial from
@@ -450,7 +434,11 @@ class Fetching:
                 await step.reuse(reuse_from, round_dir)  # only a checkpoint round (§4.4.4)
             await step.download(info.num_pieces(), wanted, peers)
             downloaded = step.downloaded_bytes()
-            paths = _fetched_paths(save_dir, layout, files)
+            paths = tuple(
+                save_dir / layout.file_path(i)
+                for i in _real_files(layout)
+                if files is None or layout.file_name(i) in files
+            )
             await step.flush()
             if expect_state_root is not None:
                 await _check_state_root(round_dir, expect_state_root)
@@ -459,16 +447,12 @@ class Fetching:
             return FetchResult(
                 infohash, infohash_v2, round_dir, paths, downloaded, len(wanted), seconds
             )
-        except InconsistentHashes:
-            discard_files = True
-            raise
         finally:
             unwatch()
             await stop(lookups)
             if not succeeded and not self._closed:
-                # Neither half-fetched nor unverified data is seeded on; files stay for
-                # reuse, unless libtorrent would fail them again (InconsistentHashes).
-                await self.remove(infohash, delete_files=discard_files)
+                # Neither half-fetched nor unverified data is seeded on; files stay for reuse.
+                await self.remove(infohash)
 
     def _tracker_allowed(self, url: str) -> bool:
         """Only http trackers at an address this network mode allows (protocol §8.8)."""
