@@ -15,6 +15,7 @@ deadline (``TimedOut``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,8 @@ from scryp.errors import LocalError, MalformedInput, RemoteError, TimedOut
 
 from .settings import CLIENT_TORRENT_CONNECTIONS_MAX, SwarmConfig
 from .waits import deadline, stop
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 # How often a session that does not announce looks its torrents' peers up (protocol §8.6).
@@ -139,6 +142,7 @@ class PieceWatch:
             self.recount()
         elif isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
             error = torrent_error(self.infohash, alert.message(), alert.error)
+            log.warning("fetch ends: %s", error)  # the caller may retry: this says why
             for future in (self.metadata, self.checked, self.done, self.flushed):
                 if future is not None and not future.done():
                     future.set_exception(error)
