@@ -289,13 +289,11 @@ class Client:
         for api in self.apis:  # one listing at a time: a lying one cannot spoil the others'
             listing = await servers.round_listing([api], first, record.round)
             checkpoint = listed.newest_checkpoint(listing, record.round)
-            if not listing:  # unreachable or too slow now (a crowd's busy server: 5 s)
-                failed.append(NotAvailable(f"{api} listed no rounds {first}..{record.round}"))
-                continue
             if checkpoint is None:
-                failed.append(
-                    SyncFailed(f"{api} lists no checkpoint in rounds {first}..{record.round}")
-                )
+                # Not here now: unreachable or too slow (a crowd's busy server: 5 s), or the
+                # server holds no checkpoint that old (one that caught up from a later one).
+                what = "lists no checkpoint in" if listing else "listed no"
+                failed.append(NotAvailable(f"{api} {what} rounds {first}..{record.round}"))
                 continue
             try:
                 if checkpoint == record.round:
