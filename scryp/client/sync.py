@@ -532,6 +532,8 @@ class Client:
                 pieces.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pieces
+            elif pieces is not None and not pieces.cancelled():
+                pieces.exception()  # a search that failed after the proof answered: seen
 
     async def _light(
         self, verified: VerifiedRound, account: bytes, asked: asyncio.Task[Any]

@@ -33,6 +33,7 @@ from scryp.errors import TimedOut
 from scryp.hostport import split_hostport
 from scryp.keyfile import read_quorum
 from scryp.lab import inhost
+from scryp.lab.lab import die_with_parent
 from scryp.netmode import Mode
 from scryp.swarm import Swarm, SwarmConfig
 
@@ -101,7 +102,11 @@ def start_checks() -> concurrent.futures.ProcessPoolExecutor:
     machine pays. Forked now, before any libtorrent thread exists (Python 3.11 forks every
     worker at the first task), and counted in the agent's CPU."""
     pool = concurrent.futures.ProcessPoolExecutor(
-        CHECK_WORKERS, mp_context=multiprocessing.get_context("fork")
+        CHECK_WORKERS,
+        mp_context=multiprocessing.get_context("fork"),
+        # A worker outliving a killed agent held its stdout open, and the lab then waited
+        # for an end of file that never came (the 1,000-client crowd).
+        initializer=die_with_parent,
     )
     for started in [pool.submit(os.getpid) for _ in range(CHECK_WORKERS)]:
         started.result()
@@ -124,22 +129,17 @@ def run(spec: dict[str, Any]) -> int:
 
         futures[inhost.run_on_host(client["ns"], work, client["name"])] = client
     deadline = origin + timeout_s + max((float(c["start_s"]) for c in spec["clients"]), default=0)
-    done, late = concurrent.futures.wait(futures, max(0.0, deadline - time.monotonic() + 5))
-    for future in done:
-        error = future.exception()
-        line = (
-            future.result()
-            if error is None
-            else {
-                "name": futures[future]["name"],
-                "mode": futures[future]["mode"],
-                "ok": False,
-                "error": f"{type(error).__name__}: {error}",
-            }
-        )
-        print(json.dumps(line), flush=True)
-    for future in late:
-        print(json.dumps({"name": futures[future]["name"], "ok": False, "error": "hung"}))
+    # Each result is printed as its client ends: a crowd that overran the lab's deadline for
+    # this process (which then kills it) still reports every client that did end.
+    reported = set()
+    try:
+        wait_s = max(0.0, deadline - time.monotonic() + 5)
+        for future in concurrent.futures.as_completed(futures, wait_s):
+            print(json.dumps(_result_line(future, futures[future])), flush=True)
+            reported.add(future)
+    except TimeoutError:
+        for future in set(futures) - reported:
+            print(json.dumps({"name": futures[future]["name"], "ok": False, "error": "hung"}))
     checks.shutdown(wait=True, cancel_futures=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the checks' processes
@@ -150,6 +150,20 @@ def run(spec: dict[str, Any]) -> int:
     }
     print(json.dumps({"agent": cpu}), flush=True)
     return 0
+
+
+def _result_line(
+    future: concurrent.futures.Future[dict[str, Any]], client: dict[str, Any]
+) -> dict[str, Any]:
+    error = future.exception()
+    if error is None:
+        return future.result()
+    return {
+        "name": client["name"],
+        "mode": client["mode"],
+        "ok": False,
+        "error": f"{type(error).__name__}: {error}",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,10 @@ processes have ended: the logs, the network's files and the reports stay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
+import os
 import shutil
 import signal
 import subprocess
@@ -38,7 +40,7 @@ OUTPUT_BYTES_MAX = 1 << 20  # a one-shot command's stdout kept for its result
 HOST_DATA_DIRS = ("clients", "data", "seeders", "strangers")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the lab's (main) thread dies."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -61,7 +63,7 @@ class HostProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (the lab's main thread only)
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (the lab's main thread only)
                 start_new_session=True,  # a terminal's Ctrl-C goes to the lab, which stops us
             )
 
@@ -170,14 +172,16 @@ class Lab:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 stdin=asyncio.subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 start_new_session=True,
             )
             try:
                 out, _ = await asyncio.wait_for(child.communicate(), timeout_s)
                 code: int | None = child.returncode
             except TimeoutError:
-                child.kill()
+                # The whole group (its own session): children it forked hold its stdout too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
                 out, _ = await child.communicate()
                 code = None
         text = out[:OUTPUT_BYTES_MAX].decode(errors="replace")
