@@ -65,8 +65,8 @@ def test_a_lab_past_the_bridges_ports_is_refused_with_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """1,100 client hosts cannot be ports of one Linux bridge (1,024 at most): exit status 2
-    and one line saying so, before anything is made or checked (the kernel's own answer, "Exchange
-    full", came after minutes of setup)."""
+    and one line saying so, before anything is made or checked (the kernel's own answer,
+    "Exchange full", came only after ~25 s of setting up the hosts before it)."""
     from scryp.lab.__main__ import main
 
     assert main(["crowd", "--clients", "1100"]) == 2
